@@ -1,0 +1,18 @@
+//! One file per subcommand: parse arguments, read inputs, call the library, print.
+
+pub mod check;
+pub mod config;
+pub mod discover;
+pub mod doctor;
+pub mod domain;
+pub mod pinning;
+pub mod sync;
+
+use miette::{IntoDiagnostic, WrapErr};
+
+/// Reads a file named on the command line, with the path in the error.
+pub fn read_file(path: &std::path::Path) -> miette::Result<String> {
+    std::fs::read_to_string(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read {}", path.display()))
+}
