@@ -342,7 +342,10 @@ pub enum ConfigError {
     #[diagnostic(code(vfio::config::schema), help("option names are those of virtualisation.vms.<name> (camelCase, e.g. `audioPciId`); check the spelling and the value's type"))]
     Schema(#[source] serde_json::Error),
     #[error("the VM config has no `name`")]
-    #[diagnostic(code(vfio::config::name), help("add \"name\": \"win11\" (the attribute name under virtualisation.vms)"))]
+    #[diagnostic(
+        code(vfio::config::name),
+        help("add \"name\": \"win11\" (the attribute name under virtualisation.vms)")
+    )]
     MissingName,
 }
 

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vfio-helper", version, about = "GPU-passthrough VMs on NixOS: domain XML, pinning, discovery, checks")]
+#[command(
+    name = "vfio-helper",
+    version,
+    about = "GPU-passthrough VMs on NixOS: domain XML, pinning, discovery, checks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -4,5 +4,7 @@ use std::process::ExitCode;
 pub struct Args {}
 
 pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    Err(miette::miette!("`vfio-helper discover` is not implemented yet"))
+    Err(miette::miette!(
+        "`vfio-helper discover` is not implemented yet"
+    ))
 }
