@@ -1,0 +1,4 @@
+# A bridge without the physical NIC to put into it.
+{
+  modules.networking.bridge.enable = true;
+}

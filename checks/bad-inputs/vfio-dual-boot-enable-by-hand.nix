@@ -1,0 +1,15 @@
+# modules.vfio.enable set by hand next to dual boot: the host entry would
+# isolate the GPU too.
+{
+  virtualisation.vms.win11 = {
+    gpu = {
+      enable = true;
+      pciId = "10de:2782";
+      audioPciId = "10de:22bc";
+      address = "0000:01:00.0";
+      audioAddress = "0000:01:00.1";
+    };
+  };
+  modules.vfio.dualBoot.enable = true;
+  modules.vfio.enable = true;
+}

@@ -1,0 +1,4 @@
+# Isolation enabled without any VM.
+{
+  modules.vfio.enable = true;
+}

@@ -1,0 +1,14 @@
+# A hand-added PCI ID in the wrong format (upper case, no colon).
+{
+  virtualisation.vms.win11 = {
+    gpu = {
+      enable = true;
+      pciId = "10de:2782";
+      audioPciId = "10de:22bc";
+      address = "0000:01:00.0";
+      audioAddress = "0000:01:00.1";
+    };
+  };
+  modules.vfio.enable = true;
+  modules.vfio.gpuPciIds = [ "10DE1AD6" ];
+}

@@ -1,0 +1,14 @@
+# Looking Glass without any user who may read the shared memory.
+{
+  virtualisation.vms.win11 = {
+    gpu = {
+      enable = true;
+      pciId = "10de:2782";
+      audioPciId = "10de:22bc";
+      address = "0000:01:00.0";
+      audioAddress = "0000:01:00.1";
+    };
+  };
+  modules.vfio.enable = true;
+  modules.vfio.lookingGlass.enable = true;
+}

@@ -1,0 +1,19 @@
+# A Looking Glass shared memory size that is not a power of two.
+{
+  virtualisation.vms.win11 = {
+    gpu = {
+      enable = true;
+      pciId = "10de:2782";
+      audioPciId = "10de:22bc";
+      address = "0000:01:00.0";
+      audioAddress = "0000:01:00.1";
+    };
+    lookingGlass.size = 64;
+  };
+  modules.vfio.dualBoot.enable = true;
+  modules.vfio.lookingGlass = {
+    enable = true;
+    users = [ "draxel" ];
+    shmSize = 100;
+  };
+}

@@ -1,0 +1,116 @@
+# Shared fixtures of the vfio*.nix tests (no tests of its own).
+{ lib, evalHost }:
+rec {
+  # RTX 4070 Ti (AD104): GPU and HDMI audio.
+  gpu4070 = {
+    enable = true;
+    pciId = "10de:2782";
+    audioPciId = "10de:22bc";
+    address = "0000:01:00.0";
+    audioAddress = "0000:01:00.1";
+  };
+
+  # RTX 2080 Ti Rev. A (TU102): four functions, the USB-C ones as extras.
+  gpu2080ti = {
+    enable = true;
+    pciId = "10de:1e07";
+    audioPciId = "10de:10f7";
+    address = "0000:02:00.0";
+    audioAddress = "0000:02:00.1";
+    extraPciIds = [
+      "10de:1ad6"
+      "10de:1ad7"
+    ];
+    extraAddresses = [
+      "0000:02:00.2"
+      "0000:02:00.3"
+    ];
+  };
+
+  # The guide's VM ("2. Define Your VM").
+  win11 = {
+    type = "windows-gaming";
+    memory = 32768;
+    vcpus = 12;
+    cpu = {
+      cores = 6;
+      threads = 2;
+    };
+    hugepages = {
+      enable = true;
+      count = 32;
+    };
+    gpu = gpu4070;
+    storage.disk = "/var/lib/libvirt/images/win11.qcow2";
+    lookingGlass.size = 128;
+  };
+
+  # The guide's step 3.
+  guideVfio = {
+    modules.vfio.dualBoot = {
+      enable = true;
+      defaultMode = "host";
+    };
+    modules.vfio.lookingGlass = {
+      enable = true;
+      users = [ "draxel" ];
+    };
+    modules.vfio.scream.enable = true;
+  };
+
+  intel.modules.vfio.hostTopology = {
+    vendor = "intel";
+    pdpe1gb = true;
+  };
+  amd.modules.vfio.hostTopology = {
+    vendor = "amd";
+    pdpe1gb = true;
+  };
+
+  # Evaluates a host given as a list of modules.
+  host = modules: evalHost { imports = modules; };
+
+  failedMessages = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
+
+  # Everything the VFIO entry adds on top of a plain host, to show that an
+  # entry carries none of it.
+  isolationOf = cfg: {
+    inherit (cfg.boot)
+      kernelParams
+      kernelModules
+      extraModprobeConfig
+      blacklistedKernelModules
+      extraModulePackages
+      ;
+    initrd = cfg.boot.initrd.kernelModules;
+    udevRules = cfg.services.udev.extraRules;
+    udevPackages = cfg.services.udev.packages;
+    tmpfiles = lib.filter (lib.hasInfix "/dev/") cfg.systemd.tmpfiles.rules;
+    hooks = cfg.virtualisation.libvirtd.hooks.qemu;
+    qemuConf = cfg.virtualisation.libvirtd.qemu.verbatimConfig;
+    userServices = cfg.systemd.user.services;
+    services = lib.filter (lib.hasPrefix "looking-glass") (lib.attrNames cfg.systemd.services);
+    firewall = cfg.networking.firewall.interfaces;
+    groups = cfg.users.groups;
+    packages = lib.filter (n: n == "looking-glass-client") (map (p: p.name) cfg.environment.systemPackages);
+  };
+
+  nothingIsolated = {
+    kernelParams = [ ];
+    kernelModules = [ ];
+    extraModprobeConfig = "";
+    blacklistedKernelModules = [ ];
+    extraModulePackages = [ ];
+    initrd = [ ];
+    udevRules = "";
+    udevPackages = [ ];
+    tmpfiles = [ ];
+    hooks = { };
+    qemuConf = "namespaces = []\n";
+    userServices = { };
+    services = [ ];
+    firewall = { };
+    groups = { };
+    packages = [ ];
+  };
+}

@@ -1,0 +1,425 @@
+# Tests of modules.vfio isolation (modules/vfio.nix, modules/vfio/isolation.nix,
+# modules/vfio/hugepages.nix), in lib.runTests format.
+{ lib, evalHost }:
+let
+  f = import ./vfio-fixtures.nix { inherit lib evalHost; };
+  inherit (f) host failedMessages;
+
+  staticIntel = host [
+    f.intel
+    {
+      virtualisation.vms.win11 = f.win11;
+      modules.vfio.enable = true;
+    }
+  ];
+
+  dynamic = host [
+    f.intel
+    {
+      virtualisation.vms.win11 = f.win11;
+      modules.vfio = {
+        enable = true;
+        primaryMode = false;
+      };
+    }
+  ];
+
+  twoGpus = host [
+    f.amd
+    {
+      virtualisation.vms.win11 = f.win11;
+      virtualisation.vms.turing = {
+        gpu = f.gpu2080ti;
+        lookingGlass.enable = false;
+      };
+      modules.vfio.enable = true;
+      modules.vfio.scream.enable = false;
+    }
+  ];
+
+  kernel61 = {
+    boot.kernelPackages = {
+      kernel.version = "6.1.55";
+      kvmfr = {
+        type = "derivation";
+        name = "kvmfr";
+        outPath = "/nix/store/00000000000000000000000000000000-kvmfr";
+      };
+    };
+  };
+
+  hookOf = cfg: cfg.virtualisation.libvirtd.hooks.qemu.vfio-gpu-detach;
+
+  softdeps = ''
+    softdep nvidia pre: vfio-pci
+    softdep nouveau pre: vfio-pci
+    softdep snd_hda_intel pre: vfio-pci
+    softdep xhci_pci pre: vfio-pci
+    softdep i2c_nvidia_gpu pre: vfio-pci
+  '';
+in
+{
+  # --- static (primaryMode = true) -------------------------------------------
+
+  testStaticKernelParams = {
+    expr = staticIntel.boot.kernelParams;
+    expected = [
+      "intel_iommu=on"
+      "iommu=pt"
+      "vfio-pci.ids=10de:2782,10de:22bc"
+      "default_hugepagesz=1G"
+      "hugepagesz=1G"
+      "hugepages=32"
+    ];
+  };
+
+  testStaticInitrdModules = {
+    expr = staticIntel.boot.initrd.kernelModules;
+    expected = [
+      "vfio_pci"
+      "vfio"
+      "vfio_iommu_type1"
+    ];
+  };
+
+  testVfioLoadsBeforeGpuDriversInInitrd = {
+    expr =
+      (host [
+        { boot.initrd.kernelModules = [ "nvidia" ]; }
+        {
+          virtualisation.vms.win11 = f.win11;
+          modules.vfio.enable = true;
+        }
+      ]).boot.initrd.kernelModules;
+    expected = [
+      "vfio_pci"
+      "vfio"
+      "vfio_iommu_type1"
+      "nvidia"
+    ];
+  };
+
+  testStaticSoftdeps = {
+    expr = staticIntel.boot.extraModprobeConfig;
+    expected = softdeps;
+  };
+
+  testStaticBlacklist = {
+    expr = staticIntel.boot.blacklistedKernelModules;
+    expected = [
+      "nouveau"
+      "nvidia"
+      "nvidia_drm"
+      "nvidia_modeset"
+      "nvidia_uvm"
+    ];
+  };
+
+  testBlacklistCanBeTurnedOff = {
+    expr =
+      (host [
+        {
+          virtualisation.vms.win11 = f.win11;
+          modules.vfio.enable = true;
+          modules.vfio.blacklistNvidia = false;
+        }
+      ]).boot.blacklistedKernelModules;
+    expected = [ ];
+  };
+
+  testVfioNodePermissions = {
+    expr = staticIntel.services.udev.extraRules;
+    expected = ''
+      SUBSYSTEM=="vfio", GROUP="kvm", MODE="0660"
+    '';
+  };
+
+  testStaticHasNoHook = {
+    expr = staticIntel.virtualisation.libvirtd.hooks.qemu;
+    expected = { };
+  };
+
+  testStaticHostHasNoFailedAssertions = {
+    expr = failedMessages staticIntel;
+    expected = [ ];
+  };
+
+  testDerivedIds = {
+    expr = {
+      inherit (staticIntel.modules.vfio) gpuPciIds gpuPciAddresses;
+    };
+    expected = {
+      gpuPciIds = [
+        "10de:2782"
+        "10de:22bc"
+      ];
+      gpuPciAddresses = [
+        "0000:01:00.0"
+        "0000:01:00.1"
+      ];
+    };
+  };
+
+  testUserCanAddIds = {
+    expr =
+      let
+        cfg = host [
+          {
+            virtualisation.vms.win11 = f.win11;
+            modules.vfio.enable = true;
+            modules.vfio.gpuPciIds = [ "10de:1ad6" ];
+          }
+        ];
+      in
+      {
+        ids = cfg.modules.vfio.gpuPciIds;
+        param = lib.filter (lib.hasPrefix "vfio-pci.ids=") cfg.boot.kernelParams;
+      };
+    expected = {
+      ids = [
+        "10de:2782"
+        "10de:22bc"
+        "10de:1ad6"
+      ];
+      param = [ "vfio-pci.ids=10de:2782,10de:22bc,10de:1ad6" ];
+    };
+  };
+
+  # --- CPU vendor and kernel version -----------------------------------------
+
+  testAmdNeedsNoIntelIommu = {
+    expr = lib.filter (lib.hasPrefix "intel_iommu") twoGpus.boot.kernelParams;
+    expected = [ ];
+  };
+
+  testVendorFromTopology = {
+    expr = [
+      staticIntel.modules.vfio.cpuVendor
+      twoGpus.modules.vfio.cpuVendor
+    ];
+    expected = [
+      "intel"
+      "amd"
+    ];
+  };
+
+  testUnknownVendorGetsIntelIommu = {
+    expr =
+      lib.elem "intel_iommu=on"
+        (host [
+          {
+            virtualisation.vms.win11 = f.win11;
+            modules.vfio.enable = true;
+          }
+        ]).boot.kernelParams;
+    expected = true;
+  };
+
+  testVirqfdOnlyBefore62 = {
+    expr = {
+      old =
+        (host [
+          kernel61
+          {
+            virtualisation.vms.win11 = f.win11;
+            modules.vfio.enable = true;
+          }
+        ]).boot.initrd.kernelModules;
+      new = staticIntel.boot.initrd.kernelModules;
+    };
+    expected = {
+      old = [
+        "vfio_pci"
+        "vfio"
+        "vfio_iommu_type1"
+        "vfio_virqfd"
+      ];
+      new = [
+        "vfio_pci"
+        "vfio"
+        "vfio_iommu_type1"
+      ];
+    };
+  };
+
+  # --- two VMs with GPUs --------------------------------------------------------
+
+  testTwoGpusAllFunctions = {
+    expr = {
+      params = twoGpus.boot.kernelParams;
+      addresses = twoGpus.modules.vfio.gpuPciAddresses;
+    };
+    expected = {
+      # VMs in name order: turing, then win11.
+      params = [
+        "iommu=pt"
+        "vfio-pci.ids=10de:1e07,10de:10f7,10de:1ad6,10de:1ad7,10de:2782,10de:22bc"
+        "default_hugepagesz=1G"
+        "hugepagesz=1G"
+        "hugepages=32"
+      ];
+      addresses = [
+        "0000:02:00.0"
+        "0000:02:00.1"
+        "0000:02:00.2"
+        "0000:02:00.3"
+        "0000:01:00.0"
+        "0000:01:00.1"
+      ];
+    };
+  };
+
+  testHugepagesSumOverVms = {
+    expr =
+      lib.filter (lib.hasPrefix "hugepages=")
+        (host [
+          {
+            virtualisation.vms.win11 = f.win11;
+            virtualisation.vms.small = {
+              memory = 8192;
+              hugepages = {
+                enable = true;
+                count = 8;
+              };
+            };
+            virtualisation.vms.nohuge.memory = 4096;
+            modules.vfio.enable = true;
+          }
+        ]).boot.kernelParams;
+    expected = [ "hugepages=40" ];
+  };
+
+  testNoHugepagesWithoutHugepageVms = {
+    expr =
+      lib.filter (lib.hasInfix "hugepage")
+        (host [
+          {
+            virtualisation.vms.win11 = f.win11 // {
+              hugepages.enable = false;
+            };
+            modules.vfio.enable = true;
+          }
+        ]).boot.kernelParams;
+    expected = [ ];
+  };
+
+  testNoPdpe1gbWarns = {
+    expr =
+      lib.any (lib.hasInfix "no pdpe1gb flag")
+        (host [
+          {
+            virtualisation.vms.win11 = f.win11;
+            modules.vfio.enable = true;
+            modules.vfio.hostTopology = {
+              vendor = "intel";
+              pdpe1gb = false;
+            };
+          }
+        ]).warnings;
+    expected = true;
+  };
+
+  # --- dynamic (primaryMode = false) -------------------------------------------
+
+  testDynamicBindsNothingAtBoot = {
+    expr = {
+      inherit (dynamic.boot) kernelParams kernelModules blacklistedKernelModules extraModprobeConfig;
+      initrd = dynamic.boot.initrd.kernelModules;
+    };
+    expected = {
+      kernelParams = [
+        "intel_iommu=on"
+        "iommu=pt"
+        "default_hugepagesz=1G"
+        "hugepagesz=1G"
+        "hugepages=32"
+      ];
+      kernelModules = [
+        "vfio_pci"
+        "vfio"
+        "vfio_iommu_type1"
+      ];
+      blacklistedKernelModules = [ ];
+      extraModprobeConfig = "";
+      initrd = [ ];
+    };
+  };
+
+  testDynamicHookIsInstalled = {
+    expr = lib.attrNames dynamic.virtualisation.libvirtd.hooks.qemu;
+    expected = [ "vfio-gpu-detach" ];
+  };
+
+  testDynamicHookDeviceMap = {
+    expr = lib.hasInfix "export VFIO_GPU_DEVICES='win11 0000:01:00.0 0000:01:00.1'" (hookOf dynamic).text;
+    expected = true;
+  };
+
+  testDynamicHookRunsTheScript = {
+    expr = builtins.match ''.*exec [^ ]*/bin/bash ([^ ]*) "\$@".*'' (hookOf dynamic).text != null
+      && lib.hasSuffix "-gpu-detach.sh" (lib.head (builtins.match ''.*exec [^ ]*/bin/bash ([^ ]*) "\$@".*'' (hookOf dynamic).text));
+    expected = true;
+  };
+
+  testDynamicHookTwoVmsAndExtraAddress = {
+    expr =
+      let
+        cfg = host [
+          {
+            virtualisation.vms.win11 = f.win11;
+            virtualisation.vms.turing = {
+              gpu = f.gpu2080ti;
+              lookingGlass.enable = false;
+            };
+            modules.vfio = {
+              enable = true;
+              primaryMode = false;
+              scream.enable = false;
+              gpuPciAddresses = [ "0000:05:00.0" ];
+            };
+          }
+        ];
+      in
+      builtins.match ".*VFIO_GPU_DEVICES='([^']*)'.*" (hookOf cfg).text;
+    expected = [
+      "turing 0000:02:00.0 0000:02:00.1 0000:02:00.2 0000:02:00.3 0000:05:00.0\nwin11 0000:01:00.0 0000:01:00.1 0000:05:00.0"
+    ];
+  };
+
+  # --- nothing without enable ------------------------------------------------------
+
+  testNoVmsNothingSet = {
+    expr = f.isolationOf (evalHost { });
+    expected = f.nothingIsolated // {
+      services = [ ];
+    };
+  };
+
+  testGpuVmWithoutEnableNothingSet = {
+    expr = f.isolationOf (host [ { virtualisation.vms.win11 = f.win11; } ]);
+    expected = f.nothingIsolated;
+  };
+
+  testNoVmsDerivedListsEmpty = {
+    expr = {
+      inherit ((evalHost { }).modules.vfio) gpuPciIds gpuPciAddresses enable;
+    };
+    expected = {
+      gpuPciIds = [ ];
+      gpuPciAddresses = [ ];
+      enable = false;
+    };
+  };
+
+  testEnableWithoutGpuFails = {
+    expr = failedMessages (host [
+      {
+        virtualisation.vms.srv.type = "linux-server";
+        modules.vfio.enable = true;
+      }
+    ]);
+    expected = [
+      "modules.vfio.enable = true but no VM in virtualisation.vms has gpu.enable = true, so there is no GPU to isolate; give a VM `gpu = { enable = true; pciId = \"10de:2782\"; address = \"0000:01:00.0\"; }` (from `lspci -nn` and `lspci -D`), or remove modules.vfio.enable = true"
+    ];
+  };
+}

@@ -1,0 +1,202 @@
+# modules.vfio: the host side of GPU passthrough.
+#
+# Most values are derived from the GPU-enabled VMs of virtualisation.vms:
+# which PCI IDs vfio-pci claims, which functions the detach hook hands over,
+# how large the Looking Glass shared memory is and how many hugepages are
+# reserved. `enable` switches isolation on for the current boot entry; with
+# `dualBoot.enable` the module sets it itself: off in the host entry, on in
+# the VFIO entry (see modules/vfio/dual-boot.nix).
+#
+# One file per concern:
+#   vfio/isolation.nix     IOMMU, vfio-pci binding (boot time or by hook)
+#   vfio/hugepages.nix     1 GiB pages for the VMs that use them
+#   vfio/dual-boot.nix     host and VFIO boot entries
+#   vfio/looking-glass.nix /dev/shm/looking-glass or kvmfr
+#   vfio/scream.nix        Scream audio receiver
+{
+  config,
+  lib,
+  ...
+}:
+let
+  inherit (lib)
+    mkOption
+    mkIf
+    mkMerge
+    types
+    literalExpression
+    ;
+
+  cfg = config.modules.vfio;
+  derived = import ./vfio/derive.nix { inherit lib config; };
+
+  pciIdType =
+    types.strMatching "[0-9a-f]{4}:[0-9a-f]{4}"
+    // {
+      description = "PCI vendor:device ID in lower-case hex, e.g. \"10de:2782\"";
+    };
+
+  pciAddressType =
+    types.strMatching "[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\\.[0-7]"
+    // {
+      description = "PCI address DDDD:BB:SS.F in lower-case hex, e.g. \"0000:01:00.0\"";
+    };
+
+  # libvirt's built-in cgroup_device_acl (qemu.conf.in); setting the option
+  # replaces this list, so it is always written out in full.
+  libvirtDefaultAcl = [
+    "/dev/null"
+    "/dev/full"
+    "/dev/zero"
+    "/dev/random"
+    "/dev/urandom"
+    "/dev/ptmx"
+    "/dev/kvm"
+    "/dev/userfaultfd"
+  ];
+
+  # Sorted, so the file does not depend on the order modules are imported in.
+  acl = lib.unique (libvirtDefaultAcl ++ lib.sort (a: b: a < b) cfg.deviceAcl);
+
+  topologyVendor =
+    if cfg.hostTopology == null then null else cfg.hostTopology.vendor or null;
+in
+{
+  imports = [
+    ./vfio/isolation.nix
+    ./vfio/hugepages.nix
+    ./vfio/dual-boot.nix
+    ./vfio/looking-glass.nix
+    ./vfio/scream.nix
+  ];
+
+  options.modules.vfio = {
+    enable = mkOption {
+      type = types.bool;
+      default = cfg.dualBoot.enable && cfg.dualBoot.currentMode == "vfio";
+      defaultText = lib.literalMD "`true` in the VFIO entry of a dual boot (`dualBoot.enable`), else `false`";
+      description = ''
+        Isolate the passthrough GPU in this boot entry: IOMMU on, the GPU's
+        functions held by vfio-pci (at boot, or by a libvirt hook when
+        `primaryMode = false`), hugepages reserved, Looking Glass and Scream
+        set up. With `dualBoot.enable` do not set this: the module turns it on
+        in the VFIO entry and off in the host entry.
+      '';
+    };
+
+    primaryMode = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        `true`: the GPU is bound to vfio-pci at boot (`vfio-pci.ids` on the
+        kernel command line, vfio modules in the initrd, NVIDIA drivers
+        blacklisted) and never used by the host. `false` (dynamic): the host
+        keeps its driver until a VM starts; a libvirt qemu hook then hands the
+        GPU's functions to vfio-pci and gives them back when the VM stops, and
+        refuses to start the VM while a host process still uses the GPU.
+      '';
+    };
+
+    gpuPciIds = mkOption {
+      type = types.listOf pciIdType;
+      default = [ ];
+      example = [ "10de:1ad6" ];
+      description = ''
+        `vendor:device` IDs that vfio-pci claims at boot. The IDs of every
+        GPU-enabled VM (`gpu.pciId`, `gpu.audioPciId`, `gpu.extraPciIds`) are
+        always included; IDs defined here are added to them.
+      '';
+    };
+
+    gpuPciAddresses = mkOption {
+      type = types.listOf pciAddressType;
+      default = [ ];
+      example = [ "0000:01:00.2" ];
+      description = ''
+        PCI addresses of the passthrough functions. The addresses of every
+        GPU-enabled VM are always included; addresses defined here are added
+        and, with `primaryMode = false`, detached for every GPU VM.
+      '';
+    };
+
+    cpuVendor = mkOption {
+      type = types.nullOr (
+        types.enum [
+          "amd"
+          "intel"
+        ]
+      );
+      default = topologyVendor;
+      defaultText = literalExpression "hostTopology.vendor or null";
+      description = ''
+        The host's CPU vendor. Intel needs `intel_iommu=on`; AMD enables its
+        IOMMU by itself. When null (unknown), `intel_iommu=on` is added, which
+        AMD kernels ignore.
+      '';
+    };
+
+    hostTopology = mkOption {
+      type = types.nullOr (types.attrsOf types.anything);
+      default = null;
+      example = literalExpression "lib.importJSON ./host-topology.json";
+      description = ''
+        The host's CPU topology as written by `vfio-helper discover --nix`
+        (vendor, logical CPUs, L3 domains, NUMA nodes, hugepage support).
+        Used to pin vCPUs to whole cores and to pick `cpuVendor`.
+      '';
+    };
+
+    blacklistNvidia = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        With `primaryMode`, blacklist nouveau and the NVIDIA modules (nvidia,
+        nvidia_drm, nvidia_modeset, nvidia_uvm) in the isolated boot entry.
+        Set to false when the host keeps a second NVIDIA GPU for itself.
+      '';
+    };
+
+    deviceAcl = mkOption {
+      type = types.listOf (types.strMatching "/dev/[^[:space:]\"]+");
+      default = [ ];
+      example = [ "/dev/input/by-id/usb-Logitech_USB_Keyboard-event-kbd" ];
+      description = ''
+        Device nodes QEMU may open besides libvirt's defaults (written to
+        `cgroup_device_acl` in qemu.conf together with the default list and
+        `namespaces = []`). The kvmfr devices are added automatically.
+      '';
+    };
+  };
+
+  config = mkMerge [
+    {
+      # mkBefore: the VMs' devices first, then any added by hand.
+      modules.vfio.gpuPciIds = lib.mkBefore derived.pciIds;
+      modules.vfio.gpuPciAddresses = lib.mkBefore derived.pciAddresses;
+    }
+
+    (mkIf (cfg.enable || cfg.dualBoot.enable) {
+      assertions = [
+        {
+          assertion = derived.gpuVmNames != [ ] || cfg.gpuPciIds != [ ];
+          message =
+            let
+              what = if cfg.dualBoot.enable then "modules.vfio.dualBoot.enable = true" else "modules.vfio.enable = true";
+            in
+            "${what} but no VM in virtualisation.vms has gpu.enable = true, so there is no GPU to isolate; "
+            + "give a VM `gpu = { enable = true; pciId = \"10de:2782\"; address = \"0000:01:00.0\"; }` (from `lspci -nn` and `lspci -D`), "
+            + "or remove ${what}";
+        }
+      ];
+    })
+
+    (mkIf (cfg.deviceAcl != [ ]) {
+      virtualisation.libvirtd.qemu.verbatimConfig = ''
+        namespaces = []
+        cgroup_device_acl = [
+        ${lib.concatMapStringsSep ",\n" (dev: "  \"${dev}\"") acl}
+        ]
+      '';
+    })
+  ];
+}

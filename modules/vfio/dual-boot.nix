@@ -1,0 +1,123 @@
+# Two boot entries from one configuration: the default entry in
+# dualBoot.defaultMode and a specialisation in the other mode.
+#
+# The mode of the entry being evaluated is the internal option
+# dualBoot.currentMode: the default entry has defaultMode, the specialisation
+# sets the other mode. modules.vfio.enable defaults to
+# `dualBoot.enable && currentMode == "vfio"`, so isolation (and everything
+# gated on it) exists in the VFIO entry only. A specialisation inherits the
+# parent configuration (inheritParentConfig = true) and only changes the mode.
+{
+  config,
+  lib,
+  ...
+}:
+let
+  inherit (lib)
+    mkOption
+    mkIf
+    mkMerge
+    mkDefault
+    types
+    ;
+
+  cfg = config.modules.vfio;
+  dual = cfg.dualBoot;
+
+  labelType =
+    types.strMatching "[A-Za-z0-9_.-]+"
+    // {
+      description = "boot entry tag (letters, digits, `_`, `.`, `-`)";
+    };
+
+  labelOf = mode: if mode == "vfio" then dual.vfioLabel else dual.hostLabel;
+  otherMode = if dual.defaultMode == "host" then "vfio" else "host";
+  modeType = types.enum [
+    "host"
+    "vfio"
+  ];
+in
+{
+  options.modules.vfio.dualBoot = {
+    enable = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Build two boot entries: one where the host keeps the GPU (NVIDIA
+        driver loaded, no hugepages reserved) and one where it is isolated for
+        the VMs (`modules.vfio.enable` on). The default entry is `defaultMode`;
+        the other one is a specialisation named after its label.
+      '';
+    };
+
+    defaultMode = mkOption {
+      type = modeType;
+      default = "host";
+      description = "Mode of the default boot entry: `host` or `vfio` (GPU isolated).";
+    };
+
+    hostLabel = mkOption {
+      type = labelType;
+      default = "host";
+      description = "Tag of the host-GPU entry (in `system.nixos.tags`, shown in the boot menu; the specialisation's name when it is not the default).";
+    };
+
+    vfioLabel = mkOption {
+      type = labelType;
+      default = "vfio";
+      description = "Tag of the VFIO entry (in `system.nixos.tags`, shown in the boot menu; the specialisation's name when it is not the default).";
+    };
+
+    configurationRevision = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      internal = true;
+      description = ''
+        Git revision of the flake this system is built from; set by the
+        flake's nixosModules from `self.rev or self.dirtyRev`. Copied to
+        `system.configurationRevision` so each boot entry can be traced to
+        its commit (`nixos-version --configuration-revision`).
+      '';
+    };
+
+    currentMode = mkOption {
+      type = modeType;
+      default = dual.defaultMode;
+      defaultText = lib.literalExpression "dualBoot.defaultMode";
+      internal = true;
+      description = "Mode of the boot entry being evaluated; the specialisation sets it to the other mode.";
+    };
+  };
+
+  config = mkMerge [
+    (mkIf dual.enable {
+      system.nixos.tags = [ (labelOf dual.currentMode) ];
+
+      # Only the default entry declares the specialisation, so the
+      # specialisation never declares one itself.
+      specialisation = mkIf (dual.currentMode == dual.defaultMode) {
+        ${labelOf otherMode} = {
+          inheritParentConfig = true;
+          configuration.modules.vfio.dualBoot.currentMode = otherMode;
+        };
+      };
+
+      assertions = [
+        {
+          assertion = dual.hostLabel != dual.vfioLabel;
+          message = "modules.vfio.dualBoot.hostLabel and vfioLabel are both \"${dual.hostLabel}\"; the two boot entries need different labels: set vfioLabel = \"vfio\" and hostLabel = \"host\"";
+        }
+        {
+          assertion = cfg.enable == (dual.currentMode == "vfio");
+          message =
+            "modules.vfio.enable = ${lib.boolToString cfg.enable} is set in the ${dual.currentMode} boot entry while modules.vfio.dualBoot.enable = true; "
+            + "with dual boot the module turns isolation on in the VFIO entry and off in the host entry by itself: remove `modules.vfio.enable` from your configuration";
+        }
+      ];
+    })
+
+    (mkIf (dual.configurationRevision != null) {
+      system.configurationRevision = mkDefault dual.configurationRevision;
+    })
+  ];
+}

@@ -1,0 +1,97 @@
+# GPU isolation for the boot entry where modules.vfio.enable is set.
+#
+# primaryMode = true: the IOMMU is on and vfio-pci claims the GPU's functions
+# before any GPU driver can (kernel parameter, vfio modules in the initrd,
+# softdeps, blacklist).
+# primaryMode = false: nothing is bound at boot; a libvirt qemu hook
+# (hooks/gpu-detach.sh) hands the functions to vfio-pci when a GPU VM is
+# prepared and back to their host drivers when it is released.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib) mkIf mkMerge;
+
+  cfg = config.modules.vfio;
+  derived = import ./derive.nix { inherit lib config; };
+
+  kernelVersion = config.boot.kernelPackages.kernel.version;
+
+  # vfio_virqfd was merged into vfio in Linux 6.2; listing it on newer
+  # kernels fails the initrd build.
+  vfioModules = [
+    "vfio_pci"
+    "vfio"
+    "vfio_iommu_type1"
+  ]
+  ++ lib.optional (lib.versionOlder kernelVersion "6.2") "vfio_virqfd";
+
+  # Drivers that could grab one of the GPU's functions before vfio-pci:
+  # the GPU itself, its HDMI audio, and the USB-C functions of Turing cards
+  # (xHCI and the UCSI controller).
+  softdepDrivers = [
+    "nvidia"
+    "nouveau"
+    "snd_hda_intel"
+    "xhci_pci"
+    "i2c_nvidia_gpu"
+  ];
+
+  nvidiaModules = [
+    "nouveau"
+    "nvidia"
+    "nvidia_drm"
+    "nvidia_modeset"
+    "nvidia_uvm"
+  ];
+
+  # Addresses defined by hand in gpuPciAddresses (not a VM's own) go with
+  # every GPU VM.
+  extraAddresses = lib.subtractLists derived.pciAddresses cfg.gpuPciAddresses;
+
+  # One line per GPU VM: "<domain> <address> <address> ...".
+  deviceMap = lib.concatMapStringsSep "\n" (
+    d: lib.concatStringsSep " " ([ d.name ] ++ lib.unique (d.addresses ++ extraAddresses))
+  ) derived.gpuDevices;
+
+  detachHook = pkgs.writeShellScript "vfio-gpu-detach" ''
+    export PATH=${
+      lib.makeBinPath [
+        pkgs.coreutils
+        pkgs.kmod
+        pkgs.util-linux
+      ]
+    }
+    export VFIO_GPU_DEVICES=${lib.escapeShellArg deviceMap}
+    exec ${pkgs.bash}/bin/bash ${../hooks/gpu-detach.sh} "$@"
+  '';
+in
+{
+  config = mkIf cfg.enable (mkMerge [
+    {
+      boot.kernelParams = lib.optional (cfg.cpuVendor != "amd") "intel_iommu=on" ++ [ "iommu=pt" ];
+
+      # VFIO group nodes for a QEMU that does not run as root.
+      services.udev.extraRules = ''
+        SUBSYSTEM=="vfio", GROUP="kvm", MODE="0660"
+      '';
+    }
+
+    (mkIf cfg.primaryMode {
+      boot.kernelParams = lib.optional (cfg.gpuPciIds != [ ]) "vfio-pci.ids=${lib.concatStringsSep "," (lib.unique cfg.gpuPciIds)}";
+      # mkBefore: loaded ahead of any GPU driver another module puts into the
+      # initrd (e.g. nvidia for early KMS), so vfio-pci claims the IDs first.
+      boot.initrd.kernelModules = lib.mkBefore vfioModules;
+      boot.extraModprobeConfig = lib.concatMapStrings (drv: "softdep ${drv} pre: vfio-pci\n") softdepDrivers;
+      boot.blacklistedKernelModules = mkIf cfg.blacklistNvidia nvidiaModules;
+    })
+
+    (mkIf (!cfg.primaryMode) {
+      boot.kernelModules = vfioModules;
+      virtualisation.libvirtd.hooks.qemu.vfio-gpu-detach = detachHook;
+    })
+  ]);
+}
