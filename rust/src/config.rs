@@ -127,6 +127,8 @@ pub struct Pinning {
     pub enable: bool,
     /// First host CPU given to the guest; CPUs below it stay with the host.
     pub start_cpu: u32,
+    /// Which L3 domain to prefer where they differ in size (AMD X3D).
+    pub prefer: Prefer,
 }
 
 impl Default for Pinning {
@@ -134,6 +136,32 @@ impl Default for Pinning {
         Pinning {
             enable: true,
             start_cpu: 4,
+            prefer: Prefer::Auto,
+        }
+    }
+}
+
+/// Which L3 domain a guest prefers on parts whose L3 domains differ in size
+/// (AMD X3D: one CCD carries the 3D V-Cache, the other clocks higher).
+/// The VM option `cpu.pinning.prefer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Prefer {
+    /// The largest L3 (V-Cache) when it fits, as for `cache`.
+    #[default]
+    Auto,
+    /// The domain with the largest L3.
+    Cache,
+    /// The domain with the smallest L3 (the frequency CCD on X3D parts).
+    Frequency,
+}
+
+impl Prefer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prefer::Auto => "auto",
+            Prefer::Cache => "cache",
+            Prefer::Frequency => "frequency",
         }
     }
 }

@@ -1,10 +1,166 @@
+//! `vfio-helper pinning`: the vCPU pinning map of a VM on a host topology.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+use miette::IntoDiagnostic;
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    Err(miette::miette!(
-        "`vfio-helper pinning` is not implemented yet"
-    ))
+use vfio_helper::config::VmConfig;
+use vfio_helper::pinning::{self, PinPolicy, Prefer};
+use vfio_helper::topology::HostTopology;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The VM's JSON config (as written by the NixOS module).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The host topology (`vfio-helper discover --json`). Without it the map
+    /// is contiguous from `cpu.pinning.startCpu`.
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
+    /// Print the map as JSON (cpusets as kernel CPU lists).
+    #[arg(long)]
+    pub json: bool,
+    /// Which L3 domain to prefer on X3D parts; overrides `cpu.pinning.prefer`.
+    #[arg(long, value_enum)]
+    pub prefer: Option<PreferArg>,
+    /// NUMA node of the GPU; read from sysfs via `gpu.address` when not given.
+    #[arg(long)]
+    pub gpu_numa_node: Option<u32>,
+    /// Other VMs' JSON configs, checked for overlapping pins (repeatable).
+    #[arg(long = "other")]
+    pub others: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PreferArg {
+    Auto,
+    Cache,
+    Frequency,
+}
+
+impl From<PreferArg> for Prefer {
+    fn from(p: PreferArg) -> Prefer {
+        match p {
+            PreferArg::Auto => Prefer::Auto,
+            PreferArg::Cache => Prefer::Cache,
+            PreferArg::Frequency => Prefer::Frequency,
+        }
+    }
+}
+
+fn read_vm(path: &std::path::Path) -> miette::Result<VmConfig> {
+    Ok(VmConfig::from_json(&super::read_file(path)?)?)
+}
+
+/// The GPU's NUMA node from sysfs; `None` when unknown (-1 or unreadable).
+fn gpu_numa_node(cfg: &VmConfig) -> Option<u32> {
+    let addr = cfg.gpu.address.as_deref()?;
+    let text = std::fs::read_to_string(format!("/sys/bus/pci/devices/{addr}/numa_node")).ok()?;
+    text.trim().parse().ok()
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let cfg = read_vm(&args.config)?;
+    let host: Option<HostTopology> = match &args.topology {
+        Some(path) => Some(
+            serde_json::from_str(&super::read_file(path)?)
+                .into_diagnostic()
+                .map_err(|e| e.wrap_err(format!("{} is not a host topology JSON (expected the output of `vfio-helper discover --json`)", path.display())))?,
+        ),
+        None => None,
+    };
+    let policy = PinPolicy {
+        prefer: args.prefer.map_or(cfg.cpu.pinning.prefer, Prefer::from),
+        gpu_numa_node: args.gpu_numa_node.or_else(|| {
+            if cfg.gpu.enable {
+                gpu_numa_node(&cfg)
+            } else {
+                None
+            }
+        }),
+    };
+    let Some(mut map) = pinning::plan_with(&cfg, host.as_ref(), policy)? else {
+        if args.json {
+            println!("null");
+        } else {
+            println!("cpu.pinning.enable = false: `{}` is not pinned", cfg.name);
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+
+    let mut others = Vec::new();
+    for path in &args.others {
+        let other = read_vm(path)?;
+        if let Some(m) = pinning::plan(&other, host.as_ref())? {
+            others.push((other, m));
+        }
+    }
+    let mut plans = vec![(&cfg, &map)];
+    plans.extend(others.iter().map(|(c, m)| (c, m)));
+    let overlap = pinning::check_overlaps(&plans)?;
+    map.warnings.extend(overlap);
+
+    if args.json {
+        let report = pinning::report(&cfg.name, &map);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).into_diagnostic()?
+        );
+        for w in &map.warnings {
+            eprintln!("warning: {w}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let report = pinning::report(&cfg.name, &map);
+    let t = map.topology;
+    println!("pinning of `{}`", cfg.name);
+    println!(
+        "  guest topology: sockets={} dies={} cores={} threads={}",
+        t.sockets, t.dies, t.cores, t.threads
+    );
+    let pins: Vec<String> = report
+        .vcpupin
+        .iter()
+        .map(|p| format!("{}→{}", p.vcpu, p.cpuset))
+        .collect();
+    println!("  vcpupin:     {}", pins.join(" "));
+    println!("  emulatorpin: {}", report.emulatorpin);
+    println!("  iothreadpin: {}", report.iothreadpin);
+    println!("  VM CPUs:     {}", report.vm_cpus);
+    println!("  host CPUs:   {}", report.host_cpus);
+    if let (Some(q), Some(host)) = (&map.quality, &host) {
+        if q.smt_pairs > 0 {
+            println!(
+                "  quality: {}/{} guest SMT pairs on host sibling pairs",
+                q.smt_pairs_on_siblings, q.smt_pairs
+            );
+        } else {
+            println!("  quality: guest has no SMT pairs (threads = 1)");
+        }
+        let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        println!(
+            "           L3 domains: {} ({}); NUMA nodes: {} ({}); host CPUs left: {}",
+            q.l3_domains.len(),
+            list(&q.l3_domains),
+            q.numa_nodes.len(),
+            list(&q.numa_nodes),
+            q.host_cpus_left
+        );
+        let naive = pinning::contiguous(&cfg, pinning::guest_topology(&cfg)?);
+        let nq = pinning::quality(&naive, host);
+        if nq.smt_pairs > 0 {
+            println!(
+                "           (a contiguous map from startCpu would have {}/{} pairs on siblings)",
+                nq.smt_pairs_on_siblings, nq.smt_pairs
+            );
+        }
+        println!();
+        print!("{}", pinning::render(&map, host));
+    }
+    for w in &map.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

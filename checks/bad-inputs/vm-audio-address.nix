@@ -1,0 +1,10 @@
+# The function is separated by a dot, not a colon.
+{
+  virtualisation.vms.win11.gpu = {
+    enable = true;
+    pciId = "10de:2782";
+    audioPciId = "10de:22bc";
+    address = "0000:01:00.0";
+    audioAddress = "0000:01:00:1";
+  };
+}

@@ -1,0 +1,4 @@
+# The disk must be an absolute path.
+{
+  virtualisation.vms.win11.storage.disk = "images/win11.qcow2";
+}

@@ -1,0 +1,4 @@
+# 256 MiB: probably meant GiB, or a typo.
+{
+  virtualisation.vms.win11.memory = 256;
+}

@@ -1,0 +1,4 @@
+# Not one of the templates.
+{
+  virtualisation.vms.win11.type = "windows";
+}

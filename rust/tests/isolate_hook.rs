@@ -1,0 +1,277 @@
+//! The libvirt qemu hook `modules/hooks/cpu-isolate.sh`, run with a fake
+//! `systemctl` on PATH that records its calls.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const UNITS: [&str; 3] = ["system.slice", "user.slice", "init.scope"];
+const VMS: &str = "win11 8-11,24-27\n# a comment\n\n  linux 12-13,28-29\n";
+
+struct Hook {
+    dir: tempfile::TempDir,
+    vms: String,
+    all_cpus: Option<String>,
+}
+
+impl Hook {
+    fn new() -> Hook {
+        Hook::with_systemctl("echo \"$*\" >> \"$FAKE_SYSTEMCTL_LOG\"\n")
+    }
+
+    fn with_systemctl(body: &str) -> Hook {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        let fake = bin.join("systemctl");
+        fs::write(&fake, format!("#!/bin/sh\n{body}")).unwrap();
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+        Hook {
+            dir,
+            vms: VMS.to_string(),
+            all_cpus: Some("0-31".to_string()),
+        }
+    }
+
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../modules/hooks/cpu-isolate.sh")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("systemctl.log")
+    }
+
+    /// Runs the hook as libvirt does: `<domain> <operation> <sub-op> <extra>`,
+    /// domain XML on stdin.
+    fn run(&self, domain: &str, operation: &str, sub: &str) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new("bash");
+        cmd.arg(Self::script())
+            .args([domain, operation, sub, "-"])
+            .env("PATH", path)
+            .env("FAKE_SYSTEMCTL_LOG", self.log_path())
+            .env("VFIO_ISOLATE_STATE_DIR", self.state_dir())
+            .env("VFIO_ISOLATE_VMS", &self.vms)
+            .env_remove("VFIO_ISOLATE_UNITS")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match &self.all_cpus {
+            Some(all) => cmd.env("VFIO_ISOLATE_ALL_CPUS", all),
+            None => cmd.env_remove("VFIO_ISOLATE_ALL_CPUS"),
+        };
+        let mut child = cmd.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            // The hook need not read the XML; it may exit before we write.
+            let _ = stdin.write_all(format!("<domain><name>{domain}</name></domain>").as_bytes());
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, domain: &str, operation: &str, sub: &str) {
+        let out = self.run(domain, operation, sub);
+        assert!(
+            out.status.success(),
+            "hook {domain} {operation} {sub} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The recorded systemctl calls, drained.
+    fn calls(&self) -> Vec<String> {
+        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let _ = fs::remove_file(self.log_path());
+        text.lines().map(str::to_string).collect()
+    }
+
+    fn state_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.state_dir())
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+/// The three calls that restrict every unit to `cpus`.
+fn restrict(cpus: &str) -> Vec<String> {
+    UNITS
+        .iter()
+        .map(|u| format!("set-property --runtime -- {u} AllowedCPUs={cpus}"))
+        .collect()
+}
+
+#[test]
+fn start_then_stop_restores_all_cpus() {
+    let hook = Hook::new();
+    hook.ok("win11", "prepare", "begin");
+    assert_eq!(hook.calls(), restrict("0-7,12-23,28-31"));
+    assert_eq!(hook.state_files(), vec!["win11.cpus"]);
+    assert_eq!(
+        fs::read_to_string(hook.state_dir().join("win11.cpus")).unwrap(),
+        "8-11,24-27\n"
+    );
+
+    // The other phases of a start do nothing.
+    for (op, sub) in [("start", "begin"), ("started", "begin")] {
+        hook.ok("win11", op, sub);
+    }
+    assert!(hook.calls().is_empty());
+
+    // A clean shutdown: stopped, then release.
+    hook.ok("win11", "stopped", "end");
+    assert_eq!(hook.calls(), restrict("0-31"));
+    assert!(hook.state_files().is_empty());
+    hook.ok("win11", "release", "end");
+    assert_eq!(hook.calls(), restrict("0-31"));
+}
+
+#[test]
+fn crash_release_alone_restores() {
+    // After a crash (or `virsh destroy`) libvirt may only get to `release`.
+    let hook = Hook::new();
+    hook.ok("win11", "prepare", "begin");
+    hook.calls();
+    hook.ok("win11", "release", "end");
+    assert_eq!(hook.calls(), restrict("0-31"));
+    assert!(hook.state_files().is_empty());
+}
+
+#[test]
+fn two_vms_get_the_union_right() {
+    let hook = Hook::new();
+    hook.ok("win11", "prepare", "begin");
+    assert_eq!(hook.calls(), restrict("0-7,12-23,28-31"));
+    hook.ok("linux", "prepare", "begin");
+    assert_eq!(hook.calls(), restrict("0-7,14-23,30-31"));
+    assert_eq!(hook.state_files(), vec!["linux.cpus", "win11.cpus"]);
+
+    // win11 stops first: the host gets win11's CPUs back, not linux's.
+    hook.ok("win11", "stopped", "end");
+    hook.ok("win11", "release", "end");
+    let calls = hook.calls();
+    assert_eq!(calls.len(), 6);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.ends_with("AllowedCPUs=0-11,14-27,30-31")),
+        "{calls:?}"
+    );
+
+    hook.ok("linux", "release", "end");
+    assert_eq!(hook.calls(), restrict("0-31"));
+    assert!(hook.state_files().is_empty());
+}
+
+#[test]
+fn libvirtd_restart_reconnect_keeps_isolation() {
+    let hook = Hook::new();
+    hook.ok("win11", "prepare", "begin");
+    hook.calls();
+    hook.ok("win11", "reconnect", "begin");
+    assert_eq!(hook.calls(), restrict("0-7,12-23,28-31"));
+}
+
+#[test]
+fn unlisted_domain_is_left_alone() {
+    let hook = Hook::new();
+    hook.ok("vfiotest-other", "prepare", "begin");
+    hook.ok("vfiotest-other", "release", "end");
+    assert!(hook.calls().is_empty());
+    assert!(hook.state_files().is_empty());
+    // A listed domain's name as a prefix is not a match.
+    hook.ok("win1", "prepare", "begin");
+    assert!(hook.calls().is_empty());
+}
+
+#[test]
+fn all_cpus_default_to_the_online_cpus() {
+    let online = match fs::read_to_string("/sys/devices/system/cpu/online") {
+        Ok(text) => text.trim().to_string(),
+        Err(e) => panic!("this test needs /sys/devices/system/cpu/online: {e}"),
+    };
+    let mut hook = Hook::new();
+    hook.all_cpus = None;
+    // A VM on the last online CPU.
+    let last: u32 = online.rsplit([',', '-']).next().unwrap().parse().unwrap();
+    hook.vms = format!("vm {last}");
+    hook.ok("vm", "prepare", "begin");
+    let calls = hook.calls();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    hook.ok("vm", "release", "end");
+    assert_eq!(hook.calls(), restrict(&online));
+    if last > 0 {
+        assert!(
+            !calls[0].ends_with(&format!("AllowedCPUs={online}")),
+            "{calls:?}"
+        );
+    }
+}
+
+#[test]
+fn failing_systemctl_does_not_block_the_vm() {
+    let hook = Hook::with_systemctl("echo \"$*\" >> \"$FAKE_SYSTEMCTL_LOG\"\nexit 1\n");
+    let out = hook.run("win11", "prepare", "begin");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cgroup v2"), "{stderr}");
+    assert_eq!(hook.calls().len(), 3);
+}
+
+#[test]
+fn malformed_config_is_an_error() {
+    let mut hook = Hook::new();
+    hook.vms = "win11 8-x".into();
+    let out = hook.run("win11", "prepare", "begin");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a CPU list"));
+    assert!(hook.calls().is_empty());
+
+    hook.vms = "win11".into();
+    let out = hook.run("win11", "prepare", "begin");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<domain> <cpu list>"));
+}
+
+#[test]
+fn a_vm_on_every_cpu_leaves_the_host_on_all_cpus() {
+    let mut hook = Hook::new();
+    hook.vms = "big 0-31".into();
+    let out = hook.run("big", "prepare", "begin");
+    assert!(out.status.success());
+    assert_eq!(hook.calls(), restrict("0-31"));
+}
+
+#[test]
+fn concurrent_starts_end_with_the_union() {
+    // Two VMs prepared at the same moment: the lock makes the last applied
+    // set the one that accounts for both.
+    for _ in 0..5 {
+        let hook = Hook::new();
+        std::thread::scope(|s| {
+            let a = s.spawn(|| hook.run("win11", "prepare", "begin"));
+            let b = s.spawn(|| hook.run("linux", "prepare", "begin"));
+            assert!(a.join().unwrap().status.success());
+            assert!(b.join().unwrap().status.success());
+        });
+        let calls = hook.calls();
+        assert_eq!(calls.len(), 6, "{calls:?}");
+        assert_eq!(calls[3..].to_vec(), restrict("0-7,14-23,30-31"));
+        assert_eq!(hook.state_files(), vec!["linux.cpus", "win11.cpus"]);
+    }
+}
