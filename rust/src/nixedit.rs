@@ -1,1 +1,869 @@
-//! (to be written)
+//! Editing Nix files in place, with every comment and all other formatting
+//! kept, using the lossless syntax tree of `rnix`.
+//!
+//! The main entry is [`set_attrs`]: it sets attribute values below a path
+//! prefix (e.g. `virtualisation.vms.win11`), whether the file writes them as
+//! nested sets (`virtualisation.vms.win11 = { gpu = { … }; };`) or dotted
+//! (`virtualisation.vms.win11.gpu.pciId = "…";`). An existing value's text is
+//! replaced; a missing binding is inserted with the indentation of its
+//! siblings. When the file cannot be edited safely (parse errors, a target that
+//! is not a literal attribute set such as `gpu = mkIf …` or `import ./x.nix`,
+//! or no place to add the VM), [`set_attrs`] returns an [`EditError`] pointing
+//! at the span and changes nothing.
+//!
+//! The tree-walking helpers ([`top_attrset`], [`attr_path`], [`find_attr`],
+//! [`find_attr_in`]) are public so that other static checks of host files can
+//! resolve option paths the same way.
+
+use std::sync::Arc;
+
+use miette::{NamedSource, SourceSpan};
+use rnix::ast::{self, HasEntry};
+use rnix::{SyntaxKind, SyntaxNode, TextRange};
+use rowan::ast::AstNode;
+
+/// A Nix value to write: the subset of Nix that JSON maps to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NixValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    List(Vec<NixValue>),
+    /// Attribute set; entries are written in this order.
+    Attrs(Vec<(String, NixValue)>),
+}
+
+const KEYWORDS: &[&str] = &[
+    "if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or",
+];
+
+/// True when `name` can be written as a bare attribute name.
+pub fn is_plain_ident(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-'))
+        && !KEYWORDS.contains(&name)
+}
+
+/// A Nix double-quoted string literal with `"`, `\`, `${` and control
+/// characters escaped.
+pub fn quote_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An attribute name, quoted when it is not a plain identifier.
+pub fn attr_name(name: &str) -> String {
+    if is_plain_ident(name) {
+        name.to_string()
+    } else {
+        quote_string(name)
+    }
+}
+
+/// Lines longer than this are broken up by the printer.
+const INLINE_WIDTH: usize = 120;
+
+impl NixValue {
+    /// Converts JSON (objects keep their key order).
+    pub fn from_json(value: &serde_json::Value) -> NixValue {
+        use serde_json::Value;
+        match value {
+            Value::Null => NixValue::Null,
+            Value::Bool(b) => NixValue::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => NixValue::Int(i),
+                None => NixValue::Float(n.as_f64().unwrap_or(0.0)),
+            },
+            Value::String(s) => NixValue::Str(s.clone()),
+            Value::Array(items) => NixValue::List(items.iter().map(NixValue::from_json).collect()),
+            Value::Object(map) => NixValue::Attrs(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), NixValue::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn str(s: impl Into<String>) -> NixValue {
+        NixValue::Str(s.into())
+    }
+
+    /// Renders the value; continuation lines are indented by `indent` spaces
+    /// (the indentation of the line the value starts on). Short sets and lists
+    /// stay on one line; the output is deterministic.
+    pub fn render(&self, indent: usize) -> String {
+        if let Some(inline) = self.render_inline() {
+            if inline.len() + indent <= INLINE_WIDTH {
+                return inline;
+            }
+        }
+        let pad = " ".repeat(indent + 2);
+        let close = " ".repeat(indent);
+        match self {
+            NixValue::List(items) => {
+                let mut out = String::from("[\n");
+                for item in items {
+                    out.push_str(&pad);
+                    out.push_str(&item.render(indent + 2));
+                    out.push('\n');
+                }
+                out.push_str(&close);
+                out.push(']');
+                out
+            }
+            NixValue::Attrs(entries) => {
+                let mut out = String::from("{\n");
+                for (k, v) in entries {
+                    out.push_str(&pad);
+                    out.push_str(&attr_name(k));
+                    out.push_str(" = ");
+                    out.push_str(&v.render(indent + 2));
+                    out.push_str(";\n");
+                }
+                out.push_str(&close);
+                out.push('}');
+                out
+            }
+            scalar => scalar.render_inline().unwrap_or_default(),
+        }
+    }
+
+    /// One-line form; `None` for sets holding sets or lists of sets.
+    fn render_inline(&self) -> Option<String> {
+        Some(match self {
+            NixValue::Null => "null".into(),
+            NixValue::Bool(b) => b.to_string(),
+            NixValue::Int(i) => i.to_string(),
+            NixValue::Float(f) => {
+                let s = format!("{f:?}");
+                if s.contains('.') || s.contains('e') {
+                    s
+                } else {
+                    format!("{s}.0")
+                }
+            }
+            NixValue::Str(s) => quote_string(s),
+            NixValue::List(items) if items.is_empty() => "[ ]".into(),
+            NixValue::List(items) => {
+                if items
+                    .iter()
+                    .any(|i| matches!(i, NixValue::Attrs(_) | NixValue::List(_)))
+                {
+                    return None;
+                }
+                let parts: Option<Vec<String>> = items.iter().map(|i| i.render_inline()).collect();
+                format!("[ {} ]", parts?.join(" "))
+            }
+            NixValue::Attrs(entries) if entries.is_empty() => "{ }".into(),
+            NixValue::Attrs(entries) => {
+                if entries.iter().any(|(_, v)| matches!(v, NixValue::Attrs(_))) {
+                    return None;
+                }
+                let mut parts = Vec::new();
+                for (k, v) in entries {
+                    parts.push(format!("{} = {};", attr_name(k), v.render_inline()?));
+                }
+                format!("{{ {} }}", parts.join(" "))
+            }
+        })
+    }
+}
+
+/// Why a file was not edited. Each variant carries the source and the span to
+/// show; nothing was changed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum EditError {
+    #[error("the file does not parse as Nix: {message}")]
+    #[diagnostic(
+        code(vfio::nixedit::parse),
+        help("fix the syntax error first (`nix-instantiate --parse FILE` shows it too); nothing was changed")
+    )]
+    Parse {
+        message: String,
+        #[source_code]
+        src: Arc<NamedSource<String>>,
+        #[label("here")]
+        span: SourceSpan,
+    },
+    #[error("the file is not an attribute set (or a function returning one)")]
+    #[diagnostic(
+        code(vfio::nixedit::top),
+        help(
+            "a host file looks like `{{ config, pkgs, ... }}: {{ … }}`; add the settings by hand"
+        )
+    )]
+    TopNotAttrSet {
+        #[source_code]
+        src: Arc<NamedSource<String>>,
+        #[label("this is not an attribute set")]
+        span: SourceSpan,
+    },
+    #[error("`{path}` is {found}, not a literal attribute set, so it cannot be edited safely")]
+    #[diagnostic(
+        code(vfio::nixedit::not_literal),
+        help("make `{path}` a plain `{{ … }}` set, or write these settings inside it yourself: {wanted} (nothing was changed)")
+    )]
+    NotLiteral {
+        path: String,
+        found: String,
+        wanted: String,
+        #[source_code]
+        src: Arc<NamedSource<String>>,
+        #[label("{found}")]
+        span: SourceSpan,
+    },
+    #[error("`{path}` is bound by `inherit`, so it cannot be edited here")]
+    #[diagnostic(
+        code(vfio::nixedit::inherit),
+        help("edit the set it is inherited from, or replace the inherit with `{path} = {{ … }};`; nothing was changed")
+    )]
+    Inherited {
+        path: String,
+        #[source_code]
+        src: Arc<NamedSource<String>>,
+        #[label("inherited here")]
+        span: SourceSpan,
+    },
+    #[error("`{path}` is not defined in this file, and there is no `{parent}` to add it to")]
+    #[diagnostic(
+        code(vfio::nixedit::missing),
+        help("add `{path} = {{ }};` to the file (or pass the name of a VM that it defines), then run again; nothing was changed")
+    )]
+    Missing {
+        path: String,
+        parent: String,
+        #[source_code]
+        src: Arc<NamedSource<String>>,
+        #[label("searched this set")]
+        span: SourceSpan,
+    },
+    #[error("editing `{path}` produced text that does not parse; the file was not changed")]
+    #[diagnostic(
+        code(vfio::nixedit::internal),
+        help("this is a bug in vfio-helper; please report it with the file")
+    )]
+    Internal {
+        path: String,
+        #[source_code]
+        src: Arc<NamedSource<String>>,
+        #[label("while editing here")]
+        span: SourceSpan,
+    },
+}
+
+impl EditError {
+    /// Replaces the file name shown with the source.
+    pub fn with_file_name(self, name: &str) -> EditError {
+        let rename = |src: Arc<NamedSource<String>>| {
+            let text = src.inner().clone();
+            Arc::new(NamedSource::new(name, text))
+        };
+        match self {
+            EditError::Parse { message, src, span } => EditError::Parse {
+                message,
+                src: rename(src),
+                span,
+            },
+            EditError::TopNotAttrSet { src, span } => EditError::TopNotAttrSet {
+                src: rename(src),
+                span,
+            },
+            EditError::NotLiteral {
+                path,
+                found,
+                wanted,
+                src,
+                span,
+            } => EditError::NotLiteral {
+                path,
+                found,
+                wanted,
+                src: rename(src),
+                span,
+            },
+            EditError::Inherited { path, src, span } => EditError::Inherited {
+                path,
+                src: rename(src),
+                span,
+            },
+            EditError::Missing {
+                path,
+                parent,
+                src,
+                span,
+            } => EditError::Missing {
+                path,
+                parent,
+                src: rename(src),
+                span,
+            },
+            EditError::Internal { path, src, span } => EditError::Internal {
+                path,
+                src: rename(src),
+                span,
+            },
+        }
+    }
+
+    /// The byte span the error points at.
+    pub fn span(&self) -> SourceSpan {
+        match self {
+            EditError::Parse { span, .. }
+            | EditError::TopNotAttrSet { span, .. }
+            | EditError::NotLiteral { span, .. }
+            | EditError::Inherited { span, .. }
+            | EditError::Missing { span, .. }
+            | EditError::Internal { span, .. } => *span,
+        }
+    }
+}
+
+fn named(source: &str) -> Arc<NamedSource<String>> {
+    Arc::new(NamedSource::new("host.nix", source.to_string()))
+}
+
+fn span_of(range: TextRange) -> SourceSpan {
+    let start = usize::from(range.start());
+    SourceSpan::new(start.into(), usize::from(range.end()) - start)
+}
+
+/// Parses `source`, failing on the first syntax error.
+pub fn parse(source: &str) -> Result<ast::Root, EditError> {
+    let parsed = rnix::Root::parse(source);
+    if let Some(err) = parsed.errors().first() {
+        let range = parse_error_range(err).unwrap_or_else(|| {
+            let end = rnix::TextSize::try_from(source.len()).unwrap_or_default();
+            TextRange::new(end, end)
+        });
+        return Err(EditError::Parse {
+            message: err.to_string(),
+            src: named(source),
+            span: span_of(range),
+        });
+    }
+    Ok(parsed.tree())
+}
+
+fn parse_error_range(err: &rnix::parser::ParseError) -> Option<TextRange> {
+    use rnix::parser::ParseError as E;
+    match err {
+        E::Unexpected(r)
+        | E::UnexpectedExtra(r)
+        | E::UnexpectedWanted(_, r, _)
+        | E::UnexpectedDoubleBind(r)
+        | E::DuplicatedArgs(r, _) => Some(*r),
+        _ => None,
+    }
+}
+
+/// The attribute set a file evaluates to, looking through a function header
+/// (`{ config, ... }:`), `let … in`, `with …;` and parentheses.
+pub fn top_attrset(root: &ast::Root) -> Option<ast::AttrSet> {
+    let mut expr = root.expr()?;
+    loop {
+        expr = match expr {
+            ast::Expr::AttrSet(set) => return Some(set),
+            ast::Expr::Lambda(l) => l.body()?,
+            ast::Expr::LetIn(l) => l.body()?,
+            ast::Expr::With(w) => w.body()?,
+            ast::Expr::Paren(p) => p.expr()?,
+            _ => return None,
+        };
+    }
+}
+
+/// The static names of an attribute path (`a."b".c` → `["a", "b", "c"]`);
+/// `None` when a part is dynamic (`${…}` or an interpolated string).
+pub fn attr_path(path: &ast::Attrpath) -> Option<Vec<String>> {
+    path.attrs().map(|a| attr_text(&a)).collect()
+}
+
+fn attr_text(attr: &ast::Attr) -> Option<String> {
+    match attr {
+        ast::Attr::Ident(i) => Some(i.syntax().text().to_string()),
+        ast::Attr::Str(s) => {
+            let mut out = String::new();
+            for part in s.normalized_parts() {
+                match part {
+                    ast::InterpolPart::Literal(l) => out.push_str(&l),
+                    ast::InterpolPart::Interpolation(_) => return None,
+                }
+            }
+            Some(out)
+        }
+        ast::Attr::Dynamic(_) => None,
+    }
+}
+
+/// Every binding in `root`'s top attribute set that defines `path`, whether
+/// nested, dotted or mixed: the range of the bound value and its node. A
+/// path defined by several partial sets (`a.b = { … }; a.c = …;`) can match
+/// once per definition; values under non-literal sets are not followed.
+pub fn find_attr(root: &ast::Root, path: &[&str]) -> Vec<(TextRange, SyntaxNode)> {
+    match top_attrset(root) {
+        Some(set) => find_attr_in(&set, path),
+        None => Vec::new(),
+    }
+}
+
+/// Like [`find_attr`], starting at a given attribute set.
+pub fn find_attr_in(set: &ast::AttrSet, path: &[&str]) -> Vec<(TextRange, SyntaxNode)> {
+    let mut out = Vec::new();
+    if path.is_empty() {
+        return out;
+    }
+    for entry in set.attrpath_values() {
+        let Some(names) = entry.attrpath().as_ref().and_then(attr_path) else {
+            continue;
+        };
+        let Some(value) = entry.value() else { continue };
+        let common = names.iter().zip(path).take_while(|(a, b)| a == *b).count();
+        if common == names.len() && common == path.len() {
+            out.push((tight_range(value.syntax()), value.syntax().clone()));
+        } else if common == names.len() {
+            if let ast::Expr::AttrSet(inner) = value {
+                out.extend(find_attr_in(&inner, &path[common..]));
+            }
+        }
+    }
+    out
+}
+
+fn is_trivia(kind: SyntaxKind) -> bool {
+    matches!(
+        kind,
+        SyntaxKind::TOKEN_WHITESPACE | SyntaxKind::TOKEN_COMMENT
+    )
+}
+
+/// A node's range without leading or trailing whitespace and comments.
+pub fn tight_range(node: &SyntaxNode) -> TextRange {
+    let tokens: Vec<_> = node
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .filter(|t| !is_trivia(t.kind()))
+        .collect();
+    match (tokens.first(), tokens.last()) {
+        (Some(a), Some(b)) => TextRange::new(a.text_range().start(), b.text_range().end()),
+        _ => node.text_range(),
+    }
+}
+
+fn describe(expr: &ast::Expr) -> String {
+    let text = expr.syntax().text().to_string();
+    let head: String = text
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    match expr {
+        ast::Expr::Apply(_) => format!("a function application (`{head} …`)"),
+        ast::Expr::Select(_) | ast::Expr::Ident(_) => format!("a reference (`{head}`)"),
+        ast::Expr::BinOp(_) => "an expression with an operator (e.g. `//`)".into(),
+        ast::Expr::IfElse(_) => "an `if … then … else …`".into(),
+        ast::Expr::LetIn(_) => "a `let … in` expression".into(),
+        ast::Expr::With(_) => "a `with …;` expression".into(),
+        ast::Expr::Paren(_) => "a parenthesised expression".into(),
+        ast::Expr::Lambda(_) => "a function".into(),
+        _ => format!("`{head}`"),
+    }
+}
+
+/// Start of the line holding `pos`, and that line's leading whitespace.
+fn line_indent(source: &str, pos: usize) -> (usize, String) {
+    let start = source[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let indent: String = source[start..]
+        .chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .collect();
+    (start, indent)
+}
+
+/// Where to insert after `end`: the end of that line when the rest of it is
+/// only whitespace and a comment (so a trailing comment stays with its
+/// binding), else `end` itself.
+fn after_binding(source: &str, end: usize) -> (usize, bool) {
+    let rest_end = source[end..].find('\n').map_or(source.len(), |i| end + i);
+    let rest = source[end..rest_end].trim();
+    if rest.is_empty() || rest.starts_with('#') && !rest.starts_with("#!") {
+        (rest_end, true)
+    } else {
+        (end, false)
+    }
+}
+
+enum Step {
+    /// Replace this range with the rendered value (indent of its line).
+    Replace(TextRange),
+    /// Insert `names = value;` into `set`, after `after` (or at the start).
+    Insert {
+        set: ast::AttrSet,
+        after: Option<ast::AttrpathValue>,
+        names: Vec<String>,
+        dotted_sibling: bool,
+    },
+}
+
+/// Sets each `(path, value)` below `path_prefix` in the file's top attribute
+/// set and returns the new text. Existing values are replaced in place;
+/// missing ones are inserted next to their siblings (dotted when the siblings
+/// are dotted, as nested sets otherwise). All of `path_prefix` but its last
+/// name must already exist (e.g. `virtualisation.vms` when the prefix is
+/// `virtualisation.vms.win11`): otherwise there is no safe place to add it.
+pub fn set_attrs(
+    source: &str,
+    path_prefix: &[&str],
+    values: &[(&[&str], NixValue)],
+) -> Result<String, EditError> {
+    let mut text = source.to_string();
+    parse(&text)?;
+    let wanted = values
+        .iter()
+        .map(|(path, value)| {
+            let full: Vec<&str> = path_prefix.iter().chain(path.iter()).copied().collect();
+            format!("{} = {};", full.join("."), value.render(0))
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    for (path, value) in values {
+        let full: Vec<String> = path_prefix
+            .iter()
+            .chain(path.iter())
+            .map(|s| s.to_string())
+            .collect();
+        text = set_one(&text, &full, path_prefix.len(), value, &wanted)
+            .map_err(|e| rebase(e, source))?;
+        if let Err(e) = parse(&text) {
+            return Err(EditError::Internal {
+                path: full.join("."),
+                src: named(source),
+                span: e.span(),
+            });
+        }
+    }
+    Ok(text)
+}
+
+/// Errors raised on an intermediate text are shown against the original
+/// source when their span fits it; edits only ever happen after the spans
+/// that matter, except for insertions, which shift later text.
+fn rebase(e: EditError, source: &str) -> EditError {
+    let span = e.span();
+    let fits = span.offset() + span.len() <= source.len();
+    let src = named(source);
+    let span = if fits {
+        span
+    } else {
+        SourceSpan::new(0.into(), 0)
+    };
+    match e {
+        EditError::Parse { message, .. } => EditError::Parse { message, src, span },
+        EditError::TopNotAttrSet { .. } => EditError::TopNotAttrSet { src, span },
+        EditError::NotLiteral {
+            path,
+            found,
+            wanted,
+            ..
+        } => EditError::NotLiteral {
+            path,
+            found,
+            wanted,
+            src,
+            span,
+        },
+        EditError::Inherited { path, .. } => EditError::Inherited { path, src, span },
+        EditError::Missing { path, parent, .. } => EditError::Missing {
+            path,
+            parent,
+            src,
+            span,
+        },
+        EditError::Internal { path, .. } => EditError::Internal { path, src, span },
+    }
+}
+
+fn set_one(
+    source: &str,
+    full: &[String],
+    prefix_len: usize,
+    value: &NixValue,
+    wanted: &str,
+) -> Result<String, EditError> {
+    let root = parse(source)?;
+    let Some(top) = top_attrset(&root) else {
+        let range = root
+            .expr()
+            .map_or_else(|| root.syntax().text_range(), |e| tight_range(e.syntax()));
+        return Err(EditError::TopNotAttrSet {
+            src: named(source),
+            span: span_of(range),
+        });
+    };
+    let (step, depth) = locate(source, &top, full, 0, wanted)?;
+    match step {
+        Step::Replace(range) => {
+            let start = usize::from(range.start());
+            let (_, indent) = line_indent(source, start);
+            let rendered = value.render(indent.len());
+            let mut out = String::with_capacity(source.len() + rendered.len());
+            out.push_str(&source[..start]);
+            out.push_str(&rendered);
+            out.push_str(&source[usize::from(range.end())..]);
+            Ok(out)
+        }
+        Step::Insert {
+            set,
+            after,
+            names,
+            dotted_sibling,
+        } => {
+            // The VM (last prefix name) may be created; its parents may not.
+            if depth + 1 < prefix_len {
+                let parent = full[..prefix_len - 1].join(".");
+                return Err(EditError::Missing {
+                    path: full[..prefix_len].join("."),
+                    parent,
+                    src: named(source),
+                    span: span_of(tight_range(set.syntax())),
+                });
+            }
+            Ok(insert(
+                source,
+                &set,
+                after.as_ref(),
+                &names,
+                dotted_sibling,
+                value,
+            ))
+        }
+    }
+}
+
+/// Finds where `path` lives in `set`; `depth` counts names already matched.
+/// Returns the edit and how many names of the full path exist in the file.
+fn locate(
+    source: &str,
+    set: &ast::AttrSet,
+    full: &[String],
+    depth: usize,
+    wanted: &str,
+) -> Result<(Step, usize), EditError> {
+    let path = &full[depth..];
+    let shown = |names: &[String]| -> String {
+        full[..depth]
+            .iter()
+            .chain(names.iter())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let mut best: Option<(usize, ast::AttrpathValue)> = None;
+    for entry in set.entries() {
+        let av = match entry {
+            ast::Entry::Inherit(inh) => {
+                let binds_it = inh
+                    .attrs()
+                    .any(|a| attr_text(&a).as_deref() == Some(path[0].as_str()));
+                if binds_it {
+                    return Err(EditError::Inherited {
+                        path: shown(&path[..1]),
+                        src: named(source),
+                        span: span_of(tight_range(inh.syntax())),
+                    });
+                }
+                continue;
+            }
+            ast::Entry::AttrpathValue(av) => av,
+        };
+        let Some(names) = av.attrpath().as_ref().and_then(attr_path) else {
+            continue;
+        };
+        let Some(value) = av.value() else { continue };
+        let common = names.iter().zip(path).take_while(|(a, b)| a == b).count();
+        if common == 0 {
+            continue;
+        }
+        if common == names.len() && common == path.len() {
+            return Ok((Step::Replace(tight_range(value.syntax())), depth + common));
+        }
+        if common == path.len() {
+            // The file sets deeper names below our leaf (`gpu.x.y = …` while
+            // we set `gpu.x`): replacing would drop them.
+            return Err(EditError::NotLiteral {
+                path: shown(&names),
+                found: "a deeper binding below the value to set".into(),
+                wanted: wanted.to_string(),
+                src: named(source),
+                span: span_of(tight_range(av.syntax())),
+            });
+        }
+        if common == names.len() {
+            return match value {
+                ast::Expr::AttrSet(inner) => locate(source, &inner, full, depth + common, wanted),
+                other => Err(EditError::NotLiteral {
+                    path: shown(&names),
+                    found: describe(&other),
+                    wanted: wanted.to_string(),
+                    src: named(source),
+                    span: span_of(tight_range(other.syntax())),
+                }),
+            };
+        }
+        // A dotted sibling sharing part of the path.
+        if best.as_ref().map_or(true, |(c, _)| common >= *c) {
+            best = Some((common, av));
+        }
+    }
+    match best {
+        Some((common, av)) => Ok((
+            Step::Insert {
+                set: set.clone(),
+                after: Some(av),
+                names: path.to_vec(),
+                dotted_sibling: true,
+            },
+            depth + common,
+        )),
+        None => Ok((
+            Step::Insert {
+                set: set.clone(),
+                after: set.attrpath_values().last(),
+                names: path.to_vec(),
+                dotted_sibling: false,
+            },
+            depth,
+        )),
+    }
+}
+
+fn insert(
+    source: &str,
+    set: &ast::AttrSet,
+    after: Option<&ast::AttrpathValue>,
+    names: &[String],
+    dotted: bool,
+    value: &NixValue,
+) -> String {
+    // The binding: dotted path when it continues dotted siblings, otherwise
+    // the first name with the rest as nested sets.
+    let binding_value = if dotted || names.len() == 1 {
+        value.clone()
+    } else {
+        names[1..]
+            .iter()
+            .rev()
+            .fold(value.clone(), |v, n| NixValue::Attrs(vec![(n.clone(), v)]))
+    };
+    let lhs = if dotted {
+        names
+            .iter()
+            .map(|n| attr_name(n))
+            .collect::<Vec<_>>()
+            .join(".")
+    } else {
+        attr_name(&names[0])
+    };
+    let set_range = set.syntax().text_range();
+    let set_start = usize::from(set_range.start());
+    let set_text = &source[set_start..usize::from(set_range.end())];
+    let multiline = set_text.contains('\n');
+    match after {
+        Some(av) if multiline => {
+            let end = usize::from(av.syntax().text_range().end());
+            let (_, indent) = line_indent(source, usize::from(tight_range(av.syntax()).start()));
+            let rendered = format!("{lhs} = {};", binding_value.render(indent.len()));
+            let (at, _) = after_binding(source, end);
+            format!("{}\n{indent}{rendered}{}", &source[..at], &source[at..])
+        }
+        Some(av) => {
+            let end = usize::from(av.syntax().text_range().end());
+            let rendered = format!("{lhs} = {};", binding_value.render(0));
+            format!("{} {rendered}{}", &source[..end], &source[end..])
+        }
+        None => {
+            // Empty set: put the binding after `{`, indented one step more
+            // than the line holding the brace.
+            let open = set
+                .l_curly_token()
+                .map_or(set_start, |t| usize::from(t.text_range().end()));
+            let (_, indent) = line_indent(source, open.saturating_sub(1));
+            let inner = format!("{indent}  ");
+            if multiline {
+                let rendered = format!("{lhs} = {};", binding_value.render(inner.len()));
+                let (at, _) = after_binding(source, open);
+                format!("{}\n{inner}{rendered}{}", &source[..at], &source[at..])
+            } else {
+                let rendered = format!("{lhs} = {};", binding_value.render(inner.len()));
+                let close = set
+                    .r_curly_token()
+                    .map_or(usize::from(set_range.end()), |t| {
+                        usize::from(t.text_range().start())
+                    });
+                format!(
+                    "{}\n{inner}{rendered}\n{indent}{}",
+                    source[..open].trim_end_matches(' '),
+                    &source[close..]
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_and_escapes() {
+        assert_eq!(
+            quote_string("a\"b\\c${x}$y\n"),
+            "\"a\\\"b\\\\c\\${x}$y\\n\""
+        );
+        assert_eq!(attr_name("pciId"), "pciId");
+        assert_eq!(attr_name("0000:01:00.0"), "\"0000:01:00.0\"");
+        assert_eq!(attr_name("in"), "\"in\"");
+    }
+
+    #[test]
+    fn renders_values_deterministically() {
+        let v = NixValue::from_json(
+            &serde_json::json!({"a": [1, 2], "b": {"c": null, "d": "x"}, "e": 1.5}),
+        );
+        assert_eq!(
+            v.render(0),
+            "{\n  a = [ 1 2 ];\n  b = { c = null; d = \"x\"; };\n  e = 1.5;\n}"
+        );
+    }
+
+    #[test]
+    fn finds_nested_and_dotted() {
+        let src = "{ a.b = { c = 1; }; a = { d.e = 2; }; }";
+        let root = parse(src).unwrap();
+        let c = find_attr(&root, &["a", "b", "c"]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(&src[c[0].0], "1");
+        let e = find_attr(&root, &["a", "d", "e"]);
+        assert_eq!(&src[e[0].0], "2");
+        assert!(find_attr(&root, &["a", "x"]).is_empty());
+    }
+}

@@ -1,0 +1,632 @@
+//! Fake sysfs/proc trees for tests and benchmarks, built from compact
+//! descriptions. The layouts follow real machines (see the presets); the
+//! files are those `discover` reads, with the kernel's formats.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::topology::format_cpu_list;
+
+/// A logical CPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cpu {
+    pub id: u32,
+    pub package: u32,
+    pub die: u32,
+    pub core: u32,
+    pub siblings: Vec<u32>,
+    pub max_mhz: Option<u32>,
+}
+
+/// An L3 cache shared by `cpus`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L3 {
+    pub id: u32,
+    pub size_kib: u64,
+    pub cpus: Vec<u32>,
+}
+
+/// A PCI function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pci {
+    pub address: String,
+    /// `vendor:device`, hex.
+    pub id: String,
+    /// 24-bit class code (`0x030000`).
+    pub class: u32,
+    pub driver: Option<String>,
+    pub group: Option<u32>,
+    pub boot_vga: Option<bool>,
+    pub reset_method: Option<String>,
+}
+
+/// Builds a [`Pci`]: `pci("0000:01:00.0", "10de:2704", 0x030000, "nvidia", 12)`;
+/// an empty driver means none.
+pub fn pci(address: &str, id: &str, class: u32, driver: &str, group: u32) -> Pci {
+    Pci {
+        address: address.into(),
+        id: id.into(),
+        class,
+        driver: (!driver.is_empty()).then(|| driver.to_string()),
+        group: Some(group),
+        boot_vga: if class >> 8 == 0x0300 {
+            Some(false)
+        } else {
+            None
+        },
+        reset_method: Some(if class >> 16 == 0x06 { "pm" } else { "flr bus" }.into()),
+    }
+}
+
+impl Pci {
+    /// Marks the function as the firmware's boot GPU.
+    pub fn boot(mut self) -> Pci {
+        self.boot_vga = Some(true);
+        self
+    }
+}
+
+/// A whole host.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Host {
+    /// `vendor_id` of cpuinfo (`AuthenticAMD`, `GenuineIntel`).
+    pub vendor: String,
+    pub model_name: String,
+    pub flags: Vec<String>,
+    pub cpus: Vec<Cpu>,
+    pub l3: Vec<L3>,
+    /// `devices/cpu_core/cpus` and `devices/cpu_atom/cpus` of a hybrid CPU.
+    pub hybrid: Option<(Vec<u32>, Vec<u32>)>,
+    /// CPUs of NUMA node 0, 1, …
+    pub numa: Vec<Vec<u32>>,
+    /// `(size KiB, total, free)`.
+    pub hugepages: Vec<(u64, u64, u64)>,
+    pub cmdline: String,
+    pub pci: Vec<Pci>,
+    /// Write `kernel/iommu_groups` and the `iommu_group` links.
+    pub iommu: bool,
+}
+
+/// CPUs of `cores` cores with two threads, siblings `n` and `n + cores`
+/// (AMD desktop and Intel pre-hybrid enumeration).
+pub fn split_smt(cores: u32, package: u32, first_cpu: u32, mhz: Option<u32>) -> Vec<Cpu> {
+    let mut cpus = Vec::new();
+    for t in 0..2 {
+        for c in 0..cores {
+            let id = first_cpu + c + t * cores;
+            cpus.push(Cpu {
+                id,
+                package,
+                die: 0,
+                core: c,
+                siblings: vec![first_cpu + c, first_cpu + c + cores],
+                max_mhz: mhz,
+            });
+        }
+    }
+    cpus.sort_by_key(|c| c.id);
+    cpus
+}
+
+fn amd_flags() -> Vec<String> {
+    ["fpu", "vme", "svm", "pdpe1gb", "topoext"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn intel_flags() -> Vec<String> {
+    ["fpu", "vme", "vmx", "pdpe1gb"].map(String::from).to_vec()
+}
+
+fn all_ids(cpus: &[Cpu]) -> Vec<u32> {
+    cpus.iter().map(|c| c.id).collect()
+}
+
+fn default_hugepages() -> Vec<(u64, u64, u64)> {
+    vec![(2048, 0, 0), (1_048_576, 16, 16)]
+}
+
+/// Ryzen 9 5950X: siblings `n`/`n+16`, CCD0 = 0-7,16-23, CCD1 = 8-15,24-31,
+/// 32 MiB L3 each, one NUMA node.
+pub fn ryzen_5950x() -> Host {
+    ryzen_two_ccd("AMD Ryzen 9 5950X 16-Core Processor", 32768, 32768)
+}
+
+/// Ryzen 9 7950X3D: as the 7950X, but CCD0 carries 96 MiB of L3 and CCD1 32 MiB.
+pub fn ryzen_7950x3d() -> Host {
+    ryzen_two_ccd("AMD Ryzen 9 7950X3D 16-Core Processor", 98304, 32768)
+}
+
+/// Ryzen 9 7950X (the AM5 desktop's CPU).
+pub fn ryzen_7950x() -> Host {
+    ryzen_two_ccd("AMD Ryzen 9 7950X 16-Core Processor", 32768, 32768)
+}
+
+fn ryzen_two_ccd(model: &str, l3_0: u64, l3_1: u64) -> Host {
+    let cpus = split_smt(16, 0, 0, Some(5700));
+    let ccd = |first: u32| -> Vec<u32> {
+        let mut v: Vec<u32> = (first..first + 8).chain(first + 16..first + 24).collect();
+        v.sort_unstable();
+        v
+    };
+    Host {
+        vendor: "AuthenticAMD".into(),
+        model_name: model.into(),
+        flags: amd_flags(),
+        l3: vec![
+            L3 {
+                id: 0,
+                size_kib: l3_0,
+                cpus: ccd(0),
+            },
+            L3 {
+                id: 1,
+                size_kib: l3_1,
+                cpus: ccd(8),
+            },
+        ],
+        numa: vec![all_ids(&cpus)],
+        cpus,
+        hugepages: default_hugepages(),
+        cmdline: "BOOT_IMAGE=/boot/kernel iommu=pt".into(),
+        ..Host::default()
+    }
+}
+
+/// Core i7-8700K: siblings `n`/`n+6`, one 12 MiB L3.
+pub fn i7_8700k() -> Host {
+    let cpus = split_smt(6, 0, 0, Some(4700));
+    Host {
+        vendor: "GenuineIntel".into(),
+        model_name: "Intel(R) Core(TM) i7-8700K CPU @ 3.70GHz".into(),
+        flags: intel_flags(),
+        l3: vec![L3 {
+            id: 0,
+            size_kib: 12288,
+            cpus: all_ids(&cpus),
+        }],
+        numa: vec![all_ids(&cpus)],
+        cpus,
+        hugepages: default_hugepages(),
+        cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt".into(),
+        ..Host::default()
+    }
+}
+
+/// Core i9-13900K: P-cores 0-7 with adjacent siblings (CPUs 0-15; 5.8 GHz on
+/// CPUs 8-11, 5.5 GHz otherwise), 16 E-cores (CPUs 16-31, 4.3 GHz), one
+/// 36 MiB L3, `cpu_core` = 0-15, `cpu_atom` = 16-31.
+pub fn i9_13900k() -> Host {
+    let mut cpus = Vec::new();
+    for core in 0..8u32 {
+        for t in 0..2 {
+            let id = core * 2 + t;
+            cpus.push(Cpu {
+                id,
+                package: 0,
+                die: 0,
+                core: core * 4,
+                siblings: vec![core * 2, core * 2 + 1],
+                max_mhz: Some(if (8..12).contains(&id) { 5800 } else { 5500 }),
+            });
+        }
+    }
+    for e in 0..16u32 {
+        let id = 16 + e;
+        cpus.push(Cpu {
+            id,
+            package: 0,
+            die: 0,
+            core: 32 + e,
+            siblings: vec![id],
+            max_mhz: Some(4300),
+        });
+    }
+    Host {
+        vendor: "GenuineIntel".into(),
+        model_name: "13th Gen Intel(R) Core(TM) i9-13900K".into(),
+        flags: intel_flags(),
+        l3: vec![L3 {
+            id: 0,
+            size_kib: 36864,
+            cpus: all_ids(&cpus),
+        }],
+        hybrid: Some(((0..16).collect(), (16..32).collect())),
+        numa: vec![all_ids(&cpus)],
+        cpus,
+        hugepages: default_hugepages(),
+        cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on".into(),
+        ..Host::default()
+    }
+}
+
+/// Two-socket server: 2 × 8 cores × 2 threads; package 0 = CPUs 0-7,16-23
+/// (NUMA node 0), package 1 = 8-15,24-31 (node 1); one L3 per package;
+/// `core_id` restarts at 0 on each package.
+pub fn dual_socket_server() -> Host {
+    let mut cpus = Vec::new();
+    for id in 0..32u32 {
+        let package = (id / 8) % 2;
+        let core = id % 8;
+        let first = package * 8 + core;
+        cpus.push(Cpu {
+            id,
+            package,
+            die: 0,
+            core,
+            siblings: vec![first, first + 16],
+            max_mhz: Some(3900),
+        });
+    }
+    let node = |p: u32| -> Vec<u32> {
+        let mut v: Vec<u32> = cpus
+            .iter()
+            .filter(|c| c.package == p)
+            .map(|c| c.id)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let (n0, n1) = (node(0), node(1));
+    Host {
+        vendor: "GenuineIntel".into(),
+        model_name: "Intel(R) Xeon(R) Silver 4208 CPU @ 2.10GHz".into(),
+        flags: intel_flags(),
+        l3: vec![
+            L3 {
+                id: 0,
+                size_kib: 11264,
+                cpus: n0.clone(),
+            },
+            L3 {
+                id: 1,
+                size_kib: 11264,
+                cpus: n1.clone(),
+            },
+        ],
+        numa: vec![n0, n1],
+        cpus,
+        hugepages: default_hugepages(),
+        cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt".into(),
+        ..Host::default()
+    }
+}
+
+/// AM5 desktop: Ryzen 9 7950X, Raphael iGPU (boot GPU) and an RTX 4080 in
+/// its own IOMMU group (the group layout of a public AM5 dump).
+pub fn am5_rtx4080() -> Host {
+    let mut host = ryzen_7950x();
+    host.iommu = true;
+    host.pci = vec![
+        pci("0000:00:00.0", "1022:14d8", 0x060000, "", 0),
+        pci("0000:00:01.1", "1022:14db", 0x060400, "pcieport", 1),
+        pci("0000:01:00.0", "10de:2704", 0x030000, "nvidia", 12),
+        pci("0000:01:00.1", "10de:22bb", 0x040300, "snd_hda_intel", 12),
+        pci("0000:02:00.0", "c0a9:5419", 0x010802, "nvme", 13),
+        pci("0000:03:00.0", "1022:43f4", 0x060400, "pcieport", 14),
+        pci("0000:04:0a.0", "1022:43f5", 0x060400, "pcieport", 18),
+        pci("0000:08:00.0", "8086:15f3", 0x020000, "igc", 18),
+        pci("0000:04:0c.0", "1022:43f5", 0x060400, "pcieport", 20),
+        pci("0000:0a:00.0", "1022:43f7", 0x0c0330, "xhci_hcd", 20),
+        pci("0000:04:0d.0", "1022:43f5", 0x060400, "pcieport", 21),
+        pci("0000:0b:00.0", "1022:43f6", 0x010601, "ahci", 21),
+        pci("0000:0c:00.0", "1002:164e", 0x030000, "amdgpu", 22).boot(),
+        pci("0000:0c:00.1", "1002:1640", 0x040300, "snd_hda_intel", 23),
+        pci("0000:0c:00.3", "1022:15b6", 0x0c0330, "xhci_hcd", 25),
+        pci("0000:0c:00.4", "1022:15b7", 0x0c0330, "xhci_hcd", 26),
+        pci("0000:0d:00.0", "1022:15b8", 0x0c0330, "xhci_hcd", 27),
+    ];
+    host
+}
+
+/// i7-8700K with its iGPU (boot GPU) and an RTX 2080 Ti (Turing: GPU, audio,
+/// USB-C xHCI and UCSI functions) alone behind root port 00:01.0.
+pub fn turing_rtx2080ti() -> Host {
+    let mut host = i7_8700k();
+    host.iommu = true;
+    host.pci = vec![
+        pci("0000:00:00.0", "8086:3ec2", 0x060000, "skl_uncore", 0),
+        pci("0000:00:01.0", "8086:1901", 0x060400, "pcieport", 1),
+        pci("0000:00:02.0", "8086:3e92", 0x030000, "i915", 2).boot(),
+        pci("0000:00:14.0", "8086:a36d", 0x0c0330, "xhci_hcd", 3),
+        pci("0000:01:00.0", "10de:1e07", 0x030000, "nvidia", 1),
+        pci("0000:01:00.1", "10de:10f7", 0x040300, "snd_hda_intel", 1),
+        pci("0000:01:00.2", "10de:1ad6", 0x0c0330, "xhci_hcd", 1),
+        pci("0000:01:00.3", "10de:1ad7", 0x0c8000, "nvidia-gpu", 1),
+    ];
+    host
+}
+
+/// Skylake-class desktop with two GPUs on bifurcated CPU lanes: both root
+/// ports, the RTX 2080 Ti (4 functions) and an RX 480 (boot GPU) in group 1.
+pub fn two_gpus_one_group() -> Host {
+    let mut host = i7_8700k();
+    host.iommu = true;
+    host.pci = vec![
+        pci("0000:00:00.0", "8086:191f", 0x060000, "skl_uncore", 0),
+        pci("0000:00:01.0", "8086:1901", 0x060400, "pcieport", 1),
+        pci("0000:00:01.1", "8086:1905", 0x060400, "pcieport", 1),
+        pci("0000:01:00.0", "10de:1e07", 0x030000, "nvidia", 1),
+        pci("0000:01:00.1", "10de:10f7", 0x040300, "snd_hda_intel", 1),
+        pci("0000:01:00.2", "10de:1ad6", 0x0c0330, "xhci_hcd", 1),
+        pci("0000:01:00.3", "10de:1ad7", 0x0c8000, "nvidia-gpu", 1),
+        pci("0000:02:00.0", "1002:67df", 0x030000, "amdgpu", 1).boot(),
+        pci("0000:02:00.1", "1002:aaf0", 0x040300, "snd_hda_intel", 1),
+        pci("0000:00:14.0", "8086:a12f", 0x0c0330, "xhci_hcd", 4),
+    ];
+    host
+}
+
+/// IOMMU off: devices without any group, an RTX 4080 as the only GPU.
+pub fn iommu_off() -> Host {
+    let mut host = ryzen_5950x();
+    host.iommu = false;
+    host.cmdline = "BOOT_IMAGE=/boot/kernel quiet".into();
+    host.pci = vec![
+        pci("0000:00:00.0", "1022:1480", 0x060000, "", 0),
+        pci("0000:00:03.1", "1022:1483", 0x060400, "pcieport", 0),
+        pci("0000:01:00.0", "10de:2704", 0x030000, "nvidia", 0).boot(),
+        pci("0000:01:00.1", "10de:22bb", 0x040300, "snd_hda_intel", 0),
+    ];
+    for p in &mut host.pci {
+        p.group = None;
+    }
+    host
+}
+
+/// A big server for benchmarks: 2 packages × 64 cores × 2 threads (256 CPUs),
+/// 16 L3 domains, 2 NUMA nodes, and 200 PCI functions (4 GPUs with audio,
+/// root ports, NVMe drives, NICs) in 100 groups.
+pub fn large_host_spec() -> Host {
+    let cores_per_pkg = 64u32;
+    let total_cores = cores_per_pkg * 2;
+    let mut cpus = Vec::new();
+    for id in 0..256u32 {
+        let core_index = id % total_cores;
+        let package = core_index / cores_per_pkg;
+        cpus.push(Cpu {
+            id,
+            package,
+            die: 0,
+            core: core_index % cores_per_pkg,
+            siblings: vec![core_index, core_index + total_cores],
+            max_mhz: Some(3700),
+        });
+    }
+    let mut l3 = Vec::new();
+    for d in 0..16u32 {
+        let mut set: Vec<u32> = (d * 8..d * 8 + 8)
+            .chain(d * 8 + total_cores..d * 8 + 8 + total_cores)
+            .collect();
+        set.sort_unstable();
+        l3.push(L3 {
+            id: d,
+            size_kib: 32768,
+            cpus: set,
+        });
+    }
+    let node = |p: u32| -> Vec<u32> {
+        cpus.iter()
+            .filter(|c| c.package == p)
+            .map(|c| c.id)
+            .collect()
+    };
+    let numa = vec![node(0), node(1)];
+    let mut pci_list = Vec::new();
+    for g in 0..100u32 {
+        let bus = g + 1;
+        let port = format!("0000:00:{:02x}.{}", g / 8, g % 8);
+        pci_list.push(pci(&port, "1022:1483", 0x060400, "pcieport", g));
+        let ep = format!("0000:{bus:02x}:00.0");
+        match g % 25 {
+            0 => {
+                pci_list.pop();
+                pci_list.push(pci(&ep, "10de:2684", 0x030000, "nvidia", g));
+                pci_list.push(pci(
+                    &format!("0000:{bus:02x}:00.1"),
+                    "10de:22ba",
+                    0x040300,
+                    "snd_hda_intel",
+                    g,
+                ));
+            }
+            n if n % 2 == 0 => pci_list.push(pci(&ep, "144d:a80a", 0x010802, "nvme", g)),
+            _ => pci_list.push(pci(&ep, "8086:1593", 0x020000, "ice", g)),
+        }
+    }
+    Host {
+        vendor: "AuthenticAMD".into(),
+        model_name: "AMD EPYC 9554 64-Core Processor".into(),
+        flags: amd_flags(),
+        cpus,
+        l3,
+        numa,
+        hugepages: default_hugepages(),
+        cmdline: "BOOT_IMAGE=/boot/kernel iommu=pt".into(),
+        pci: pci_list,
+        iommu: true,
+        ..Host::default()
+    }
+}
+
+/// Writes [`large_host_spec`] below `dir`; returns `(sysfs root, proc root)`.
+pub fn large_host(dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
+    large_host_spec().write(dir)
+}
+
+fn write(path: &Path, text: &str) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, text)
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(not(unix))]
+fn symlink(_target: &Path, _link: &Path) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "symlinks need unix",
+    ))
+}
+
+impl Host {
+    /// Writes the tree below `dir` as `dir/sys` and `dir/proc`; returns both roots.
+    pub fn write(&self, dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
+        let sys = dir.join("sys");
+        let proc = dir.join("proc");
+        std::fs::create_dir_all(&sys)?;
+        std::fs::create_dir_all(&proc)?;
+        self.write_cpus(&sys)?;
+        self.write_pci(&sys)?;
+        for (size, total, free) in &self.hugepages {
+            let d = sys.join(format!("kernel/mm/hugepages/hugepages-{size}kB"));
+            write(&d.join("nr_hugepages"), &format!("{total}\n"))?;
+            write(&d.join("free_hugepages"), &format!("{free}\n"))?;
+        }
+        let mut cpuinfo = String::new();
+        for cpu in &self.cpus {
+            cpuinfo.push_str(&format!(
+                "processor\t: {}\nvendor_id\t: {}\nmodel name\t: {}\nphysical id\t: {}\ncore id\t\t: {}\nflags\t\t: {}\n\n",
+                cpu.id,
+                self.vendor,
+                self.model_name,
+                cpu.package,
+                cpu.core,
+                self.flags.join(" ")
+            ));
+        }
+        write(&proc.join("cpuinfo"), &cpuinfo)?;
+        write(&proc.join("cmdline"), &format!("{}\n", self.cmdline))?;
+        Ok((sys, proc))
+    }
+
+    fn write_cpus(&self, sys: &Path) -> io::Result<()> {
+        let base = sys.join("devices/system/cpu");
+        let ids: Vec<u32> = self.cpus.iter().map(|c| c.id).collect();
+        write(
+            &base.join("online"),
+            &format!("{}\n", format_cpu_list(&ids)),
+        )?;
+        write(
+            &base.join("possible"),
+            &format!("{}\n", format_cpu_list(&ids)),
+        )?;
+        for cpu in &self.cpus {
+            let d = base.join(format!("cpu{}", cpu.id));
+            let t = d.join("topology");
+            let sib = format!("{}\n", format_cpu_list(&cpu.siblings));
+            write(&t.join("core_cpus_list"), &sib)?;
+            write(&t.join("thread_siblings_list"), &sib)?;
+            write(&t.join("core_id"), &format!("{}\n", cpu.core))?;
+            write(&t.join("die_id"), &format!("{}\n", cpu.die))?;
+            write(
+                &t.join("physical_package_id"),
+                &format!("{}\n", cpu.package),
+            )?;
+            // L1d, L1i, L2 (private to the core), then L3.
+            let caches: [(u32, &str, String, String); 3] = [
+                (1, "Data", "48K".into(), format_cpu_list(&cpu.siblings)),
+                (
+                    1,
+                    "Instruction",
+                    "32K".into(),
+                    format_cpu_list(&cpu.siblings),
+                ),
+                (2, "Unified", "1024K".into(), format_cpu_list(&cpu.siblings)),
+            ];
+            for (i, (level, kind, size, shared)) in caches.iter().enumerate() {
+                let c = d.join(format!("cache/index{i}"));
+                write(&c.join("level"), &format!("{level}\n"))?;
+                write(&c.join("type"), &format!("{kind}\n"))?;
+                write(&c.join("size"), &format!("{size}\n"))?;
+                write(&c.join("shared_cpu_list"), &format!("{shared}\n"))?;
+                write(&c.join("id"), &format!("{}\n", cpu.core))?;
+            }
+            if let Some(l3) = self.l3.iter().find(|l| l.cpus.contains(&cpu.id)) {
+                let c = d.join("cache/index3");
+                write(&c.join("level"), "3\n")?;
+                write(&c.join("type"), "Unified\n")?;
+                write(&c.join("size"), &format!("{}K\n", l3.size_kib))?;
+                write(
+                    &c.join("shared_cpu_list"),
+                    &format!("{}\n", format_cpu_list(&l3.cpus)),
+                )?;
+                write(&c.join("id"), &format!("{}\n", l3.id))?;
+            }
+            if let Some(mhz) = cpu.max_mhz {
+                write(
+                    &d.join("cpufreq/cpuinfo_max_freq"),
+                    &format!("{}\n", u64::from(mhz) * 1000),
+                )?;
+            }
+        }
+        if let Some((p, e)) = &self.hybrid {
+            write(
+                &sys.join("devices/cpu_core/cpus"),
+                &format!("{}\n", format_cpu_list(p)),
+            )?;
+            write(
+                &sys.join("devices/cpu_atom/cpus"),
+                &format!("{}\n", format_cpu_list(e)),
+            )?;
+        }
+        for (i, cpus) in self.numa.iter().enumerate() {
+            write(
+                &sys.join(format!("devices/system/node/node{i}/cpulist")),
+                &format!("{}\n", format_cpu_list(cpus)),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_pci(&self, sys: &Path) -> io::Result<()> {
+        let base = sys.join("bus/pci/devices");
+        std::fs::create_dir_all(&base)?;
+        if self.iommu {
+            std::fs::create_dir_all(sys.join("kernel/iommu_groups"))?;
+        }
+        for p in &self.pci {
+            let d = base.join(&p.address);
+            let (vendor, device) = p.id.split_once(':').unwrap_or((&p.id, "0000"));
+            write(&d.join("vendor"), &format!("0x{vendor}\n"))?;
+            write(&d.join("device"), &format!("0x{device}\n"))?;
+            write(&d.join("class"), &format!("0x{:06x}\n", p.class))?;
+            write(&d.join("subsystem_vendor"), &format!("0x{vendor}\n"))?;
+            write(&d.join("subsystem_device"), "0x0000\n")?;
+            write(&d.join("numa_node"), "-1\n")?;
+            if let Some(b) = p.boot_vga {
+                write(&d.join("boot_vga"), if b { "1\n" } else { "0\n" })?;
+            }
+            if let Some(r) = &p.reset_method {
+                write(&d.join("reset_method"), &format!("{r}\n"))?;
+            }
+            if let Some(drv) = &p.driver {
+                std::fs::create_dir_all(sys.join("bus/pci/drivers").join(drv))?;
+                symlink(
+                    &Path::new("../../../../bus/pci/drivers").join(drv),
+                    &d.join("driver"),
+                )?;
+            }
+            if let (true, Some(g)) = (self.iommu, p.group) {
+                let gdir = sys.join(format!("kernel/iommu_groups/{g}"));
+                symlink(
+                    &Path::new("../../../../kernel/iommu_groups").join(g.to_string()),
+                    &d.join("iommu_group"),
+                )?;
+                symlink(
+                    &Path::new("../../../../bus/pci/devices").join(&p.address),
+                    &gdir.join("devices").join(&p.address),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,391 @@
+//! Presenting a [`DiscoverReport`]: the terminal report (aligned tables, what
+//! is wrong first) and the Nix file for `--nix`.
+
+use crate::config::CpuVendor;
+use crate::nixedit::NixValue;
+use crate::topology::{format_cpu_list, CoreKind};
+
+use super::{DiscoverReport, GpuReport, IommuState, Severity, Verdict};
+
+/// Left-aligned columns separated by two spaces; trailing spaces trimmed.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(cols) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let mut out = String::from("  ");
+        for (i, cell) in cells.iter().enumerate() {
+            out.push_str(cell);
+            if i + 1 < cells.len() {
+                out.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// `32768` KiB → `32 MiB`.
+pub fn human_kib(kib: u64) -> String {
+    if kib >= 1024 * 1024 && kib % (1024 * 1024) == 0 {
+        format!("{} GiB", kib / (1024 * 1024))
+    } else if kib >= 1024 && kib % 1024 == 0 {
+        format!("{} MiB", kib / 1024)
+    } else {
+        format!("{kib} KiB")
+    }
+}
+
+fn opt(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
+/// The terminal report.
+pub fn text_report(report: &DiscoverReport) -> String {
+    let mut out = String::new();
+    let topo = &report.topology;
+
+    // 1. Problems first.
+    let problems: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+        .collect();
+    if problems.is_empty() {
+        out.push_str("No problems found.\n");
+    } else {
+        out.push_str("Problems\n");
+        for f in &problems {
+            let tag = match f.severity {
+                Severity::Error => "error  ",
+                Severity::Warning => "warning",
+                Severity::Info => "info   ",
+            };
+            out.push_str(&format!("  {tag}  {}\n", f.message));
+            if let Some(h) = &f.help {
+                out.push_str(&format!("           fix: {h}\n"));
+            }
+        }
+    }
+    out.push('\n');
+
+    // 2. IOMMU.
+    let state = match report.iommu.state {
+        IommuState::On => "on",
+        IommuState::Off => "off",
+        IommuState::OnWithoutParameter => "on (kernel parameter missing)",
+    };
+    out.push_str(&format!(
+        "IOMMU: {state}, {} group{}; kernel parameters: {}\n",
+        report.iommu.group_count,
+        if report.iommu.group_count == 1 {
+            ""
+        } else {
+            "s"
+        },
+        if report.iommu.kernel_parameters.is_empty() {
+            "none".to_string()
+        } else {
+            report.iommu.kernel_parameters.join(" ")
+        }
+    ));
+    out.push('\n');
+
+    // 3. GPUs.
+    if report.gpus.is_empty() {
+        out.push_str("GPUs: none found (no PCI device of class 0300/0302)\n");
+    } else {
+        out.push_str("GPUs\n");
+        for gpu in &report.gpus {
+            out.push_str(&gpu_block(gpu));
+        }
+        if report.gpus.len() > 1 {
+            out.push_str("  Choose another passthrough GPU with --gpu ADDRESS.\n");
+        }
+    }
+    out.push('\n');
+
+    // 4. CPU.
+    let cores = topo.cores();
+    let packages: std::collections::BTreeSet<u32> = topo.cpus.iter().map(|c| c.package).collect();
+    let vendor = match topo.vendor {
+        Some(CpuVendor::Amd) => "amd",
+        Some(CpuVendor::Intel) => "intel",
+        None => "unknown vendor",
+    };
+    out.push_str(&format!(
+        "CPU: {} ({vendor}): {} package{}, {} cores, {} logical CPUs{}; virtualisation: {}\n",
+        topo.model_name.as_deref().unwrap_or("unknown model"),
+        packages.len(),
+        if packages.len() == 1 { "" } else { "s" },
+        cores.len(),
+        topo.cpus.len(),
+        if topo.has_smt() { " (SMT)" } else { "" },
+        report.host.virtualization.as_deref().unwrap_or("none"),
+    ));
+    let mut rows = Vec::new();
+    for core in &cores {
+        let Some(cpu) = topo.cpu(core[0]) else {
+            continue;
+        };
+        rows.push(vec![
+            cpu.package.to_string(),
+            cpu.die.to_string(),
+            cpu.core.to_string(),
+            format_cpu_list(core),
+            match cpu.kind {
+                CoreKind::Uniform => "-".into(),
+                CoreKind::Performance => "P".into(),
+                CoreKind::Efficiency => "E".into(),
+            },
+            cpu.l3.map_or("-".into(), |l| l.to_string()),
+            cpu.numa_node.to_string(),
+            cpu.max_mhz.map_or("-".into(), |m| m.to_string()),
+        ]);
+    }
+    out.push_str(&table(
+        &[
+            "PKG", "DIE", "CORE", "CPUS", "KIND", "L3", "NODE", "MAX MHZ",
+        ],
+        &rows,
+    ));
+    out.push('\n');
+    if topo.l3.is_empty() {
+        out.push_str("L3 domains: unknown\n");
+    } else {
+        out.push_str("L3 domains\n");
+        let rows: Vec<Vec<String>> = topo
+            .l3
+            .iter()
+            .map(|d| {
+                vec![
+                    d.id.to_string(),
+                    human_kib(d.size_kib),
+                    format_cpu_list(&d.cpus),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["ID", "SIZE", "CPUS"], &rows));
+        let sizes: std::collections::BTreeSet<u64> = topo.l3.iter().map(|d| d.size_kib).collect();
+        if sizes.len() > 1 {
+            out.push_str("  L3 sizes differ (e.g. a 3D V-Cache die): pin the VM to the domain that suits it.\n");
+        }
+    }
+    out.push('\n');
+    out.push_str("NUMA nodes\n");
+    let rows: Vec<Vec<String>> = topo
+        .numa_nodes
+        .iter()
+        .map(|n| vec![n.id.to_string(), format_cpu_list(&n.cpus)])
+        .collect();
+    out.push_str(&table(&["NODE", "CPUS"], &rows));
+    out.push('\n');
+    out.push_str(&format!(
+        "Hugepages (1 GiB pages supported: {})\n",
+        if topo.pdpe1gb { "yes" } else { "no" }
+    ));
+    let rows: Vec<Vec<String>> = topo
+        .hugepages
+        .iter()
+        .map(|h| {
+            vec![
+                human_kib(h.size_kib),
+                h.total.to_string(),
+                h.free.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["SIZE", "TOTAL", "FREE"], &rows));
+
+    let infos: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Info)
+        .collect();
+    if !infos.is_empty() || !report.notes.is_empty() {
+        out.push_str("\nNotes\n");
+        for f in infos {
+            out.push_str(&format!("  {}\n", f.message));
+            if let Some(h) = &f.help {
+                out.push_str(&format!("    {h}\n"));
+            }
+        }
+        for n in &report.notes {
+            out.push_str(&format!("  {n}\n"));
+        }
+    }
+    out
+}
+
+fn gpu_block(gpu: &GpuReport) -> String {
+    let mut out = String::new();
+    let mut tags = Vec::new();
+    if gpu.boot_vga {
+        tags.push("boot GPU");
+    }
+    if gpu.candidate {
+        tags.push("passthrough candidate");
+    }
+    out.push_str(&format!(
+        "  {} [{}] {}{}\n",
+        gpu.address,
+        gpu.pci_id,
+        gpu.name.as_deref().unwrap_or("(name unknown)"),
+        if tags.is_empty() {
+            String::new()
+        } else {
+            format!("  <- {}", tags.join(", "))
+        }
+    ));
+    let rows: Vec<Vec<String>> = gpu
+        .functions
+        .iter()
+        .map(|f| {
+            vec![
+                f.address.clone(),
+                f.pci_id.clone(),
+                f.role.label().to_string(),
+                opt(&f.driver),
+                f.name.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let t = table(&["ADDRESS", "ID", "ROLE", "DRIVER", "NAME"], &rows);
+    for line in t.lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    let group = gpu.iommu_group.map_or("none".into(), |g| g.to_string());
+    let verdict = match gpu.isolation.verdict {
+        Verdict::Isolated => "isolated",
+        Verdict::NotIsolated => "NOT isolated",
+        Verdict::Unknown => "unknown",
+    };
+    out.push_str(&format!("    IOMMU group {group}: {verdict}\n"));
+    out.push_str(&format!("    {}\n", gpu.isolation.explanation));
+    if let Some(a) = &gpu.isolation.advice {
+        out.push_str(&format!("    fix: {a}\n"));
+    }
+    out
+}
+
+/// The `virtualisation.vms.<vm>.gpu` values of the candidate GPU, in option
+/// order, as `(name, value)` pairs.
+pub fn gpu_values(gpu: &GpuReport) -> Vec<(&'static str, NixValue)> {
+    let audio = gpu.audio();
+    let extra = gpu.extra_functions();
+    let mut v = vec![
+        ("enable", NixValue::Bool(true)),
+        ("pciId", NixValue::str(&gpu.pci_id)),
+    ];
+    if let Some(a) = audio {
+        v.push(("audioPciId", NixValue::str(&a.pci_id)));
+    }
+    v.push(("address", NixValue::str(&gpu.address)));
+    if let Some(a) = audio {
+        v.push(("audioAddress", NixValue::str(&a.address)));
+    }
+    v.push((
+        "extraPciIds",
+        NixValue::List(extra.iter().map(|f| NixValue::str(&f.pci_id)).collect()),
+    ));
+    v.push((
+        "extraAddresses",
+        NixValue::List(extra.iter().map(|f| NixValue::str(&f.address)).collect()),
+    ));
+    v
+}
+
+/// The candidate GPU, if any.
+pub fn candidate(report: &DiscoverReport) -> Option<&GpuReport> {
+    report.gpus.iter().find(|g| g.candidate)
+}
+
+/// The HostTopology as a Nix attrset literal.
+pub fn topology_value(report: &DiscoverReport) -> NixValue {
+    match serde_json::to_value(&report.topology) {
+        Ok(v) => NixValue::from_json(&v),
+        Err(_) => NixValue::Attrs(Vec::new()),
+    }
+}
+
+/// A NixOS module in the manner of `hardware-configuration.nix`.
+pub fn nix_file(report: &DiscoverReport, vm: &str) -> String {
+    let mut out = String::new();
+    out.push_str("# Generated by `vfio-helper discover --nix`. Do not edit by hand:\n");
+    out.push_str("# run it again after changing hardware, and commit the result.\n");
+    if let Some(m) = &report.topology.model_name {
+        out.push_str(&format!("# CPU: {m}\n"));
+    }
+    match candidate(report) {
+        Some(g) => {
+            let line = format!(
+                "# Passthrough GPU: {} [{}] {}",
+                g.address,
+                g.pci_id,
+                g.name.as_deref().unwrap_or("")
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
+            out.push_str(&format!(
+                "#   {}\n",
+                g.isolation.explanation.replace('\n', " ")
+            ));
+            for other in report.gpus.iter().filter(|o| !o.candidate) {
+                out.push_str(&format!(
+                    "# Other GPU (stays with the host): {} [{}]{}\n",
+                    other.address,
+                    other.pci_id,
+                    if other.boot_vga { ", boot GPU" } else { "" }
+                ));
+            }
+        }
+        None => out.push_str("# No GPU found: virtualisation.vms.<name>.gpu is not set.\n"),
+    }
+    out.push_str("{ ... }:\n\n{\n");
+    let vm_attr = crate::nixedit::attr_name(vm);
+    let mut vm_entries = Vec::new();
+    if let Some(v) = report.topology.vendor {
+        let name = match v {
+            CpuVendor::Amd => "amd",
+            CpuVendor::Intel => "intel",
+        };
+        vm_entries.push((
+            "cpu".to_string(),
+            NixValue::Attrs(vec![("vendor".into(), NixValue::str(name))]),
+        ));
+    }
+    if let Some(g) = candidate(report) {
+        vm_entries.push((
+            "gpu".to_string(),
+            NixValue::Attrs(
+                gpu_values(g)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            ),
+        ));
+    }
+    if !vm_entries.is_empty() {
+        out.push_str(&format!(
+            "  virtualisation.vms.{vm_attr} = {};\n\n",
+            NixValue::Attrs(vm_entries).render(2)
+        ));
+    }
+    out.push_str("  # The host's CPU topology, read by the pinning code.\n");
+    out.push_str(&format!(
+        "  modules.vfio.hostTopology = {};\n",
+        topology_value(report).render(2)
+    ));
+    out.push_str("}\n");
+    out
+}
