@@ -35,10 +35,18 @@
         rustPlatform.buildRustPackage {
           pname = "vfio-helper";
           version = (lib.importTOML ./rust/Cargo.toml).package.version;
+          # The crate and the libvirt hooks: the hook tests (rust/tests/
+          # isolate_hook.rs, gpu_hook.rs) run ../modules/hooks/*.sh, so the
+          # source keeps the repository layout and cargo works in rust/.
           src = lib.fileset.toSource {
-            root = ./rust;
-            fileset = lib.fileset.difference ./rust (lib.fileset.maybeMissing ./rust/target);
+            root = ./.;
+            fileset = lib.fileset.unions [
+              (lib.fileset.difference ./rust (lib.fileset.maybeMissing ./rust/target))
+              ./modules/hooks
+            ];
           };
+          cargoRoot = "rust";
+          buildAndTestSubdir = "rust";
           cargoLock.lockFile = ./rust/Cargo.lock;
 
           # `cargo test` runs in the build. The tests that need a running
@@ -50,6 +58,12 @@
             libvirt
             libxml2
           ];
+          # These read the build machine's own /sys, which the build sandbox
+          # does not have.
+          checkFlags = [
+            "--skip=this_machine_sys_gives_a_sensible_report"
+            "--skip=all_cpus_default_to_the_online_cpus"
+          ];
 
           meta = {
             description = "Derives PCI IDs, CPU pinning and libvirt domain XML for GPU-passthrough VMs declared in NixOS";
@@ -59,21 +73,34 @@
           };
         };
 
-      # The flake's modules, with the helper package defaulting to this flake's.
+      # The flake's modules, with what only the flake knows filled in: the
+      # helper package defaults to this flake's, and the boot entries record
+      # the flake's git revision. Each is set only where the wrapped module
+      # declares the option, so every module also works on its own.
       withHelper =
         module:
-        { pkgs, lib, ... }:
+        {
+          options,
+          pkgs,
+          lib,
+          ...
+        }:
         {
           imports = [ module ];
-          virtualisation.vfioHelper.package = lib.mkDefault (
-            self.packages.${pkgs.stdenv.hostPlatform.system}.vfio-helper or (pkgs.callPackage vfioHelper { })
-          );
+          config = lib.mkMerge [
+            (lib.optionalAttrs (options ? virtualisation.vfioHelper.package) {
+              virtualisation.vfioHelper.package = lib.mkDefault (
+                self.packages.${pkgs.stdenv.hostPlatform.system}.vfio-helper or (pkgs.callPackage vfioHelper { })
+              );
+            })
+            (lib.optionalAttrs (options ? modules.vfio.dualBoot.configurationRevision) {
+              modules.vfio.dualBoot.configurationRevision = lib.mkDefault (self.rev or self.dirtyRev or null);
+            })
+          ];
         };
 
       # Just enough of a machine for the example hosts to evaluate.
-      machineStub =
-        { lib, ... }:
-        {
+      machineStub = {
           nixpkgs.hostPlatform = "x86_64-linux";
           nixpkgs.overlays = [ self.overlays.default ];
           fileSystems."/" = {
@@ -82,7 +109,6 @@
           };
           boot.loader.systemd-boot.enable = true;
           boot.loader.efi.canTouchEfiVariables = false;
-          system.configurationRevision = lib.mkDefault (self.rev or self.dirtyRev or null);
         };
 
       hosts = lib.attrNames (lib.filterAttrs (_: type: type == "directory") (builtins.readDir ./hosts));
@@ -91,7 +117,13 @@
       nixosModules = {
         default = withHelper ./modules/default.nix;
         vms = withHelper ./modules/vms.nix;
-        vfio = ./modules/vfio.nix;
+        vfio = withHelper ./modules/vfio.nix;
+        networking = ./modules/networking.nix;
+      };
+
+      templates.default = {
+        path = ./templates/default;
+        description = "A NixOS host with one GPU-passthrough Windows VM";
       };
 
       overlays.default = final: _prev: {

@@ -68,6 +68,7 @@ in
     ./vfio/dual-boot.nix
     ./vfio/looking-glass.nix
     ./vfio/scream.nix
+    ./vfio/cpu-isolation.nix
   ];
 
   options.modules.vfio = {

@@ -135,12 +135,36 @@ let
                 (SMT siblings together) on the host's real topology instead.
               '';
             };
+            prefer = mkOption {
+              type = types.enum [
+                "auto"
+                "cache"
+                "frequency"
+              ];
+              default = "auto";
+              description = ''
+                Which L3 domain the guest's cores come from on CPUs whose L3
+                domains differ in size (AMD X3D parts; needs
+                `modules.vfio.hostTopology`): `cache` the domain with the
+                larger L3 (the 3D V-Cache CCD), `frequency` the one with the
+                smaller L3 (the higher-clocked CCD), `auto` the same as `cache`. Ignored on CPUs with uniform L3
+                domains and without a host topology.
+              '';
+            };
           };
           isolate = mkOption {
             type = types.bool;
             default = windows;
             defaultText = literalExpression ''type == "windows-gaming"'';
-            description = "Restrict host processes to the host's CPUs while the VM runs.";
+            description = ''
+              Keep host processes off the VM's CPUs while it runs: a libvirt
+              qemu hook restricts `system.slice`, `user.slice` and `init.scope`
+              (systemd `AllowedCPUs`) to the CPUs the VMs running at that
+              moment leave to the host, and gives them all CPUs back when the
+              VM stops or crashes. Needs `cpu.pinning.enable`; the CPU sets
+              are computed at build time by `vfio-helper pinning --vm-cpus`
+              and listed in /etc/vfio/vm-cpus.
+            '';
           };
           vendor = mkOption {
             type = types.nullOr (
@@ -461,6 +485,130 @@ let
 
   manifestFile = pkgs.writeText "vms-manifest.json" (builtins.toJSON manifest);
 
+  # --- CPU sets ------------------------------------------------------------------
+
+  # Kernel CPU lists ("0-3,8,10-11"), as in rust/src/topology.rs.
+  cpuList = rec {
+    # Sorted, without duplicates.
+    normalise = xs: lib.unique (lib.sort (a: b: a < b) xs);
+    format =
+      xs:
+      let
+        ranges = lib.foldl' (
+          acc: c:
+          if acc != [ ] && (lib.last acc).hi + 1 == c then
+            lib.init acc ++ [ ((lib.last acc) // { hi = c; }) ]
+          else
+            acc ++ [
+              {
+                lo = c;
+                hi = c;
+              }
+            ]
+        ) [ ] (normalise xs);
+      in
+      lib.concatMapStringsSep "," (
+        r: if r.lo == r.hi then toString r.lo else "${toString r.lo}-${toString r.hi}"
+      ) ranges;
+    # Only for strings matching `pattern`.
+    parse =
+      text:
+      normalise (
+        lib.concatMap (
+          part:
+          let
+            ends = map lib.toInt (lib.splitString "-" part);
+          in
+          if lib.length ends == 1 then ends else lib.range (lib.head ends) (lib.last ends)
+        ) (lib.splitString "," text)
+      );
+    pattern = "[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*";
+  };
+
+  pinnedNames = lib.filter (name: cfg.${name}.cpu.pinning.enable) (lib.attrNames cfg);
+  isolatingNames = lib.filter (name: cfg.${name}.cpu.isolate) pinnedNames;
+
+  # Whether the helper pins on the host's real topology; a topology without
+  # CPUs (e.g. only `vendor`) gives the contiguous map, as in pinning.rs.
+  cpuTopology = hostTopology != null && (hostTopology.cpus or [ ]) != [ ];
+
+  # The map the helper computes without a host topology (pinning.rs,
+  # `contiguous`): vCPU i on CPU startCpu + i, and CPU 0 always stays with the
+  # host. Only meaningful when no host topology is set.
+  contiguousCpus =
+    vm:
+    let
+      start = lib.max 1 vm.cpu.pinning.startCpu;
+    in
+    lib.range start (start + vm.vcpus - 1);
+
+  # Pairs of pinned VMs sharing CPUs in the contiguous map (no topology; with
+  # one, the helper checks the real maps at build time, see vmCpus).
+  overlaps =
+    if cpuTopology then
+      [ ]
+    else
+      lib.concatLists (
+        lib.imap0 (
+          i: a:
+          lib.concatMap (
+            b:
+            let
+              common = lib.intersectLists (contiguousCpus cfg.${a}) (contiguousCpus cfg.${b});
+            in
+            lib.optional (common != [ ]) {
+              first = a;
+              second = b;
+              cpus = cpuList.format common;
+              bothAutostart = cfg.${a}.autostart && cfg.${b}.autostart;
+            }
+          ) (lib.drop (i + 1) pinnedNames)
+        ) pinnedNames
+      );
+
+  # The host CPUs each pinned VM owns, computed by the helper at build time
+  # (the real map needs the host topology, and evaluation must not run it):
+  #   vm-cpus   "<name> <cpu list>" for every pinned VM (/etc/vfio/vm-cpus)
+  #   isolate   the same for the VMs with cpu.isolate (the hook's input)
+  # Each VM is checked against the VMs after it for shared CPUs: an error if
+  # both autostart, a warning in the build log otherwise.
+  vmCpus = pkgs.runCommand "vfio-vm-cpus" { nativeBuildInputs = [ helper ]; } (
+    ''
+      mkdir -p $out
+      touch $out/vm-cpus $out/isolate
+    ''
+    + lib.concatImapStrings (
+      i: name:
+      let
+        others = lib.drop i pinnedNames;
+        line = "${lib.escapeShellArg name} \"$cpus\"";
+      in
+      ''
+        cpus=$(vfio-helper pinning --config ${vmConfigFile name cfg.${name}}${
+          lib.optionalString (topologyFile != null) " --topology ${topologyFile}"
+        }${lib.concatMapStrings (o: " --other ${vmConfigFile o cfg.${o}}") others} --vm-cpus)
+        printf '%s %s\n' ${line} >> $out/vm-cpus
+      ''
+      + lib.optionalString cfg.${name}.cpu.isolate ''
+        printf '%s %s\n' ${line} >> $out/isolate
+      ''
+    ) pinnedNames
+  );
+
+  # libvirt qemu hook (hooks/cpu-isolate.sh): host processes off the running
+  # VMs' CPUs.
+  isolateHook = pkgs.writeShellScript "vfio-cpu-isolate" ''
+    export PATH=${
+      lib.makeBinPath [
+        pkgs.coreutils
+        pkgs.systemd
+      ]
+    }
+    VFIO_ISOLATE_VMS=$(cat ${vmCpus}/isolate)
+    export VFIO_ISOLATE_VMS
+    exec ${pkgs.bash}/bin/bash ${./hooks/cpu-isolate.sh} "$@"
+  '';
+
   # --- checks ------------------------------------------------------------------
 
   vmAssertions =
@@ -611,9 +759,29 @@ in
         configJson = lib.mapAttrs vmJson cfg;
         configFiles = lib.mapAttrs vmConfigFile cfg;
         domains = lib.mapAttrs domainXml cfg;
-        inherit manifest manifestFile topologyFile;
+        inherit
+          manifest
+          manifestFile
+          topologyFile
+          cpuList
+          pinnedNames
+          isolatingNames
+          cpuTopology
+          ;
+        contiguousCpus = lib.mapAttrs (_: contiguousCpus) (lib.filterAttrs (_: vm: vm.cpu.pinning.enable) cfg);
+        vmCpus = if pinnedNames == [ ] then null else vmCpus;
+        isolateHook = if isolatingNames == [ ] then null else isolateHook;
       };
     }
+
+    (mkIf (pinnedNames != [ ]) {
+      # What each VM owns; also the input of modules.vfio.isolatedCpus.
+      environment.etc."vfio/vm-cpus".source = "${vmCpus}/vm-cpus";
+    })
+
+    (mkIf (isolatingNames != [ ]) {
+      virtualisation.libvirtd.hooks.qemu.vfio-cpu-isolate = isolateHook;
+    })
 
     (mkIf (cfg != { }) {
       assertions =
@@ -625,7 +793,16 @@ in
         ++ lib.mapAttrsToList (index: names: {
           assertion = false;
           message = "virtualisation.vms: /dev/kvmfr${index} is used by ${lib.concatStringsSep " and " names}; give each VM its own lookingGlass.kvmfrIndex";
-        }) sharedKvmfr;
+        }) sharedKvmfr
+        ++ map (o: {
+          assertion = false;
+          message = "virtualisation.vms: VMs `${o.first}` and `${o.second}` are both autostarted and pinned to the same host CPUs ${o.cpus}; give one of them a different cpu.pinning.startCpu (or fewer vcpus) so their CPU sets are disjoint, or set autostart = false on one of them";
+        }) (lib.filter (o: o.bothAutostart) overlaps);
+
+      warnings = map (
+        o:
+        "virtualisation.vms: VMs `${o.first}` and `${o.second}` are pinned to the same host CPUs ${o.cpus}: do not run them at the same time, or give one of them a different cpu.pinning.startCpu"
+      ) (lib.filter (o: !o.bothAutostart) overlaps);
 
       virtualisation.libvirtd = {
         enable = true;

@@ -206,11 +206,11 @@ in
         ];
       in
       {
-        host = cfg.virtualisation.libvirtd.hooks.qemu;
-        vfio = lib.attrNames cfg.specialisation.vfio.configuration.virtualisation.libvirtd.hooks.qemu;
+        host = f.vfioHooks cfg;
+        vfio = f.vfioHooks cfg.specialisation.vfio.configuration;
       };
     expected = {
-      host = { };
+      host = [ ];
       vfio = [ "vfio-gpu-detach" ];
     };
   };

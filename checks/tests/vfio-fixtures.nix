@@ -70,6 +70,9 @@ rec {
   # Evaluates a host given as a list of modules.
   host = modules: evalHost { imports = modules; };
 
+  # The libvirt hooks of modules.vfio (without the VMs' CPU isolation hook).
+  vfioHooks = cfg: lib.filter (n: n != "vfio-cpu-isolate") (lib.attrNames cfg.virtualisation.libvirtd.hooks.qemu);
+
   failedMessages = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
 
   # Everything the VFIO entry adds on top of a plain host, to show that an
@@ -86,7 +89,8 @@ rec {
     udevRules = cfg.services.udev.extraRules;
     udevPackages = cfg.services.udev.packages;
     tmpfiles = lib.filter (lib.hasInfix "/dev/") cfg.systemd.tmpfiles.rules;
-    hooks = cfg.virtualisation.libvirtd.hooks.qemu;
+    # The CPU isolation hook belongs to the VMs (cpu.isolate), not to an entry.
+    hooks = removeAttrs cfg.virtualisation.libvirtd.hooks.qemu [ "vfio-cpu-isolate" ];
     qemuConf = cfg.virtualisation.libvirtd.qemu.verbatimConfig;
     userServices = cfg.systemd.user.services;
     services = lib.filter (lib.hasPrefix "looking-glass") (lib.attrNames cfg.systemd.services);

@@ -135,8 +135,8 @@ in
   };
 
   testStaticHasNoHook = {
-    expr = staticIntel.virtualisation.libvirtd.hooks.qemu;
-    expected = { };
+    expr = f.vfioHooks staticIntel;
+    expected = [ ];
   };
 
   testStaticHostHasNoFailedAssertions = {
@@ -346,7 +346,7 @@ in
   };
 
   testDynamicHookIsInstalled = {
-    expr = lib.attrNames dynamic.virtualisation.libvirtd.hooks.qemu;
+    expr = f.vfioHooks dynamic;
     expected = [ "vfio-gpu-detach" ];
   };
 

@@ -214,7 +214,7 @@ in
       in
       {
         exec = exec cfg;
-        inherit (cfg) warnings;
+        warnings = lib.filter (lib.hasPrefix "modules.vfio.scream") cfg.warnings;
       };
     expected = {
       exec = "${stub.scream}/bin/scream -o pulse -i virbr0";

@@ -60,6 +60,7 @@ in
       pinning = {
         enable = true;
         startCpu = 4;
+        prefer = "auto";
       };
       pciId = "10de:2782";
       audioPciId = "10de:22bc";
@@ -300,6 +301,7 @@ in
         pinning = {
           enable = true;
           startCpu = 4;
+          prefer = "auto";
         };
         isolate = true;
         vendor = null;

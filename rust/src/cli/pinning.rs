@@ -19,8 +19,13 @@ pub struct Args {
     #[arg(long)]
     pub topology: Option<PathBuf>,
     /// Print the map as JSON (cpusets as kernel CPU lists).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "vm_cpus")]
     pub json: bool,
+    /// Print only the host CPUs the VM owns, as one kernel CPU list (e.g.
+    /// `4-15`): the value for `modules.vfio.isolatedCpus` and for the CPU
+    /// isolation hook. Warnings still go to stderr.
+    #[arg(long)]
+    pub vm_cpus: bool,
     /// Which L3 domain to prefer on X3D parts; overrides `cpu.pinning.prefer`.
     #[arg(long, value_enum)]
     pub prefer: Option<PreferArg>,
@@ -47,6 +52,17 @@ impl From<PreferArg> for Prefer {
             PreferArg::Frequency => Prefer::Frequency,
         }
     }
+}
+
+/// `--vm-cpus` on a VM that is not pinned: it owns no host CPUs.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cpu.pinning.enable = false: VM `{name}` is not pinned, so it owns no host CPUs to print with --vm-cpus")]
+#[diagnostic(
+    code(vfio::pinning::not_pinned),
+    help("set virtualisation.vms.{name}.cpu.pinning.enable = true, or leave this VM out of CPU isolation (cpu.isolate = false)")
+)]
+struct NotPinned {
+    name: String,
 }
 
 fn read_vm(path: &std::path::Path) -> miette::Result<VmConfig> {
@@ -81,6 +97,12 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         }),
     };
     let Some(mut map) = pinning::plan_with(&cfg, host.as_ref(), policy)? else {
+        if args.vm_cpus {
+            return Err(NotPinned {
+                name: cfg.name.clone(),
+            }
+            .into());
+        }
         if args.json {
             println!("null");
         } else {
@@ -100,6 +122,14 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     plans.extend(others.iter().map(|(c, m)| (c, m)));
     let overlap = pinning::check_overlaps(&plans)?;
     map.warnings.extend(overlap);
+
+    if args.vm_cpus {
+        println!("{}", pinning::report(&cfg.name, &map).vm_cpus);
+        for w in &map.warnings {
+            eprintln!("warning: {w}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
 
     if args.json {
         let report = pinning::report(&cfg.name, &map);

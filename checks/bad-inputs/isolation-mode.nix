@@ -1,0 +1,4 @@
+# Only "dynamic" and "static" exist.
+{
+  modules.vfio.isolation = "full";
+}

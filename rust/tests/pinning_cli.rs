@@ -1,0 +1,213 @@
+//! `vfio-helper pinning --vm-cpus`: the host CPUs a VM owns, as one kernel CPU
+//! list, which the NixOS module feeds to the CPU isolation hook at build time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A 4-core, 8-thread host whose SMT siblings are n and n+4, written the way
+/// `vfio-helper discover --json` writes a topology (camelCase).
+fn smt_host(dir: &Path) -> PathBuf {
+    let cpus: Vec<String> = (0..8)
+        .map(|id| {
+            let core = id % 4;
+            format!(
+                r#"{{"id":{id},"package":0,"die":0,"core":{core},"siblings":[{core},{}],"l3":0,"numaNode":0,"kind":"uniform","maxMhz":4000}}"#,
+                core + 4
+            )
+        })
+        .collect();
+    write(
+        dir,
+        "host.json",
+        &format!(
+            r#"{{"vendor":"amd","cpus":[{}],"l3":[{{"id":0,"sizeKib":32768,"cpus":[0,1,2,3,4,5,6,7]}}],"numaNodes":[{{"id":0,"cpus":[0,1,2,3,4,5,6,7]}}]}}"#,
+            cpus.join(",")
+        ),
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn contiguous_map_prints_the_range_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = write(
+        dir.path(),
+        "vm.json",
+        r#"{"name":"win11","vcpus":12,"cpu":{"cores":6,"threads":2,"pinning":{"startCpu":4}}}"#,
+    );
+    let out = run(&["pinning", "--config", path(&vm), "--vm-cpus"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "4-15\n");
+    // Warnings (here: no topology given) go to stderr, never into the list.
+    assert!(stderr(&out).contains("discover --nix"), "{}", stderr(&out));
+}
+
+#[test]
+fn start_cpu_zero_starts_at_cpu_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = write(
+        dir.path(),
+        "vm.json",
+        r#"{"name":"w","vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":0}}}"#,
+    );
+    let out = run(&["pinning", "--config", path(&vm), "--vm-cpus"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1-4\n");
+}
+
+#[test]
+fn topology_map_owns_whole_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = smt_host(dir.path());
+    let vm = write(
+        dir.path(),
+        "vm.json",
+        r#"{"name":"w","vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":1}}}"#,
+    );
+    let out = run(&[
+        "pinning",
+        "--config",
+        path(&vm),
+        "--topology",
+        path(&host),
+        "--vm-cpus",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Core 0 (CPUs 0 and 4) stays with the host; cores 1 and 2 go to the guest.
+    assert_eq!(stdout(&out), "1-2,5-6\n");
+}
+
+#[test]
+fn idle_siblings_belong_to_the_vm() {
+    // threads = 1 on an SMT host: each vCPU gets a whole core, and the idle
+    // sibling must be isolated from the host too.
+    let dir = tempfile::tempdir().unwrap();
+    let host = smt_host(dir.path());
+    let vm = write(
+        dir.path(),
+        "vm.json",
+        r#"{"name":"w","vcpus":2,"cpu":{"cores":2,"threads":1,"pinning":{"startCpu":1}}}"#,
+    );
+    let out = run(&[
+        "pinning",
+        "--config",
+        path(&vm),
+        "--topology",
+        path(&host),
+        "--vm-cpus",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1-2,5-6\n");
+}
+
+#[test]
+fn unpinned_vm_is_an_error_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = write(
+        dir.path(),
+        "vm.json",
+        r#"{"name":"w","cpu":{"pinning":{"enable":false}}}"#,
+    );
+    let out = run(&["pinning", "--config", path(&vm), "--vm-cpus"]);
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert!(err.contains("cpu.pinning.enable = false"), "{err}");
+    assert!(
+        err.contains("virtualisation.vms.w.cpu.pinning.enable"),
+        "{err}"
+    );
+}
+
+#[test]
+fn overlap_with_an_autostarted_vm_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(
+        dir.path(),
+        "a.json",
+        r#"{"name":"a","autostart":true,"vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":4}}}"#,
+    );
+    let b = write(
+        dir.path(),
+        "b.json",
+        r#"{"name":"b","autostart":true,"vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":6}}}"#,
+    );
+    let out = run(&[
+        "pinning",
+        "--config",
+        path(&a),
+        "--other",
+        path(&b),
+        "--vm-cpus",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert!(
+        err.contains("`a`") && err.contains("`b`") && err.contains("6-7"),
+        "{err}"
+    );
+}
+
+#[test]
+fn overlap_without_autostart_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(
+        dir.path(),
+        "a.json",
+        r#"{"name":"a","vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":4}}}"#,
+    );
+    let b = write(
+        dir.path(),
+        "b.json",
+        r#"{"name":"b","autostart":true,"vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":6}}}"#,
+    );
+    let out = run(&[
+        "pinning",
+        "--config",
+        path(&a),
+        "--other",
+        path(&b),
+        "--vm-cpus",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "4-7\n");
+    assert!(
+        stderr(&out).contains("warning: VMs `a` and `b` are pinned to the same host CPUs 6-7"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn vm_cpus_and_json_exclude_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = write(dir.path(), "vm.json", r#"{"name":"w"}"#);
+    let out = run(&["pinning", "--config", path(&vm), "--vm-cpus", "--json"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--json"), "{}", stderr(&out));
+}
