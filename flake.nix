@@ -38,12 +38,18 @@
           # The crate and the libvirt hooks: the hook tests (rust/tests/
           # isolate_hook.rs, gpu_hook.rs) run ../modules/hooks/*.sh, so the
           # source keeps the repository layout and cargo works in rust/.
-          src = lib.fileset.toSource {
-            root = ./.;
-            fileset = lib.fileset.unions [
-              (lib.fileset.difference ./rust (lib.fileset.maybeMissing ./rust/target))
-              ./modules/hooks
-            ];
+          # cleanSourceWith rather than lib.fileset, so the flake also
+          # evaluates on Nix versions without builtins.readFileType.
+          src = lib.cleanSourceWith {
+            src = ./.;
+            name = "vfio-helper-source";
+            filter =
+              path: _type:
+              let
+                rel = lib.removePrefix (toString ./. + "/") (toString path);
+                under = dir: rel == dir || lib.hasPrefix (dir + "/") rel;
+              in
+              (under "rust" && !(under "rust/target")) || rel == "modules" || under "modules/hooks";
           };
           cargoRoot = "rust";
           buildAndTestSubdir = "rust";
