@@ -45,8 +45,10 @@ tier_libvirt() {
 }
 
 tier_nix() {
-  local lib=$1
-  bash checks/run-nix-tests.sh "$lib" "$root/rust/target/debug/vfio-helper"
+  local lib=$1 helper="$root/rust/target/debug/vfio-helper" rc=0
+  bash checks/run-nix-tests.sh "$lib" "$helper" || rc=1
+  bash checks/docs-test.sh "$lib" "$helper" || rc=1
+  return $rc
 }
 
 tier_flake() {

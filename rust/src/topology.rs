@@ -102,6 +102,17 @@ impl HostTopology {
     }
 }
 
+/// Reads a host topology from JSON: either the topology itself (the value of
+/// `modules.vfio.hostTopology`) or a whole `vfio-helper discover --json`
+/// report, whose `topology` field it takes.
+pub fn topology_from_json(text: &str) -> Result<HostTopology, serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    match value.get("topology") {
+        Some(inner) if value.get("cpus").is_none() => serde_json::from_value(inner.clone()),
+        _ => serde_json::from_value(value),
+    }
+}
+
 /// Why a CPU list (`0-3,8,10-11`) could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{text}` is not a CPU list (expected e.g. `0-3,8,10-11`)")]
@@ -172,6 +183,16 @@ mod tests {
         assert_eq!(parse_cpu_list("").unwrap(), Vec::<u32>::new());
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("a").is_err());
+    }
+
+    #[test]
+    fn topology_json_is_read_bare_or_from_a_discover_report() {
+        let bare = r#"{"vendor":"amd","cpus":[{"id":0,"siblings":[0]}]}"#;
+        let report = format!(r#"{{"formatVersion":1,"topology":{bare},"gpus":[]}}"#);
+        let a = topology_from_json(bare).unwrap();
+        assert_eq!(a.cpus.len(), 1);
+        assert_eq!(topology_from_json(&report).unwrap(), a);
+        assert!(topology_from_json(r#"{"cpus":[],"typo":1}"#).is_err());
     }
 
     #[test]

@@ -16,3 +16,21 @@ pub fn read_file(path: &std::path::Path) -> miette::Result<String> {
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read {}", path.display()))
 }
+
+/// Reads `--topology FILE`: a host topology, or a whole `discover --json` report.
+pub fn read_topology(
+    path: Option<&std::path::Path>,
+) -> miette::Result<Option<vfio_helper::topology::HostTopology>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    vfio_helper::topology::topology_from_json(&read_file(path)?)
+        .into_diagnostic()
+        .wrap_err_with(|| {
+            format!(
+                "{} is not a host topology (expected the output of `vfio-helper discover --json`, or its `topology` field)",
+                path.display()
+            )
+        })
+        .map(Some)
+}

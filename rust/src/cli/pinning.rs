@@ -78,14 +78,7 @@ fn gpu_numa_node(cfg: &VmConfig) -> Option<u32> {
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let cfg = read_vm(&args.config)?;
-    let host: Option<HostTopology> = match &args.topology {
-        Some(path) => Some(
-            serde_json::from_str(&super::read_file(path)?)
-                .into_diagnostic()
-                .map_err(|e| e.wrap_err(format!("{} is not a host topology JSON (expected the output of `vfio-helper discover --json`)", path.display())))?,
-        ),
-        None => None,
-    };
+    let host: Option<HostTopology> = super::read_topology(args.topology.as_deref())?;
     let policy = PinPolicy {
         prefer: args.prefer.map_or(cfg.cpu.pinning.prefer, Prefer::from),
         gpu_numa_node: args.gpu_numa_node.or_else(|| {
