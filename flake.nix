@@ -38,18 +38,18 @@
           # The crate and the libvirt hooks: the hook tests (rust/tests/
           # isolate_hook.rs, gpu_hook.rs) run ../modules/hooks/*.sh, so the
           # source keeps the repository layout and cargo works in rust/.
-          # cleanSourceWith rather than lib.fileset, so the flake also
-          # evaluates on Nix versions without builtins.readFileType.
+          # The whole repository but rust/target: the tests also run the hook
+          # scripts in modules/hooks and read checks/ and hosts/. cleanSourceWith
+          # rather than lib.fileset, so this evaluates on older Nix too.
           src = lib.cleanSourceWith {
-            src = ./.;
+            src = lib.cleanSource ./.;
             name = "vfio-helper-source";
             filter =
               path: _type:
               let
                 rel = lib.removePrefix (toString ./. + "/") (toString path);
-                under = dir: rel == dir || lib.hasPrefix (dir + "/") rel;
               in
-              (under "rust" && !(under "rust/target")) || rel == "modules" || under "modules/hooks";
+              rel != "rust/target" && !(lib.hasPrefix "rust/target/" rel) && !(lib.hasPrefix "result" rel);
           };
           cargoRoot = "rust";
           buildAndTestSubdir = "rust";

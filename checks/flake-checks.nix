@@ -86,5 +86,11 @@ in
           exit 1
         fi
       '';
+
+  # `vfio-helper check` over every host file in hosts/.
+  check-hosts = pkgs.runCommand "check-hosts" { } ''
+    bash ${src}/checks/check-hosts.sh ${lib.getExe helper} >$out
+    cat $out
+  '';
 }
 // hostChecks

@@ -37,7 +37,8 @@ tier_rust() {
     cargo fmt --check &&
     cargo clippy --all-targets --quiet -- -D warnings &&
     cargo build --quiet &&
-    cargo test --quiet)
+    cargo test --quiet) &&
+    bash checks/check-hosts.sh "$root/rust/target/debug/vfio-helper"
 }
 
 tier_libvirt() {

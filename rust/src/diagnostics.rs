@@ -1,1 +1,310 @@
-//! (to be written)
+//! Findings of the static checks (`vfio-helper check`) and their two renderings:
+//! miette reports for people (file, line, the underlined span, what is wrong
+//! and the fix) and JSON for editors and CI.
+//!
+//! A [`Finding`] is plain data: the file it belongs to, a byte span in that
+//! file, the rule that produced it, the message and the fix. Rendering never
+//! depends on the terminal: colours are off and the width is fixed, so the
+//! same findings always give byte-identical output.
+
+use std::fmt;
+
+use miette::{
+    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode,
+};
+use serde::{Deserialize, Serialize};
+
+/// How bad a finding is. Errors make `check` exit with status 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A 1-based line and column (columns count characters, not bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// One problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// Stable rule name, e.g. `vm-vcpus` (also the name of its corpus entry).
+    pub rule: String,
+    pub severity: Severity,
+    /// The file as named on the command line.
+    pub file: String,
+    /// Byte offset of the span in the file.
+    pub offset: usize,
+    /// Length of the span in bytes (0: a point).
+    pub length: usize,
+    /// Where the span starts.
+    pub start: Position,
+    /// Where the span ends (just past its last character).
+    pub end: Position,
+    /// What is wrong, in one sentence.
+    pub message: String,
+    /// Short text under the underlined span.
+    pub label: String,
+    /// The fix: which option to change, and to what.
+    pub help: String,
+}
+
+/// Line and column of byte `offset` in `source` (clamped to the text).
+pub fn position(source: &str, offset: usize) -> Position {
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    Position { line, column }
+}
+
+impl Finding {
+    /// A finding at `offset..offset+length` of `source`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        rule: &str,
+        severity: Severity,
+        file: &str,
+        source: &str,
+        offset: usize,
+        length: usize,
+        message: String,
+        label: String,
+        help: String,
+    ) -> Finding {
+        let offset = offset.min(source.len());
+        let length = length.min(source.len() - offset);
+        Finding {
+            rule: rule.to_string(),
+            severity,
+            file: file.to_string(),
+            offset,
+            length,
+            start: position(source, offset),
+            end: position(source, offset + length),
+            message,
+            label,
+            help,
+        }
+    }
+}
+
+/// A finding together with its source text, as a miette diagnostic.
+pub struct Report<'a> {
+    finding: &'a Finding,
+    source: NamedSource<String>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(finding: &'a Finding, source: &str) -> Report<'a> {
+        Report {
+            finding,
+            source: NamedSource::new(&finding.file, source.to_string()),
+        }
+    }
+}
+
+impl fmt::Debug for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Report")
+            .field("finding", self.finding)
+            .finish()
+    }
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.finding.message)
+    }
+}
+
+impl std::error::Error for Report<'_> {}
+
+impl Diagnostic for Report<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(format!("vfio::check::{}", self.finding.rule)))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.finding.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(&self.finding.help))
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        Some(&self.source)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        Some(Box::new(std::iter::once(LabeledSpan::new(
+            Some(self.finding.label.clone()),
+            self.finding.offset,
+            self.finding.length,
+        ))))
+    }
+}
+
+/// Renders one finding as a miette report, without colours, at a fixed width.
+pub fn render_report(finding: &Finding, source: &str) -> String {
+    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+        .with_width(100)
+        .with_links(false);
+    let mut out = String::new();
+    let report = Report::new(finding, source);
+    if handler.render_report(&mut out, &report).is_err() {
+        // Rendering into a String cannot fail; keep the plain form anyway.
+        out = plain(finding);
+    }
+    out
+}
+
+/// One-line form: `file:line:col: error[rule]: message (fix: help)`.
+pub fn plain(finding: &Finding) -> String {
+    let severity = match finding.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    format!(
+        "{}:{}:{}: {severity}[{}]: {} (fix: {})",
+        finding.file,
+        finding.start.line,
+        finding.start.column,
+        finding.rule,
+        finding.message,
+        finding.help
+    )
+}
+
+/// The `--format json` document of a check run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonOutput {
+    /// Format version of this document.
+    pub version: u32,
+    /// Files checked, in the order given.
+    pub files: Vec<String>,
+    pub errors: usize,
+    pub warnings: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl JsonOutput {
+    pub fn new(files: Vec<String>, findings: Vec<Finding>) -> JsonOutput {
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        JsonOutput {
+            version: 1,
+            files,
+            errors,
+            warnings: findings.len() - errors,
+            findings,
+        }
+    }
+
+    /// Pretty JSON with a trailing newline.
+    pub fn render(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".to_string());
+        text.push('\n');
+        text
+    }
+}
+
+/// The closing line of a human-readable run.
+pub fn summary(files: usize, findings: &[Finding]) -> String {
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let warnings = findings.len() - errors;
+    let plural = |n: usize, word: &str| {
+        if n == 1 {
+            format!("{n} {word}")
+        } else {
+            format!("{n} {word}s")
+        }
+    };
+    if findings.is_empty() {
+        format!("{}: no problems found\n", plural(files, "file"))
+    } else {
+        format!(
+            "{}: {}, {}\n",
+            plural(files, "file"),
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_counts_lines_and_characters() {
+        let src = "a\nbé c\n";
+        assert_eq!(position(src, 0), Position { line: 1, column: 1 });
+        assert_eq!(position(src, 2), Position { line: 2, column: 1 });
+        // "é" is two bytes; offset 5 is the space after it, column 3.
+        assert_eq!(position(src, 5), Position { line: 2, column: 3 });
+        // Past the end and inside a character are clamped.
+        assert_eq!(position(src, 999).line, 3);
+        assert_eq!(position(src, 4), Position { line: 2, column: 2 });
+    }
+
+    #[test]
+    fn report_shows_file_line_span_message_and_fix() {
+        let src = "{\n  vcpus = 12;\n}\n";
+        let f = Finding::new(
+            "vm-vcpus",
+            Severity::Error,
+            "host.nix",
+            src,
+            12,
+            2,
+            "vcpus = 12 but cpu.cores * cpu.threads = 8".into(),
+            "12 vCPUs".into(),
+            "set vcpus = 8".into(),
+        );
+        let text = render_report(&f, src);
+        assert!(text.contains("host.nix:2:11"), "{text}");
+        assert!(text.contains("vcpus = 12 but"), "{text}");
+        assert!(text.contains("12 vCPUs"), "{text}");
+        assert!(text.contains("set vcpus = 8"), "{text}");
+        assert!(text.contains("vfio::check::vm-vcpus"), "{text}");
+        assert_eq!(text, render_report(&f, src));
+        assert_eq!(
+            plain(&f),
+            "host.nix:2:11: error[vm-vcpus]: vcpus = 12 but cpu.cores * cpu.threads = 8 (fix: set vcpus = 8)"
+        );
+    }
+
+    #[test]
+    fn json_counts_errors_and_warnings() {
+        let src = "{ }";
+        let mk = |s| Finding::new("r", s, "f", src, 0, 1, "m".into(), "l".into(), "h".into());
+        let out = JsonOutput::new(
+            vec!["f".into()],
+            vec![mk(Severity::Error), mk(Severity::Warning)],
+        );
+        assert_eq!((out.errors, out.warnings), (1, 1));
+        let v: serde_json::Value = serde_json::from_str(&out.render()).unwrap();
+        assert_eq!(v["findings"][0]["start"]["line"], 1);
+        assert_eq!(v["findings"][1]["severity"], "warning");
+    }
+}

@@ -1,10 +1,76 @@
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+use miette::WrapErr;
+use vfio_helper::check::{self, Options};
+use vfio_helper::diagnostics::{self, JsonOutput, Severity};
 
-pub fn run(_args: Args) -> miette::Result<ExitCode> {
-    Err(miette::miette!(
-        "`vfio-helper check` is not implemented yet"
-    ))
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// miette reports: file, line, the underlined span, the problem and the fix.
+    Human,
+    /// One JSON document (for editors and CI).
+    Json,
+}
+
+/// Check host .nix files statically (no evaluation): exit status 1 when
+/// anything is wrong, 0 otherwise.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Host files to check (e.g. hosts/*/*.nix).
+    #[arg(required = true, value_name = "FILE.nix")]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    /// Host topology JSON (`vfio-helper discover --json`) to check vCPU pins
+    /// against; overrides modules.vfio.hostTopology.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> miette::Result<ExitCode> {
+    let topology = match &args.topology {
+        Some(path) => {
+            let text = super::read_file(path)?;
+            let t = check::topology_from_json(&text)
+                .map_err(|e| {
+                    miette::miette!(
+                        help = "write it with `vfio-helper discover --json` on the host",
+                        "{e}"
+                    )
+                })
+                .wrap_err_with(|| format!("{} is not a host topology", path.display()))?;
+            Some(t)
+        }
+        None => None,
+    };
+    let options = Options { topology };
+
+    let mut names = Vec::new();
+    let mut all = Vec::new();
+    let mut human = String::new();
+    for path in &args.files {
+        let display = path.display().to_string();
+        let (source, findings) = check::check_file(path, &display, &options);
+        for f in &findings {
+            human.push_str(&diagnostics::render_report(f, &source));
+            human.push('\n');
+        }
+        names.push(display);
+        all.extend(findings);
+    }
+    match args.format {
+        Format::Json => print!("{}", JsonOutput::new(names.clone(), all.clone()).render()),
+        Format::Human => {
+            print!("{human}");
+            print!("{}", diagnostics::summary(names.len(), &all));
+        }
+    }
+    let failed = all.iter().any(|f| f.severity == Severity::Error);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -1,0 +1,1 @@
+../bad-inputs/vfio-bridge-is-interface.nix

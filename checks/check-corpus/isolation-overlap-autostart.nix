@@ -1,0 +1,1 @@
+../bad-inputs/isolation-overlap-autostart.nix

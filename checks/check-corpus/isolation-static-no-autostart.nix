@@ -1,0 +1,1 @@
+../bad-inputs/isolation-static-no-autostart.nix

@@ -1,0 +1,1 @@
+../bad-inputs/isolation-static-topology.nix

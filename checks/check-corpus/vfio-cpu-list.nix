@@ -1,0 +1,1 @@
+../bad-inputs/isolation-cpu-list-format.nix

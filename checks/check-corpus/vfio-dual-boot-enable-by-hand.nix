@@ -1,0 +1,1 @@
+../bad-inputs/vfio-dual-boot-enable-by-hand.nix

@@ -1,0 +1,1 @@
+../bad-inputs/isolation-mode.nix

@@ -1,0 +1,1 @@
+../bad-inputs/vfio-kvmfr-index-gap.nix

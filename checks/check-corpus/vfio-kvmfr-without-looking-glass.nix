@@ -1,0 +1,1 @@
+../bad-inputs/vfio-kvmfr-without-looking-glass.nix

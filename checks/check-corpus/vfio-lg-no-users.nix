@@ -1,0 +1,1 @@
+../bad-inputs/vfio-lg-no-users.nix

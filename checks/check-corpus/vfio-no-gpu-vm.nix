@@ -1,0 +1,1 @@
+../bad-inputs/vfio-enable-no-vms.nix

@@ -1,0 +1,7 @@
+# users, not user.
+{
+  modules.vfio.lookingGlass = {
+    enable = true;
+    user = [ "draxel" ];
+  };
+}

@@ -1,0 +1,1 @@
+../bad-inputs/vfio-gpu-pci-id-format.nix

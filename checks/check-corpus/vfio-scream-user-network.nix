@@ -1,0 +1,1 @@
+../bad-inputs/vfio-scream-user-network.nix

@@ -1,0 +1,1 @@
+../bad-inputs/vfio-shm-size-not-power-of-two.nix

@@ -1,0 +1,1 @@
+../bad-inputs/vfio-shm-smaller-than-vm.nix

@@ -1,0 +1,1 @@
+../bad-inputs/vm-audio-without-id.nix

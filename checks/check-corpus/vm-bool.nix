@@ -1,0 +1,4 @@
+# "yes" is not a boolean.
+{
+  virtualisation.vms.win11.autostart = "yes";
+}

@@ -1,0 +1,625 @@
+//! A tiny static reader of host files: the literal values of a file's top
+//! attribute set, with nested and dotted bindings merged into one tree, each
+//! value with its span and the comments around its binding.
+//!
+//! Nothing is evaluated beyond literals: strings without interpolation,
+//! numbers (and `+ - * /` on them), booleans, `null`, paths, lists, attribute
+//! sets, `let` bindings and `inherit`, `//` of two literal sets, and the
+//! priority wrappers `mkDefault`/`mkForce` (their argument). Everything else
+//! (`mkIf`, function calls, `config.…`, interpolation) is [`Val::Unknown`], and
+//! rules that need such a value are skipped instead of guessing.
+
+use std::collections::BTreeMap;
+
+use rnix::ast::{self, HasEntry};
+use rnix::TextRange;
+use rowan::ast::AstNode;
+
+use crate::nixedit;
+
+/// A value as far as it is known statically.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    /// A path literal (`./x.json`, `/var/lib/…`), as written.
+    Path(String),
+    List(Vec<Node>),
+    Set(BTreeMap<String, Node>),
+    /// Not a literal; the expression's text.
+    Unknown(String),
+}
+
+/// A value and where it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub val: Val,
+    /// Byte range of the value (for a set made of dotted paths: of the path).
+    pub start: usize,
+    pub end: usize,
+    /// Byte range of the binding's attribute path (equal to the value's range
+    /// for list items and sets made of dotted paths).
+    pub key_start: usize,
+    pub key_end: usize,
+    /// Comments on the binding's line and on the lines just above it.
+    pub comment: String,
+}
+
+impl Node {
+    fn new(val: Val, range: TextRange) -> Node {
+        let (start, end) = (usize::from(range.start()), usize::from(range.end()));
+        Node {
+            val,
+            start,
+            end,
+            key_start: start,
+            key_end: end,
+            comment: String::new(),
+        }
+    }
+
+    /// The set's entries, when this is a literal set.
+    pub fn set(&self) -> Option<&BTreeMap<String, Node>> {
+        match &self.val {
+            Val::Set(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// True when the value, or anything in it, is not a literal.
+    pub fn has_unknown(&self) -> bool {
+        match &self.val {
+            Val::Unknown(_) => true,
+            Val::List(items) => items.iter().any(Node::has_unknown),
+            Val::Set(m) => m.values().any(Node::has_unknown),
+            _ => false,
+        }
+    }
+
+    /// The value as JSON; `None` when anything in it is not a literal.
+    pub fn to_json(&self) -> Option<serde_json::Value> {
+        use serde_json::Value;
+        Some(match &self.val {
+            Val::Null => Value::Null,
+            Val::Bool(b) => Value::Bool(*b),
+            Val::Int(i) => Value::from(*i),
+            Val::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number)?,
+            Val::Str(s) | Val::Path(s) => Value::String(s.clone()),
+            Val::List(items) => {
+                Value::Array(items.iter().map(Node::to_json).collect::<Option<_>>()?)
+            }
+            Val::Set(m) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in m {
+                    out.insert(k.clone(), v.to_json()?);
+                }
+                Value::Object(out)
+            }
+            Val::Unknown(_) => return None,
+        })
+    }
+}
+
+/// The result of looking a path up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Get<'a> {
+    /// Not set in this file: the option's default applies.
+    Absent,
+    Known(&'a Node),
+    /// Set, but not to a literal (or below a value that is not one).
+    Unknown,
+}
+
+/// Looks `path` up below `node`.
+pub fn get<'a>(node: &'a Node, path: &[&str]) -> Get<'a> {
+    let mut cur = node;
+    for name in path {
+        match &cur.val {
+            Val::Set(m) => match m.get(*name) {
+                Some(next) => cur = next,
+                None => return Get::Absent,
+            },
+            Val::Unknown(_) => return Get::Unknown,
+            _ => return Get::Absent,
+        }
+    }
+    match cur.val {
+        Val::Unknown(_) => Get::Unknown,
+        _ => Get::Known(cur),
+    }
+}
+
+/// Deepest nesting followed; deeper values are unknown (guards recursion).
+const MAX_DEPTH: usize = 64;
+
+/// Scope entry: a `let` binding's expression, or `None` for a name that is
+/// bound but unknown (a function argument).
+type Scope = BTreeMap<String, Option<ast::Expr>>;
+
+struct Reader<'a> {
+    source: &'a str,
+    scopes: Vec<Scope>,
+    depth: usize,
+}
+
+/// Reads the literal tree of a parsed file: the value of its top expression
+/// (looking through a function header, `let`, `with` and parentheses).
+pub fn read(root: &ast::Root, source: &str) -> Node {
+    let mut reader = Reader {
+        source,
+        scopes: Vec::new(),
+        depth: 0,
+    };
+    match root.expr() {
+        Some(expr) => reader.expr(&expr),
+        None => Node::new(Val::Unknown(String::new()), root.syntax().text_range()),
+    }
+}
+
+fn ident_text(attr: &ast::Attr) -> Option<String> {
+    match attr {
+        ast::Attr::Ident(i) => Some(i.syntax().text().to_string()),
+        _ => None,
+    }
+}
+
+/// The comments belonging to a binding: those on the lines directly above it
+/// and the one at the end of its last line.
+fn comments_around(source: &str, start: usize, end: usize) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    // Lines above, while they hold only a comment.
+    let mut line_start = source[..start.min(source.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let mut above = Vec::new();
+    while line_start > 0 {
+        let prev_end = line_start - 1;
+        let prev_start = source[..prev_end].rfind('\n').map_or(0, |i| i + 1);
+        let line = source[prev_start..prev_end].trim();
+        if let Some(c) = line.strip_prefix('#') {
+            above.push(c.trim().to_string());
+            line_start = prev_start;
+        } else {
+            break;
+        }
+    }
+    above.reverse();
+    parts.extend(above);
+    // The rest of the binding's last line.
+    let end = end.min(source.len());
+    let rest_end = source[end..].find('\n').map_or(source.len(), |i| end + i);
+    if let Some(pos) = source[end..rest_end].find('#') {
+        parts.push(source[end + pos + 1..rest_end].trim().to_string());
+    }
+    parts.join("\n")
+}
+
+impl Reader<'_> {
+    fn unknown(&self, expr: &ast::Expr) -> Node {
+        let range = nixedit::tight_range(expr.syntax());
+        let text = self
+            .source
+            .get(usize::from(range.start())..usize::from(range.end()))
+            .unwrap_or_default()
+            .to_string();
+        Node::new(Val::Unknown(text), range)
+    }
+
+    fn lookup(&self, name: &str) -> Option<Option<ast::Expr>> {
+        self.scopes.iter().rev().find_map(|s| s.get(name).cloned())
+    }
+
+    fn expr(&mut self, expr: &ast::Expr) -> Node {
+        if self.depth >= MAX_DEPTH {
+            return self.unknown(expr);
+        }
+        self.depth += 1;
+        let node = self.expr_inner(expr);
+        self.depth -= 1;
+        node
+    }
+
+    fn expr_inner(&mut self, expr: &ast::Expr) -> Node {
+        let range = nixedit::tight_range(expr.syntax());
+        match expr {
+            ast::Expr::AttrSet(set) => {
+                let map = self.attrset(set);
+                Node::new(Val::Set(map), range)
+            }
+            ast::Expr::LetIn(l) => {
+                let scope = self.scope_of(l);
+                self.scopes.push(scope);
+                let node = match l.body() {
+                    Some(body) => self.expr(&body),
+                    None => self.unknown(expr),
+                };
+                self.scopes.pop();
+                node
+            }
+            ast::Expr::Lambda(l) => {
+                let mut scope = Scope::new();
+                match l.param() {
+                    Some(ast::Param::IdentParam(p)) => {
+                        if let Some(i) = p.ident() {
+                            scope.insert(i.syntax().text().to_string(), None);
+                        }
+                    }
+                    Some(ast::Param::Pattern(p)) => {
+                        for e in p.pat_entries() {
+                            if let Some(i) = e.ident() {
+                                scope.insert(i.syntax().text().to_string(), None);
+                            }
+                        }
+                        if let Some(i) = p.pat_bind().and_then(|b| b.ident()) {
+                            scope.insert(i.syntax().text().to_string(), None);
+                        }
+                    }
+                    None => {}
+                }
+                self.scopes.push(scope);
+                let node = match l.body() {
+                    Some(body) => self.expr(&body),
+                    None => self.unknown(expr),
+                };
+                self.scopes.pop();
+                node
+            }
+            ast::Expr::With(w) => match w.body() {
+                Some(body) => self.expr(&body),
+                None => self.unknown(expr),
+            },
+            ast::Expr::Paren(p) => match p.expr() {
+                Some(inner) => {
+                    let mut node = self.expr(&inner);
+                    node.start = usize::from(range.start());
+                    node.end = usize::from(range.end());
+                    node
+                }
+                None => self.unknown(expr),
+            },
+            ast::Expr::Str(s) => {
+                let mut out = String::new();
+                for part in s.normalized_parts() {
+                    match part {
+                        ast::InterpolPart::Literal(l) => out.push_str(&l),
+                        ast::InterpolPart::Interpolation(_) => return self.unknown(expr),
+                    }
+                }
+                Node::new(Val::Str(out), range)
+            }
+            ast::Expr::Literal(lit) => {
+                let text = lit.syntax().text().to_string();
+                if let Ok(i) = text.parse::<i64>() {
+                    Node::new(Val::Int(i), range)
+                } else if let Ok(f) = text.parse::<f64>() {
+                    Node::new(Val::Float(f), range)
+                } else if text.contains(':') {
+                    Node::new(Val::Str(text), range)
+                } else {
+                    self.unknown(expr)
+                }
+            }
+            ast::Expr::Path(p) => {
+                let text = p.syntax().text().to_string();
+                if text.contains("${") || text.starts_with('<') {
+                    self.unknown(expr)
+                } else {
+                    Node::new(Val::Path(text), range)
+                }
+            }
+            ast::Expr::Ident(i) => {
+                let name = i.syntax().text().to_string();
+                match self.lookup(&name) {
+                    Some(Some(bound)) => {
+                        let mut node = self.expr(&bound);
+                        // Report problems where the name is used too.
+                        node.key_start = usize::from(range.start());
+                        node.key_end = usize::from(range.end());
+                        node
+                    }
+                    Some(None) => self.unknown(expr),
+                    None => match name.as_str() {
+                        "true" => Node::new(Val::Bool(true), range),
+                        "false" => Node::new(Val::Bool(false), range),
+                        "null" => Node::new(Val::Null, range),
+                        _ => self.unknown(expr),
+                    },
+                }
+            }
+            ast::Expr::List(l) => {
+                let items = l.items().map(|i| self.expr(&i)).collect();
+                Node::new(Val::List(items), range)
+            }
+            ast::Expr::Apply(a) => {
+                let (Some(f), Some(arg)) = (a.lambda(), a.argument()) else {
+                    return self.unknown(expr);
+                };
+                let name = f.syntax().text().to_string();
+                let last = name.rsplit('.').next().unwrap_or_default().trim();
+                if matches!(last, "mkDefault" | "mkForce" | "mkOptionDefault") {
+                    self.expr(&arg)
+                } else {
+                    self.unknown(expr)
+                }
+            }
+            ast::Expr::UnaryOp(u) => {
+                let Some(inner) = u.expr() else {
+                    return self.unknown(expr);
+                };
+                let value = self.expr(&inner);
+                match (u.operator(), value.val) {
+                    (Some(ast::UnaryOpKind::Negate), Val::Int(i)) => {
+                        Node::new(Val::Int(i.wrapping_neg()), range)
+                    }
+                    (Some(ast::UnaryOpKind::Invert), Val::Bool(b)) => {
+                        Node::new(Val::Bool(!b), range)
+                    }
+                    _ => self.unknown(expr),
+                }
+            }
+            ast::Expr::BinOp(b) => {
+                let (Some(l), Some(r), Some(op)) = (b.lhs(), b.rhs(), b.operator()) else {
+                    return self.unknown(expr);
+                };
+                let (lv, rv) = (self.expr(&l), self.expr(&r));
+                use ast::BinOpKind as K;
+                let val = match (op, lv.val, rv.val) {
+                    (K::Add, Val::Int(x), Val::Int(y)) => x.checked_add(y).map(Val::Int),
+                    (K::Sub, Val::Int(x), Val::Int(y)) => x.checked_sub(y).map(Val::Int),
+                    (K::Mul, Val::Int(x), Val::Int(y)) => x.checked_mul(y).map(Val::Int),
+                    (K::Div, Val::Int(x), Val::Int(y)) if y != 0 => x.checked_div(y).map(Val::Int),
+                    (K::Add, Val::Str(x), Val::Str(y)) => Some(Val::Str(x + &y)),
+                    (K::Update, Val::Set(mut x), Val::Set(y)) => {
+                        x.extend(y);
+                        Some(Val::Set(x))
+                    }
+                    (K::Concat, Val::List(mut x), Val::List(y)) => {
+                        x.extend(y);
+                        Some(Val::List(x))
+                    }
+                    _ => None,
+                };
+                match val {
+                    Some(v) => Node::new(v, range),
+                    None => self.unknown(expr),
+                }
+            }
+            ast::Expr::Select(s) => {
+                let (Some(base), Some(path)) = (s.expr(), s.attrpath()) else {
+                    return self.unknown(expr);
+                };
+                if s.default_expr().is_some() || !matches!(base, ast::Expr::Ident(_)) {
+                    return self.unknown(expr);
+                }
+                let Some(names) = nixedit::attr_path(&path) else {
+                    return self.unknown(expr);
+                };
+                let base = self.expr(&base);
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                match get(&base, &refs) {
+                    Get::Known(n) => n.clone(),
+                    _ => self.unknown(expr),
+                }
+            }
+            _ => self.unknown(expr),
+        }
+    }
+
+    fn scope_of(&self, entries: &impl HasEntry) -> Scope {
+        let mut scope = Scope::new();
+        for entry in entries.entries() {
+            match entry {
+                ast::Entry::AttrpathValue(av) => {
+                    let names = av.attrpath().as_ref().and_then(nixedit::attr_path);
+                    if let Some(names) = names {
+                        // `a.b = …` in a let binds `a` to a set we do not
+                        // assemble here: treat `a` as unknown.
+                        let value = if names.len() == 1 { av.value() } else { None };
+                        if let Some(first) = names.into_iter().next() {
+                            scope.insert(first, value);
+                        }
+                    }
+                }
+                ast::Entry::Inherit(inh) => {
+                    for attr in inh.attrs() {
+                        if let Some(name) = ident_text(&attr) {
+                            // `inherit x;` in a let rebinds an outer name;
+                            // `inherit (s) x;` a member of s: both unknown here.
+                            let outer = self.lookup(&name).flatten();
+                            let value = if inh.from().is_none() { outer } else { None };
+                            scope.insert(name, value);
+                        }
+                    }
+                }
+            }
+        }
+        scope
+    }
+
+    fn attrset(&mut self, set: &ast::AttrSet) -> BTreeMap<String, Node> {
+        let mut map = BTreeMap::new();
+        let rec = set.rec_token().is_some();
+        if rec {
+            let scope = self.scope_of(set);
+            self.scopes.push(scope);
+        }
+        for entry in set.entries() {
+            match entry {
+                ast::Entry::AttrpathValue(av) => {
+                    let (Some(path), Some(value)) = (av.attrpath(), av.value()) else {
+                        continue;
+                    };
+                    let Some(names) = nixedit::attr_path(&path) else {
+                        continue;
+                    };
+                    let key = nixedit::tight_range(path.syntax());
+                    let entry_range = nixedit::tight_range(av.syntax());
+                    let mut node = self.expr(&value);
+                    node.key_start = usize::from(key.start());
+                    node.key_end = usize::from(key.end());
+                    node.comment = comments_around(
+                        self.source,
+                        usize::from(entry_range.start()),
+                        usize::from(entry_range.end()) + 1,
+                    );
+                    insert(&mut map, &names, node, key);
+                }
+                ast::Entry::Inherit(inh) => {
+                    let from = inh.from().and_then(|f| f.expr());
+                    let from_node = from.as_ref().map(|e| self.expr(e));
+                    for attr in inh.attrs() {
+                        let Some(name) = ident_text(&attr) else {
+                            continue;
+                        };
+                        let range = nixedit::tight_range(attr.syntax());
+                        let mut node = match &from_node {
+                            Some(src) => match get(src, &[name.as_str()]) {
+                                Get::Known(n) => n.clone(),
+                                _ => Node::new(Val::Unknown(name.clone()), range),
+                            },
+                            None => match self.lookup(&name) {
+                                Some(Some(e)) => self.expr(&e),
+                                _ => Node::new(Val::Unknown(name.clone()), range),
+                            },
+                        };
+                        node.key_start = usize::from(range.start());
+                        node.key_end = usize::from(range.end());
+                        map.entry(name).or_insert(node);
+                    }
+                }
+            }
+        }
+        if rec {
+            self.scopes.pop();
+        }
+        map
+    }
+}
+
+/// Puts `node` at `names` in `map`, creating (and merging) the sets a dotted
+/// path implies. A repeated binding keeps the first definition.
+fn insert(map: &mut BTreeMap<String, Node>, names: &[String], node: Node, key: TextRange) {
+    let Some((first, rest)) = names.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        match map.get_mut(first) {
+            None => {
+                map.insert(first.clone(), node);
+            }
+            Some(existing) => merge(existing, node),
+        }
+        return;
+    }
+    let entry = map.entry(first.clone()).or_insert_with(|| {
+        let mut n = Node::new(Val::Set(BTreeMap::new()), key);
+        n.key_start = usize::from(key.start());
+        n.key_end = usize::from(key.end());
+        n
+    });
+    if let Val::Set(inner) = &mut entry.val {
+        insert(inner, rest, node, key);
+    }
+}
+
+/// Merges a second definition of a set into the first.
+fn merge(existing: &mut Node, node: Node) {
+    if let (Val::Set(a), Val::Set(b)) = (&mut existing.val, node.val) {
+        for (k, v) in b {
+            match a.get_mut(&k) {
+                Some(old) => merge(old, v),
+                None => {
+                    a.insert(k, v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(src: &str) -> Node {
+        let root = nixedit::parse(src).unwrap();
+        read(&root, src)
+    }
+
+    fn val<'a>(n: &'a Node, path: &[&str]) -> &'a Val {
+        match get(n, path) {
+            Get::Known(n) => &n.val,
+            other => panic!("{path:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nested_and_dotted_forms_merge() {
+        let t = tree(
+            "{ ... }: {\n  virtualisation.vms.win11 = { gpu = { enable = true; }; };\n  virtualisation.vms.win11.gpu.pciId = \"10de:2782\";\n  virtualisation = { vms.b.memory = 4 * 1024; };\n}",
+        );
+        assert_eq!(
+            val(&t, &["virtualisation", "vms", "win11", "gpu", "enable"]),
+            &Val::Bool(true)
+        );
+        assert_eq!(
+            val(&t, &["virtualisation", "vms", "win11", "gpu", "pciId"]),
+            &Val::Str("10de:2782".into())
+        );
+        assert_eq!(
+            val(&t, &["virtualisation", "vms", "b", "memory"]),
+            &Val::Int(4096)
+        );
+    }
+
+    #[test]
+    fn let_inherit_and_wrappers_resolve() {
+        let t = tree(
+            "let gpu = { address = \"0000:01:00.0\"; }; n = 6; in { a = { inherit gpu; }; b.cores = lib.mkDefault n; c = mkIf true 3; d = \"x${n}\"; }",
+        );
+        assert_eq!(
+            val(&t, &["a", "gpu", "address"]),
+            &Val::Str("0000:01:00.0".into())
+        );
+        assert_eq!(val(&t, &["b", "cores"]), &Val::Int(6));
+        assert_eq!(get(&t, &["c"]), Get::Unknown);
+        assert_eq!(get(&t, &["d"]), Get::Unknown);
+        assert_eq!(get(&t, &["e"]), Get::Absent);
+    }
+
+    #[test]
+    fn function_arguments_are_unknown() {
+        let t = tree("{ config, ... }: { a = config.x; b = true; c = null; }");
+        assert_eq!(get(&t, &["a"]), Get::Unknown);
+        assert_eq!(val(&t, &["b"]), &Val::Bool(true));
+        assert_eq!(val(&t, &["c"]), &Val::Null);
+    }
+
+    #[test]
+    fn comments_are_attached() {
+        let src = "{\n  # for the 4K monitor\n  size = 64; # too small?\n}";
+        let t = tree(src);
+        let Get::Known(n) = get(&t, &["size"]) else {
+            panic!()
+        };
+        assert_eq!(n.comment, "for the 4K monitor\ntoo small?");
+        assert_eq!(&src[n.start..n.end], "64");
+        assert_eq!(&src[n.key_start..n.key_end], "size");
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let mut src = String::new();
+        for _ in 0..300 {
+            src.push_str("{ a = ");
+        }
+        src.push('1');
+        for _ in 0..300 {
+            src.push_str("; }");
+        }
+        let t = tree(&src);
+        assert!(t.has_unknown());
+    }
+}

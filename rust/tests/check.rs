@@ -1,0 +1,478 @@
+//! `vfio-helper check`: the corpus (one config per rule with the message it
+//! must produce), the NixOS modules' bad-input corpus, the example hosts,
+//! nested and dotted forms, the JSON shape and the exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use vfio_helper::check::{self, Options};
+use vfio_helper::diagnostics::{Finding, Severity};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn helper(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn findings(src: &str) -> Vec<Finding> {
+    check::check_source("host.nix", src, None, &Options::default())
+}
+
+fn rules(src: &str) -> Vec<String> {
+    findings(src).into_iter().map(|f| f.rule).collect()
+}
+
+/// `.nix` files of a corpus directory with their expected message, sorted.
+fn corpus(dir: &str) -> Vec<(String, PathBuf, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("nix") {
+            continue;
+        }
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let expected = std::fs::read_to_string(path.with_extension("expected"))
+            .unwrap_or_else(|e| panic!("{}: no .expected: {e}", path.display()));
+        out.push((stem, path, expected.trim().to_string()));
+    }
+    out.sort();
+    out
+}
+
+/// True when a finding says `expected`, alone or as the module prints it
+/// (`message; fix`).
+fn says(f: &serde_json::Value, expected: &str) -> bool {
+    let message = f["message"].as_str().unwrap_or_default();
+    let help = f["help"].as_str().unwrap_or_default();
+    message.contains(expected) || format!("{message}; {help}").contains(expected)
+}
+
+#[test]
+fn every_corpus_entry_produces_its_rule_and_message() {
+    let entries = corpus("checks/check-corpus");
+    assert!(entries.len() >= 25, "only {} corpus entries", entries.len());
+    let mut failures = Vec::new();
+    for (rule, path, expected) in &entries {
+        let out = helper(&["check", "--format", "json", &path.to_string_lossy()]);
+        let doc = json(&out);
+        let hit = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == rule.as_str() && says(f, expected));
+        if out.status.code() != Some(1) || !hit {
+            failures.push(format!(
+                "{rule}: status {:?}, findings {}",
+                out.status.code(),
+                doc["findings"]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Bad inputs of the NixOS modules that `check` cannot see in a host file.
+const NOT_STATIC: &[(&str, &str)] = &[(
+    "vm-helper-missing",
+    "replaces pkgs through _module.args: a packaging error, not a value in a host file",
+)];
+
+#[test]
+fn check_finds_the_module_assertions_of_the_bad_input_corpus() {
+    let entries = corpus("checks/bad-inputs");
+    assert!(entries.len() >= 40, "only {} bad inputs", entries.len());
+    for (name, _) in NOT_STATIC {
+        assert!(
+            entries.iter().any(|(n, _, _)| n == name),
+            "the skip list names {name}, which no longer exists"
+        );
+    }
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (name, path, expected) in &entries {
+        if NOT_STATIC.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        checked += 1;
+        let out = helper(&["check", "--format", "json", &path.to_string_lossy()]);
+        let doc = json(&out);
+        let hit = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| says(f, expected));
+        if out.status.code() != Some(1) || !hit {
+            failures.push(format!(
+                "{name}: status {:?}, expected `{expected}`, findings {}",
+                out.status.code(),
+                doc["findings"]
+            ));
+        }
+    }
+    assert!(checked >= 40);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn example_hosts_are_clean() {
+    let mut hosts: Vec<PathBuf> = std::fs::read_dir(repo().join("hosts"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("default.nix"))
+        .filter(|p| p.exists())
+        .collect();
+    hosts.sort();
+    assert!(hosts.iter().any(|p| p.ends_with("example/default.nix")));
+    for host in &hosts {
+        let out = helper(&["check", &host.to_string_lossy()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}: {stdout}", host.display());
+        assert!(stdout.contains("no problems found"), "{stdout}");
+    }
+}
+
+#[test]
+fn check_hosts_script_passes_on_the_repository() {
+    let out = Command::new("bash")
+        .arg(repo().join("checks/check-hosts.sh"))
+        .arg(env!("CARGO_BIN_EXE_vfio-helper"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("hosts/example/default.nix") || stdout.contains("no problems"));
+}
+
+/// The same configuration written nested, dotted and mixed.
+fn forms(body_nested: &str, body_dotted: &str) -> [String; 2] {
+    [
+        format!("{{ ... }}: {{\n  virtualisation = {{\n    vms = {{\n      win11 = {{\n{body_nested}\n      }};\n    }};\n  }};\n}}\n"),
+        format!("{{ ... }}: {{\n{body_dotted}\n}}\n"),
+    ]
+}
+
+#[test]
+fn rules_fire_on_nested_and_dotted_forms_alike() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "vm-vcpus",
+            "vcpus = 12;",
+            "virtualisation.vms.win11.vcpus = 12;",
+        ),
+        (
+            "vm-macvtap-interface",
+            "network = { type = \"macvtap\"; };",
+            "virtualisation.vms.win11.network.type = \"macvtap\";",
+        ),
+        (
+            "vm-pci-id",
+            "gpu = { pciId = \"10DE:2782\"; };",
+            "virtualisation.vms.win11.gpu.pciId = \"10DE:2782\";",
+        ),
+        (
+            "vm-address",
+            "gpu.address = \"01:00.0\";",
+            "virtualisation.vms.win11.gpu.address = \"01:00.0\";",
+        ),
+        (
+            "vm-looking-glass-size",
+            "lookingGlass = { size = 100; };",
+            "virtualisation.vms.win11.lookingGlass.size = 100;",
+        ),
+        (
+            "vm-hugepages-count",
+            "memory = 16384; hugepages = { enable = true; };",
+            "virtualisation.vms.win11 = { memory = 16384; };\n  virtualisation.vms.win11.hugepages.enable = true;",
+        ),
+        (
+            "vm-bridge-empty",
+            "network = { type = \"bridge\"; bridge = \"\"; };",
+            "virtualisation.vms.win11.network = { type = \"bridge\"; };\n  virtualisation.vms.win11.network.bridge = \"\";",
+        ),
+        (
+            "vm-option-typo",
+            "gpu = { adress = \"0000:01:00.0\"; };",
+            "virtualisation.vms.win11.gpu.adress = \"0000:01:00.0\";",
+        ),
+    ];
+    for (rule, nested, dotted) in cases {
+        for src in forms(nested, dotted) {
+            let got = rules(&src);
+            assert!(
+                got.iter().any(|r| r == rule),
+                "{rule} missing in {got:?} for\n{src}"
+            );
+        }
+    }
+}
+
+#[test]
+fn shared_gpu_found_across_nested_and_dotted_vms() {
+    let src = r#"{
+  virtualisation.vms.a.gpu = { enable = true; pciId = "10de:2782"; address = "0000:01:00.0"; };
+  virtualisation = {
+    vms.b = {
+      gpu = { enable = true; pciId = "10de:2782"; address = "0000:01:00.0"; };
+    };
+  };
+}"#;
+    let f = findings(src);
+    let shared: Vec<&Finding> = f.iter().filter(|f| f.rule == "vm-shared-gpu").collect();
+    assert_eq!(shared.len(), 1, "{f:?}");
+    assert!(shared[0]
+        .message
+        .contains("PCI device 0000:01:00.0 is passed through to a and b"));
+    // The span is the second VM's address, on line 4.
+    assert_eq!(shared[0].start.line, 5);
+}
+
+#[test]
+fn non_literal_values_are_never_guessed() {
+    // vcpus from config, gpu behind mkIf, a VM set from a function call.
+    let src = r#"{ config, lib, ... }: {
+  virtualisation.vms.win11 = {
+    vcpus = config.my.vcpus;
+    gpu = lib.mkIf config.my.gpu { enable = true; };
+    network.type = if config.my.bridge then "bridge" else "macvtap";
+  };
+  virtualisation.vms.other = import ./other.nix;
+}"#;
+    assert!(findings(src).is_empty(), "{:?}", findings(src));
+    // mkDefault is looked through.
+    let src = "{ lib, ... }: { virtualisation.vms.w.vcpus = lib.mkDefault 12; }";
+    assert_eq!(rules(src), ["vm-vcpus"]);
+    // let bindings and arithmetic are followed.
+    let src = "let gib = 1024; in { virtualisation.vms.w = { memory = 16 * gib; hugepages.enable = true; }; }";
+    assert_eq!(rules(src), ["vm-hugepages-count"]);
+}
+
+#[test]
+fn absence_rules_need_a_self_contained_file() {
+    let lonely = "{ modules.vfio.enable = true; modules.vfio.lookingGlass.enable = true; }";
+    let got = rules(lonely);
+    assert!(got.contains(&"vfio-no-gpu-vm".to_string()), "{got:?}");
+    assert!(got.contains(&"vfio-lg-no-users".to_string()), "{got:?}");
+    // With imports the VMs and users may live elsewhere: nothing to say.
+    let imported =
+        "{ imports = [ ./vms.nix ]; modules.vfio.enable = true; modules.vfio.lookingGlass.enable = true; }";
+    assert!(rules(imported).is_empty(), "{:?}", rules(imported));
+}
+
+#[test]
+fn looking_glass_resolution_comes_from_comments() {
+    let vm = |size: u32, comment: &str| {
+        format!("{{\n  virtualisation.vms.w = {{\n    gpu = {{ enable = true; pciId = \"10de:2782\"; address = \"0000:01:00.0\"; }};\n    # {comment}\n    lookingGlass.size = {size};\n  }};\n}}\n")
+    };
+    let has = |src: String| rules(&src).contains(&"vm-looking-glass-resolution".to_string());
+    assert!(has(vm(64, "the 4K TV")));
+    assert!(!has(vm(128, "the 4K TV")));
+    assert!(!has(vm(64, "a 1440p monitor")));
+    assert!(has(vm(32, "a 1440p monitor")));
+    assert!(has(vm(64, "ultrawide 5120x1440 at 240 Hz")));
+    assert!(!has(vm(32, "no resolution named here")));
+    // Looking Glass off: the size does not matter.
+    let off = "{ virtualisation.vms.w = { lookingGlass = { enable = false; size = 32; }; }; } # 4K";
+    assert!(!rules(off).contains(&"vm-looking-glass-resolution".to_string()));
+}
+
+#[test]
+fn topology_flag_checks_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("host.nix");
+    std::fs::write(
+        &file,
+        "{\n  virtualisation.vms.win11 = { vcpus = 8; cpu = { cores = 4; threads = 2; pinning.startCpu = 4; }; };\n}\n",
+    )
+    .unwrap();
+    // Without a topology the pins cannot be judged.
+    let out = helper(&["check", &file.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(0));
+    let topo = repo().join("checks/check-corpus/topology-8c16t.json");
+    let out = helper(&[
+        "check",
+        "--format",
+        "json",
+        "--topology",
+        &topo.to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cores 4-7 are free for 4 guest cores"
+    );
+    std::fs::write(
+        &file,
+        "{\n  virtualisation.vms.win11 = { vcpus = 12; cpu = { cores = 6; threads = 2; pinning.startCpu = 4; }; };\n}\n",
+    )
+    .unwrap();
+    let out = helper(&[
+        "check",
+        "--format",
+        "json",
+        "--topology",
+        &topo.to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json(&out);
+    assert_eq!(doc["findings"][0]["rule"], "vm-pinning-past-host");
+    // A file that is not a topology is a usage error.
+    let out = helper(&[
+        "check",
+        "--topology",
+        &file.to_string_lossy(),
+        &file.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn json_output_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("host.nix");
+    std::fs::write(
+        &file,
+        "{\n  virtualisation.vms.win11 = {\n    vcpus = 12;\n  };\n}\n",
+    )
+    .unwrap();
+    let name = file.to_string_lossy().into_owned();
+    let out = helper(&["check", "--format", "json", &name]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json(&out);
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["files"], serde_json::json!([name]));
+    assert_eq!(doc["errors"], 1);
+    assert_eq!(doc["warnings"], 0);
+    let f = &doc["findings"][0];
+    assert_eq!(f["rule"], "vm-vcpus");
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["file"], name.as_str());
+    assert_eq!(f["start"], serde_json::json!({"line": 3, "column": 13}));
+    assert_eq!(f["end"], serde_json::json!({"line": 3, "column": 15}));
+    assert_eq!(f["length"], 2);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let offset = f["offset"].as_u64().unwrap() as usize;
+    assert_eq!(&text[offset..offset + 2], "12");
+    assert_eq!(
+        f["message"],
+        "virtualisation.vms.win11: vcpus = 12 but cpu.cores * cpu.threads = 4 * 2 = 8"
+    );
+    assert_eq!(f["help"], "set vcpus = 8 or change cpu.cores/cpu.threads");
+    assert!(f["label"].is_string());
+    // Clean file: empty findings, exit 0.
+    std::fs::write(&file, "{ virtualisation.vms.win11.vcpus = 8; }\n").unwrap();
+    let out = helper(&["check", "--format", "json", &name]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&out)["findings"], serde_json::json!([]));
+}
+
+#[test]
+fn human_output_shows_file_line_span_and_fix() {
+    let out = helper(&["check", "checks/bad-inputs/vm-vcpus.nix"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("checks/bad-inputs/vm-vcpus.nix:5:13"),
+        "{text}"
+    );
+    assert!(text.contains("vcpus = 12;"), "{text}");
+    assert!(text.contains("12 vCPUs"), "{text}");
+    assert!(
+        text.contains("set vcpus = 8 or change cpu.cores/cpu.threads"),
+        "{text}"
+    );
+    assert!(text.contains("vfio::check::vm-vcpus"), "{text}");
+    assert!(text.contains("1 file: 1 error, 0 warnings"), "{text}");
+    // Deterministic: byte-identical on a second run.
+    let again = helper(&["check", "checks/bad-inputs/vm-vcpus.nix"]);
+    assert_eq!(out.stdout, again.stdout);
+}
+
+#[test]
+fn exit_codes() {
+    // Several files: one bad one makes the run fail, each is reported.
+    let out = helper(&[
+        "check",
+        "--format",
+        "json",
+        "hosts/example/default.nix",
+        "checks/bad-inputs/vm-mac.nix",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json(&out);
+    assert_eq!(doc["files"].as_array().unwrap().len(), 2);
+    assert!(doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["file"] == "checks/bad-inputs/vm-mac.nix"));
+    // A missing file is a finding, not a crash.
+    let out = helper(&["check", "--format", "json", "no/such/file.nix"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["findings"][0]["rule"], "read");
+    // No file at all is a usage error.
+    assert_eq!(helper(&["check"]).status.code(), Some(2));
+}
+
+#[test]
+fn type_errors_suggest_the_corrected_value() {
+    let f = findings("{ virtualisation.vms.w.gpu.audioAddress = \"0000:01:00:1\"; virtualisation.vms.w.gpu.audioPciId = \"10de:22bc\"; }");
+    let addr = f.iter().find(|f| f.rule == "vm-address").unwrap();
+    assert!(addr.help.contains("\"0000:01:00.1\""), "{}", addr.help);
+    let f = findings("{ virtualisation.vms.w.gpu.pciID = \"10de:2782\"; }");
+    assert!(
+        f[0].help.contains("did you mean `gpu.pciId`"),
+        "{}",
+        f[0].help
+    );
+    assert!(f.iter().all(|f| f.severity == Severity::Error));
+}
+
+/// The option tree `check` knows is the VM model's (config.rs mirrors the
+/// module's options one to one): a new option must be known to `check` too,
+/// or it would be reported as a typo.
+#[test]
+fn vm_schema_matches_the_config_model() {
+    fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&p, v, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let model = serde_json::to_value(vfio_helper::config::VmConfig::default()).unwrap();
+    let mut from_model = Vec::new();
+    leaves("", &model, &mut from_model);
+    from_model.retain(|p| p != "name");
+    from_model.sort();
+    let mut from_schema: Vec<String> = check::schema::VM_OPTIONS
+        .iter()
+        .map(|o| o.path.to_string())
+        .collect();
+    from_schema.sort();
+    assert_eq!(from_schema, from_model);
+}
