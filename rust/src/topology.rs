@@ -106,11 +106,21 @@ impl HostTopology {
 /// `modules.vfio.hostTopology`) or a whole `vfio-helper discover --json`
 /// report, whose `topology` field it takes.
 pub fn topology_from_json(text: &str) -> Result<HostTopology, serde_json::Error> {
-    let value: serde_json::Value = serde_json::from_str(text)?;
-    match value.get("topology") {
-        Some(inner) if value.get("cpus").is_none() => serde_json::from_value(inner.clone()),
-        _ => serde_json::from_value(value),
+    topology_from_value(serde_json::from_str(text)?)
+}
+
+/// [`topology_from_json`] for an already parsed JSON value.
+pub fn topology_from_value(
+    mut value: serde_json::Value,
+) -> Result<HostTopology, serde_json::Error> {
+    if let Some(map) = value.as_object_mut() {
+        if !map.contains_key("cpus") {
+            if let Some(inner) = map.remove("topology") {
+                return serde_json::from_value(inner);
+            }
+        }
     }
+    serde_json::from_value(value)
 }
 
 /// Why a CPU list (`0-3,8,10-11`) could not be read.

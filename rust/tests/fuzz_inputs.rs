@@ -132,7 +132,7 @@ proptest! {
             let _ = pinning::plan(&cfg, None);
             let _ = VmFacts::from_config(&cfg);
         }
-        let _ = check::topology_from_json(&text);
+        let _ = vfio_helper::topology::topology_from_json(&text);
     }
 
     #[test]
@@ -144,7 +144,7 @@ proptest! {
                 let facts = VmFacts::from_domain_xml(xml).unwrap();
                 prop_assert_eq!(facts, VmFacts::from_config(&cfg));
             }
-            if let Ok(t) = check::topology_from_json(&topo.to_string()) {
+            if let Ok(t) = vfio_helper::topology::topology_from_json(&topo.to_string()) {
                 let _ = pinning::plan(&cfg, Some(&t));
                 let _ = domain::render(&cfg, Some(&t));
             }

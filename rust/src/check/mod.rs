@@ -48,23 +48,6 @@ pub struct Options {
     pub topology: Option<HostTopology>,
 }
 
-/// Reads a host topology from JSON: the topology itself or a whole
-/// `vfio-helper discover --json` report.
-pub fn topology_from_json(text: &str) -> Result<HostTopology, String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    topology_from_value(value)
-}
-
-fn topology_from_value(value: serde_json::Value) -> Result<HostTopology, String> {
-    let value = match value {
-        serde_json::Value::Object(mut m) if m.contains_key("formatVersion") => {
-            m.remove("topology").unwrap_or(serde_json::Value::Null)
-        }
-        other => other,
-    };
-    serde_json::from_value(value).map_err(|e| e.to_string())
-}
-
 /// Checks one file read from disk; an unreadable file is one finding.
 /// Returns the text read (empty when unreadable) and the findings.
 pub fn check_file(path: &Path, display: &str, options: &Options) -> (String, Vec<Finding>) {
@@ -1293,7 +1276,9 @@ impl Cx<'_> {
                 let full: PathBuf = base.join(&path);
                 let result = std::fs::read_to_string(&full)
                     .map_err(|e| format!("cannot read {}: {e}", full.display()))
-                    .and_then(|t| topology_from_json(&t));
+                    .and_then(|t| {
+                        crate::topology::topology_from_json(&t).map_err(|e| e.to_string())
+                    });
                 return match result {
                     Ok(t) => Some(t),
                     Err(e) => {
@@ -1315,7 +1300,7 @@ impl Cx<'_> {
             return None;
         }
         let json = node.to_json()?;
-        match topology_from_value(json) {
+        match crate::topology::topology_from_value(json) {
             Ok(t) => Some(t),
             Err(e) => {
                 self.push(

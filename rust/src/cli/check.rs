@@ -1,7 +1,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use miette::WrapErr;
 use vfio_helper::check::{self, Options};
 use vfio_helper::diagnostics::{self, JsonOutput, Severity};
 
@@ -30,21 +29,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
-    let topology = match &args.topology {
-        Some(path) => {
-            let text = super::read_file(path)?;
-            let t = check::topology_from_json(&text)
-                .map_err(|e| {
-                    miette::miette!(
-                        help = "write it with `vfio-helper discover --json` on the host",
-                        "{e}"
-                    )
-                })
-                .wrap_err_with(|| format!("{} is not a host topology", path.display()))?;
-            Some(t)
-        }
-        None => None,
-    };
+    let topology = super::read_topology(args.topology.as_deref())?;
     let options = Options { topology };
 
     let mut names = Vec::new();
