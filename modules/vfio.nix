@@ -30,17 +30,9 @@ let
   cfg = config.modules.vfio;
   derived = import ./vfio/derive.nix { inherit lib config; };
 
-  pciIdType =
-    types.strMatching "[0-9a-f]{4}:[0-9a-f]{4}"
-    // {
-      description = "PCI vendor:device ID in lower-case hex, e.g. \"10de:2782\"";
-    };
-
-  pciAddressType =
-    types.strMatching "[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\\.[0-7]"
-    // {
-      description = "PCI address DDDD:BB:SS.F in lower-case hex, e.g. \"0000:01:00.0\"";
-    };
+  vfioTypes = import ./lib/types.nix { inherit lib; };
+  pciIdType = vfioTypes.pciId;
+  pciAddressType = vfioTypes.pciAddress;
 
   # libvirt's built-in cgroup_device_acl (qemu.conf.in); setting the option
   # replaces this list, so it is always written out in full.

@@ -28,17 +28,9 @@ let
 
   # --- types -------------------------------------------------------------
 
-  pciIdType =
-    types.strMatching "[0-9a-f]{4}:[0-9a-f]{4}"
-    // {
-      description = "PCI vendor:device ID in lower-case hex, e.g. \"10de:2782\"";
-    };
-
-  pciAddressType =
-    types.strMatching "[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\\.[0-7]"
-    // {
-      description = "PCI address DDDD:BB:SS.F in lower-case hex, e.g. \"0000:01:00.0\"";
-    };
+  vfioTypes = import ./lib/types.nix { inherit lib; };
+  pciIdType = vfioTypes.pciId;
+  pciAddressType = vfioTypes.pciAddress;
 
   uuidType =
     types.strMatching "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
