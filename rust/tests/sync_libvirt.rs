@@ -1,0 +1,352 @@
+//! `vfio-helper sync` against a real libvirtd (qemu:///system).
+//!
+//! Run with `cargo test --test sync_libvirt -- --ignored`. Domains are named
+//! `vfiotest-sync-*`, disks live in temporary directories, and every test
+//! removes what it created even when it fails.
+
+mod common_sync;
+
+use std::path::Path;
+
+use common_sync::*;
+
+fn entry(name: &str, xml: &Path, disk: Option<&Path>) -> Entry {
+    Entry {
+        name: name.to_string(),
+        xml: xml.to_path_buf(),
+        autostart: false,
+        disk: disk.map(Path::to_path_buf),
+        size_gib: 1,
+    }
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn define_noop_change_autostart_remove() {
+    let _lock = lock();
+    require_libvirtd();
+    let name = "vfiotest-sync-life";
+    let _guard = DomainGuard::new(&[name]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("life.qcow2");
+    let nvram = dir.path().join("life_VARS.fd");
+    let xml_path = dir.path().join("life.xml");
+    let manifest = dir.path().join("manifest.json");
+    std::fs::write(
+        &xml_path,
+        small_domain_xml(name, 1, Some(&disk), Some(&nvram)),
+    )
+    .unwrap();
+    write_manifest(&manifest, URI, &[entry(name, &xml_path, Some(&disk))]);
+
+    // Dry run changes nothing.
+    let run = run_sync(&manifest, &["--dry-run"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!("{name}: define (new")),
+        "{}",
+        run.stdout
+    );
+    assert!(!domain_exists(name));
+    assert!(!disk.exists());
+
+    // First run: disk created, domain defined with the hash of our XML.
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!("{name}: create disk")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!("{name}: define (new")),
+        "{}",
+        run.stdout
+    );
+    let header = std::fs::read(&disk).unwrap();
+    assert_eq!(&header[..4], b"QFI\xfb", "the created disk is qcow2");
+    let hash1 = stored_hash(name).expect("hash stored in the marker");
+    let rendered = std::fs::read_to_string(&xml_path).unwrap();
+    assert_eq!(hash1, vfio_helper::sync::content_hash(&rendered));
+    assert!(!autostart(name));
+
+    // Second run: nothing to do; the definition and the disk are untouched.
+    let before_xml = inactive_xml(name);
+    let before_disk = fingerprint(&disk);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, format!("{name}: unchanged\n"));
+    assert_eq!(inactive_xml(name), before_xml);
+    assert_eq!(fingerprint(&disk), before_disk);
+
+    // Changed XML and autostart: redefined with the new hash.
+    std::fs::write(
+        &xml_path,
+        small_domain_xml(name, 2, Some(&disk), Some(&nvram)),
+    )
+    .unwrap();
+    let mut e = entry(name, &xml_path, Some(&disk));
+    e.autostart = true;
+    write_manifest(&manifest, URI, &[e]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!("{name}: define (changed")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!("{name}: enable autostart")),
+        "{}",
+        run.stdout
+    );
+    let hash2 = stored_hash(name).unwrap();
+    assert_ne!(hash1, hash2);
+    assert!(inactive_xml(name).contains("<vcpu placement='static'>2</vcpu>"));
+    assert!(autostart(name));
+    assert_eq!(fingerprint(&disk), before_disk);
+
+    // Autostart off again.
+    write_manifest(&manifest, URI, &[entry(name, &xml_path, Some(&disk))]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.stdout, format!("{name}: disable autostart\n"));
+    assert!(!autostart(name));
+
+    // Removed from the manifest: undefined, disk and NVRAM kept.
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &nvram).unwrap();
+    let nvram_before = fingerprint(&nvram);
+    write_manifest(&manifest, URI, &[]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!("{name}: undefine")),
+        "{}",
+        run.stdout
+    );
+    assert!(!domain_exists(name));
+    assert_eq!(fingerprint(&disk), before_disk);
+    assert_eq!(fingerprint(&nvram), nvram_before);
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn foreign_domains_are_left_alone_and_collisions_refused() {
+    let _lock = lock();
+    require_libvirtd();
+    let hand = "vfiotest-sync-hand";
+    let other = "vfiotest-sync-other";
+    let ours = "vfiotest-sync-ours";
+    let _guard = DomainGuard::new(&[hand, other, ours]);
+    let dir = tempfile::tempdir().unwrap();
+    define_by_hand(dir.path(), hand);
+    define_by_hand(dir.path(), other);
+    let hand_before = inactive_xml(hand);
+    let other_before = inactive_xml(other);
+
+    let hand_xml = dir.path().join("hand.xml");
+    let ours_xml = dir.path().join("ours.xml");
+    std::fs::write(&hand_xml, small_domain_xml(hand, 1, None, None)).unwrap();
+    std::fs::write(&ours_xml, small_domain_xml(ours, 1, None, None)).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    write_manifest(
+        &manifest,
+        URI,
+        &[entry(hand, &hand_xml, None), entry(ours, &ours_xml, None)],
+    );
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "{hand}: refused: a domain named `{hand}` already exists in libvirt and was not created by vfio-helper"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("virsh undefine"), "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("{hand}: refused")),
+        "{}",
+        run.stdout
+    );
+    // The other declared domain was still processed.
+    assert!(
+        run.stdout.contains(&format!("{ours}: define (new")),
+        "{}",
+        run.stdout
+    );
+    assert!(domain_exists(ours));
+    // Both hand-made domains are exactly as they were.
+    assert_eq!(inactive_xml(hand), hand_before);
+    assert_eq!(inactive_xml(other), other_before);
+
+    // An empty manifest removes ours but never the hand-made ones.
+    write_manifest(&manifest, URI, &[]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(!domain_exists(ours));
+    assert_eq!(inactive_xml(hand), hand_before);
+    assert_eq!(inactive_xml(other), other_before);
+    assert!(
+        !run.stdout.contains(hand) && !run.stdout.contains(other),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn existing_disk_is_never_rewritten() {
+    let _lock = lock();
+    require_libvirtd();
+    let name = "vfiotest-sync-disk";
+    let _guard = DomainGuard::new(&[name]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.qcow2");
+    // Not even a qcow2: anything at the path must stay as it is.
+    std::fs::write(&disk, b"precious user data").unwrap();
+    let before = fingerprint(&disk);
+    let xml = dir.path().join("d.xml");
+    std::fs::write(&xml, small_domain_xml(name, 1, Some(&disk), None)).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    write_manifest(&manifest, URI, &[entry(name, &xml, Some(&disk))]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains("create disk"), "{}", run.stdout);
+    assert_eq!(fingerprint(&disk), before);
+    assert!(domain_exists(name));
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn unreachable_libvirt_is_a_clear_error() {
+    let _lock = lock();
+    require_libvirtd();
+    let name = "vfiotest-sync-nouri";
+    let _guard = DomainGuard::new(&[name]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("x.qcow2");
+    let xml = dir.path().join("x.xml");
+    std::fs::write(&xml, small_domain_xml(name, 1, Some(&disk), None)).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    let bad = "qemu+unix:///system?socket=/nonexistent/libvirt-sock";
+    write_manifest(&manifest, bad, &[entry(name, &xml, Some(&disk))]);
+    let run = run_sync(&manifest, &[]);
+    assert_ne!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("cannot reach libvirt at"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("is libvirtd running?"),
+        "{}",
+        run.stderr
+    );
+    assert!(!domain_exists(name));
+    assert!(
+        !disk.exists(),
+        "nothing is created when libvirt is unreachable"
+    );
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn disk_path_that_is_a_directory_is_refused() {
+    let _lock = lock();
+    require_libvirtd();
+    let name = "vfiotest-sync-diskdir";
+    let _guard = DomainGuard::new(&[name]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("images");
+    std::fs::create_dir(&disk).unwrap();
+    std::fs::write(disk.join("keep.txt"), b"keep").unwrap();
+    let xml = dir.path().join("x.xml");
+    std::fs::write(&xml, small_domain_xml(name, 1, Some(&disk), None)).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    write_manifest(&manifest, URI, &[entry(name, &xml, Some(&disk))]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "{name}: refused: the disk path {} of `{name}` is a directory",
+            disk.display()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("storage.disk"), "{}", run.stderr);
+    assert!(!domain_exists(name));
+    assert!(disk.is_dir());
+    assert_eq!(std::fs::read(disk.join("keep.txt")).unwrap(), b"keep");
+}
+
+/// Unmounts a test mount on drop.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn read_only_images_directory_is_refused() {
+    let _lock = lock();
+    require_libvirtd();
+    let name = "vfiotest-sync-rodir";
+    let _guard = DomainGuard::new(&[name]);
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1M", "tmpfs"])
+        .arg(&images)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mounting a read-only tmpfs needs root");
+    let _mount = Mount(images.clone());
+    let disk = images.join("x.qcow2");
+    let xml = dir.path().join("x.xml");
+    std::fs::write(&xml, small_domain_xml(name, 1, Some(&disk), None)).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    write_manifest(&manifest, URI, &[entry(name, &xml, Some(&disk))]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("is not writable"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Read-only file system"),
+        "{}",
+        run.stderr
+    );
+    assert!(!domain_exists(name));
+    assert_eq!(std::fs::read_dir(&images).unwrap().count(), 0);
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn missing_images_directory_is_refused() {
+    let _lock = lock();
+    require_libvirtd();
+    let name = "vfiotest-sync-noparent";
+    let _guard = DomainGuard::new(&[name]);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("nope").join("x.qcow2");
+    let xml = dir.path().join("x.xml");
+    std::fs::write(&xml, small_domain_xml(name, 1, Some(&disk), None)).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    write_manifest(&manifest, URI, &[entry(name, &xml, Some(&disk))]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "its directory {} does not exist",
+            dir.path().join("nope").display()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(!domain_exists(name));
+    assert!(!dir.path().join("nope").exists());
+}

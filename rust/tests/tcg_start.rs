@@ -1,0 +1,836 @@
+//! Real QEMU starts of every golden domain, under TCG, through libvirtd.
+//!
+//! Run with `cargo test --test tcg_start -- --ignored --nocapture`.
+//!
+//! For every `tests/golden/<case>.xml` a TCG variant is derived here, in the
+//! test only (never in the product):
+//!
+//! * `type='qemu'`; `host-passthrough` becomes the named model `qemu64` with the
+//!   same topology shape (scaled down to at most 2 vCPUs for speed);
+//! * the Hyper-V block (and `<panic model='hyperv'>`), the `hypervclock` timer,
+//!   the `<kvm>` features and the other KVM-only features (`<ioapic
+//!   driver='kvm'>`, `<msrs>`) are removed; hostdevs and evdev inputs are
+//!   removed;
+//! * memory is 1 GiB, from 1 GiB pages when the domain uses hugepages and the
+//!   pages can be reserved (the test says so in one line when they cannot);
+//! * pins are rewritten to CPUs that exist here: declared host CPU `c` becomes
+//!   online CPU number `c mod N` (N = number of online CPUs);
+//! * the NIC becomes `type='user'` (the NAT network `default` may not exist),
+//!   keeping its MAC and model;
+//! * disks become small qcow2 images in a temporary directory, CD-ROMs are
+//!   emptied, a kvmfr device path becomes a file in /dev/shm of the same size;
+//! * the name becomes `vfiotest-tcg-<case>` and the UUID is dropped.
+//!
+//! Everything else stays as generated. The domain is started, and libvirt
+//! (`vcpupin`, `emulatorpin`, `iothreadinfo`) and QEMU's command line in
+//! `/var/log/libvirt/qemu/<name>.log` are checked against what was declared.
+//!
+//! 1 GiB pages need, before libvirtd starts:
+//!
+//! ```sh
+//! echo 2 > /sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages
+//! mkdir -p /dev/hugepages1G
+//! mount -t hugetlbfs -o pagesize=1G none /dev/hugepages1G
+//! ```
+
+mod common_sync;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common_sync::dom::{self, Elem};
+use common_sync::*;
+use vfio_helper::topology::parse_cpu_list;
+
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+const HUGEPAGES_1G: &str = "/sys/kernel/mm/hugepages/hugepages-1048576kB";
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn online_cpus() -> Vec<u32> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    parse_cpu_list(text.trim()).unwrap()
+}
+
+/// The hugetlbfs mount with 1 GiB pages, if any.
+fn hugetlbfs_1g_mount() -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 3 && f[2] == "hugetlbfs" && f[3].contains("pagesize=1024M"))
+            .then(|| f[1].to_string())
+    })
+}
+
+fn read_num(path: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Restores the 1 GiB pool size on drop.
+struct HugepagePool {
+    original: Option<u64>,
+}
+
+impl Drop for HugepagePool {
+    fn drop(&mut self) {
+        if let Some(n) = self.original {
+            let _ = std::fs::write(format!("{HUGEPAGES_1G}/nr_hugepages"), n.to_string());
+        }
+    }
+}
+
+/// Makes sure one free 1 GiB page exists and libvirt can use it.
+fn reserve_one_gib_page() -> (HugepagePool, Result<String, String>) {
+    let mut pool = HugepagePool { original: None };
+    let Some(mount) = hugetlbfs_1g_mount() else {
+        return (
+            pool,
+            Err("no hugetlbfs mount with pagesize=1G (see the commands in tcg_start.rs)".into()),
+        );
+    };
+    let free = read_num(&format!("{HUGEPAGES_1G}/free_hugepages"));
+    if free < 1 {
+        let nr = read_num(&format!("{HUGEPAGES_1G}/nr_hugepages"));
+        if std::fs::write(format!("{HUGEPAGES_1G}/nr_hugepages"), (nr + 1).to_string()).is_ok() {
+            pool.original = Some(nr);
+        }
+        if read_num(&format!("{HUGEPAGES_1G}/free_hugepages")) < 1 {
+            return (
+                pool,
+                Err("the kernel could not reserve a 1 GiB page".into()),
+            );
+        }
+    }
+    (pool, Ok(mount))
+}
+
+/// What the TCG variant declares, to compare with what runs.
+#[derive(Debug, Default)]
+struct Expect {
+    vcpupins: Vec<(u32, BTreeSet<u32>)>,
+    emulatorpin: Option<BTreeSet<u32>>,
+    iothreadpins: Vec<(u32, BTreeSet<u32>)>,
+    hugepages_mount: Option<String>,
+    prealloc: bool,
+    shmem_bytes: Option<u64>,
+    tpm_model: Option<String>,
+    secure_boot: bool,
+    disk_iothread: Option<String>,
+    nic_driver: Option<String>,
+}
+
+fn set(list: &str) -> BTreeSet<u32> {
+    parse_cpu_list(list).unwrap().into_iter().collect()
+}
+
+fn map_cpus(list: &str, host: &[u32]) -> String {
+    let mapped: BTreeSet<u32> = parse_cpu_list(list)
+        .unwrap()
+        .into_iter()
+        .map(|c| host[c as usize % host.len()])
+        .collect();
+    mapped
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn mib_to_bytes(size: &Elem) -> u64 {
+    let n: u64 = size.text().parse().unwrap();
+    match size.attr("unit").unwrap_or("M") {
+        "M" | "MiB" => n << 20,
+        "G" | "GiB" => n << 30,
+        "K" | "KiB" => n << 10,
+        other => panic!("unit {other}"),
+    }
+}
+
+struct Variant {
+    xml: String,
+    expect: Expect,
+    notes: Vec<String>,
+    /// Files this variant created outside its temp dir (removed after).
+    extra_files: Vec<PathBuf>,
+}
+
+fn tcg_variant(
+    golden: &str,
+    name: &str,
+    dir: &Path,
+    host: &[u32],
+    hugepages: &Result<String, String>,
+) -> Variant {
+    let mut root = dom::parse(golden);
+    let mut expect = Expect::default();
+    let mut notes = Vec::new();
+    let mut extra_files = Vec::new();
+    root.set_attr("type", "qemu");
+    root.child_mut("name").unwrap().set_text(name);
+    root.remove_where(|e| e.name == "uuid");
+
+    // Memory: 1 GiB, from 1 GiB pages when declared and available.
+    for tag in ["memory", "currentMemory"] {
+        if let Some(m) = root.child_mut(tag) {
+            m.set_attr("unit", "MiB");
+            m.set_text("1024");
+        }
+    }
+    if let Some(mb) = root.child_mut("memoryBacking") {
+        if mb.child("hugepages").is_some() {
+            match hugepages {
+                Ok(mount) => {
+                    let hp = mb.child_mut("hugepages").unwrap();
+                    hp.children.clear();
+                    hp.push(
+                        Elem::new("page")
+                            .with_attr("size", "1")
+                            .with_attr("unit", "G"),
+                    );
+                    expect.hugepages_mount = Some(mount.clone());
+                }
+                Err(why) => {
+                    mb.remove_where(|e| e.name == "hugepages");
+                    notes.push(format!("1 GiB pages not used: {why}"));
+                }
+            }
+        }
+        expect.prealloc = mb
+            .child("allocation")
+            .is_some_and(|a| a.attr("mode") == Some("immediate"));
+    }
+
+    // vCPUs: at most 2, same shape, pins on CPUs that exist.
+    let (cores, threads) = {
+        let topo = root.find(&["cpu", "topology"]);
+        let threads: u32 = topo
+            .and_then(|t| t.attr("threads"))
+            .map_or(1, |t| t.parse().unwrap());
+        if threads >= 2 {
+            (1, 2)
+        } else {
+            (2, 1)
+        }
+    };
+    let vcpus = cores * threads;
+    root.child_mut("vcpu").unwrap().set_text(&vcpus.to_string());
+    let topology = root.find(&["cpu", "topology"]).cloned();
+    let mut cpu = Elem::new("cpu")
+        .with_attr("mode", "custom")
+        .with_attr("match", "exact")
+        .with_attr("check", "none")
+        .with_child(
+            Elem::new("model")
+                .with_attr("fallback", "forbid")
+                .with_text("qemu64"),
+        );
+    if topology.is_some() {
+        cpu.push(
+            Elem::new("topology")
+                .with_attr("sockets", "1")
+                .with_attr("dies", "1")
+                .with_attr("cores", &cores.to_string())
+                .with_attr("threads", &threads.to_string()),
+        );
+    }
+    if let Some(old) = root.child_mut("cpu") {
+        *old = cpu;
+    } else {
+        root.push(cpu);
+    }
+    if let Some(ct) = root.child_mut("cputune") {
+        ct.remove_where(|e| {
+            e.name == "vcpupin" && e.attr("vcpu").unwrap().parse::<u32>().unwrap() >= vcpus
+        });
+        for e in ct.elems_mut() {
+            if let Some(list) = e.attr("cpuset").map(str::to_string) {
+                let mapped = map_cpus(&list, host);
+                e.set_attr("cpuset", &mapped);
+                match e.name.as_str() {
+                    "vcpupin" => expect
+                        .vcpupins
+                        .push((e.attr("vcpu").unwrap().parse().unwrap(), set(&mapped))),
+                    "emulatorpin" => expect.emulatorpin = Some(set(&mapped)),
+                    "iothreadpin" => expect
+                        .iothreadpins
+                        .push((e.attr("iothread").unwrap().parse().unwrap(), set(&mapped))),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if root.find(&["cputune"]).is_some() {
+        notes.push(format!(
+            "pins rewritten: host CPU c -> online CPU c mod {}; {vcpus} vCPUs",
+            host.len()
+        ));
+    }
+
+    // KVM-only features.
+    if let Some(f) = root.child_mut("features") {
+        f.remove_where(|e| {
+            e.name == "hyperv"
+                || e.name == "kvm"
+                || e.name == "msrs"
+                || (e.name == "ioapic" && e.attr("driver") == Some("kvm"))
+        });
+    }
+    if let Some(c) = root.child_mut("clock") {
+        c.remove_where(|e| e.name == "timer" && e.attr("name") == Some("hypervclock"));
+    }
+    expect.secure_boot = root.find(&["os", "firmware"]).is_some_and(|fw| {
+        fw.elems()
+            .any(|f| f.attr("name") == Some("secure-boot") && f.attr("enabled") == Some("yes"))
+    });
+
+    // Devices.
+    let devices = root.child_mut("devices").unwrap();
+    devices.remove_where(|e| {
+        e.name == "hostdev"
+            || (e.name == "input" && e.attr("type") == Some("evdev"))
+            || (e.name == "panic" && e.attr("model") == Some("hyperv"))
+    });
+    let mut disk_no = 0;
+    for d in devices.elems_mut() {
+        match d.name.as_str() {
+            "disk" if d.attr("device") == Some("cdrom") => {
+                d.remove_where(|e| e.name == "source");
+            }
+            "disk" => {
+                disk_no += 1;
+                let image = dir.join(format!("disk{disk_no}.qcow2"));
+                let st = Command::new("qemu-img")
+                    .args(["create", "-q", "-f", "qcow2"])
+                    .arg(&image)
+                    .arg("64M")
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                d.set_attr("type", "file");
+                d.remove_where(|e| e.name == "source");
+                d.push(Elem::new("source").with_attr("file", image.to_str().unwrap()));
+                let drv = d.child_mut("driver").unwrap();
+                drv.set_attr("type", "qcow2");
+                if drv.attr("queues").is_some() {
+                    drv.set_attr("queues", &vcpus.to_string());
+                }
+                let bus = d.child("target").and_then(|t| t.attr("bus")).unwrap_or("");
+                if bus == "virtio" {
+                    expect.disk_iothread = d
+                        .child("driver")
+                        .and_then(|drv| drv.attr("iothread"))
+                        .map(|n| format!("iothread{n}"));
+                }
+            }
+            "interface" => {
+                d.set_attr("type", "user");
+                d.remove_where(|e| e.name == "source" || e.name == "driver");
+                expect.nic_driver = d.child("model").and_then(|m| m.attr("type")).map(|m| {
+                    if m == "virtio" {
+                        "virtio-net-pci".to_string()
+                    } else {
+                        m.to_string()
+                    }
+                });
+            }
+            "shmem" if d.child("model").and_then(|m| m.attr("type")) == Some("ivshmem-plain") => {
+                expect.shmem_bytes = d.child("size").map(mib_to_bytes);
+            }
+            "tpm" => expect.tpm_model = d.attr("model").map(str::to_string),
+            _ => {}
+        }
+    }
+
+    // kvmfr through <qemu:commandline>: same device, a file of the same size.
+    if let Some(cl) = root.child_mut("qemu:commandline") {
+        for arg in cl.elems_mut() {
+            let v = arg.attr("value").unwrap_or("").to_string();
+            if v.contains("ivshmem-plain") {
+                expect.shmem_bytes = None;
+            }
+            if let Some(start) = v.find("/dev/kvmfr") {
+                let end = start + v[start..].find('\'').unwrap();
+                let file = PathBuf::from(format!("/dev/shm/{name}-kvmfr"));
+                let size: u64 = v
+                    .split("'size':")
+                    .nth(1)
+                    .unwrap()
+                    .split([',', '}'])
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                std::fs::write(&file, b"").unwrap();
+                let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+                f.set_len(size).unwrap();
+                // QEMU runs as libvirt's QEMU user (owner of /var/lib/libvirt/qemu).
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    let owner = std::fs::metadata("/var/lib/libvirt/qemu").unwrap();
+                    std::os::unix::fs::chown(&file, Some(owner.uid()), Some(owner.gid())).unwrap();
+                }
+                extra_files.push(file.clone());
+                expect.shmem_bytes = Some(size);
+                notes.push(format!(
+                    "kvmfr device {} replaced by {}",
+                    &v[start..end],
+                    file.display()
+                ));
+                arg.set_attr(
+                    "value",
+                    &format!("{}{}{}", &v[..start], file.display(), &v[end..]),
+                );
+            }
+        }
+    }
+
+    Variant {
+        xml: dom::serialize(&root),
+        expect,
+        notes,
+        extra_files,
+    }
+}
+
+/// Runs a command with a deadline; returns (success, stdout+stderr).
+fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (bool, String) {
+    let out_path = std::env::temp_dir().join(format!("vfiotest-cmd-{}.out", std::process::id()));
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = cmd
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    let ok = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    (ok, text)
+}
+
+fn start_domain(name: &str) -> Result<(), String> {
+    let mut cmd = Command::new("virsh");
+    cmd.args(["-c", URI, "start", "--domain", name])
+        .env("LC_ALL", "C");
+    let (ok, text) = run_with_timeout(&mut cmd, START_TIMEOUT);
+    if !ok {
+        return Err(format!("virsh start failed or timed out: {}", text.trim()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if domain_state(name) == "running" {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!(
+        "{name} did not reach 'running' (state {})",
+        domain_state(name)
+    ))
+}
+
+/// The QEMU command line of the latest start, as whitespace-separated words.
+fn qemu_cmdline(name: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(format!("/var/log/libvirt/qemu/{name}.log")).unwrap();
+    let start = log.rfind("starting up").expect("a start in the log");
+    let section = &log[start..];
+    let end = section
+        .find("char device redirected")
+        .or_else(|| section.find("\n20"))
+        .unwrap_or(section.len());
+    section[..end]
+        .split_whitespace()
+        .filter(|w| *w != "\\")
+        .map(str::to_string)
+        .collect()
+}
+
+fn table_rows(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .skip_while(|l| !l.starts_with("---"))
+        .skip(1)
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((
+                it.next()?.trim_end_matches(':').to_string(),
+                it.collect::<Vec<_>>().join(" "),
+            ))
+        })
+        .collect()
+}
+
+/// Checks libvirt's and QEMU's view against the declaration; returns findings.
+fn check_running(name: &str, expect: &Expect) -> Vec<(String, Result<String, String>)> {
+    let mut out = Vec::new();
+    let mut check = |what: &str, res: Result<String, String>| out.push((what.to_string(), res));
+
+    // Pins, from libvirt.
+    if !expect.vcpupins.is_empty() {
+        let rows = table_rows(&virsh_ok(&["vcpupin", "--domain", name]));
+        let got: Vec<(u32, BTreeSet<u32>)> = rows
+            .iter()
+            .map(|(v, c)| (v.parse().unwrap(), set(c)))
+            .collect();
+        check(
+            "vcpupin",
+            if got == expect.vcpupins {
+                Ok(format!("{got:?}"))
+            } else {
+                Err(format!("declared {:?}, running {got:?}", expect.vcpupins))
+            },
+        );
+    }
+    if let Some(want) = &expect.emulatorpin {
+        let rows = table_rows(&virsh_ok(&["emulatorpin", "--domain", name]));
+        let got = rows.first().map(|(_, c)| set(c)).unwrap_or_default();
+        check(
+            "emulatorpin",
+            if &got == want {
+                Ok(format!("{got:?}"))
+            } else {
+                Err(format!("declared {want:?}, running {got:?}"))
+            },
+        );
+    }
+    if !expect.iothreadpins.is_empty() {
+        let rows = table_rows(&virsh_ok(&["iothreadinfo", "--domain", name]));
+        let got: Vec<(u32, BTreeSet<u32>)> = rows
+            .iter()
+            .map(|(v, c)| (v.parse().unwrap(), set(c)))
+            .collect();
+        check(
+            "iothreadinfo",
+            if got == expect.iothreadpins {
+                Ok(format!("{got:?}"))
+            } else {
+                Err(format!(
+                    "declared {:?}, running {got:?}",
+                    expect.iothreadpins
+                ))
+            },
+        );
+    }
+
+    // QEMU's command line.
+    let words = qemu_cmdline(name);
+    let has = |pred: &dyn Fn(&str) -> bool| words.iter().find(|w| pred(w)).cloned();
+    if let Some(mount) = &expect.hugepages_mount {
+        let ram = has(&|w| w.contains("\"id\":\"pc.ram\"") && w.contains("memory-backend-file"));
+        check(
+            "hugepages",
+            match ram {
+                Some(w)
+                    if w.contains(&format!("\"mem-path\":\"{mount}"))
+                        && w.contains("\"prealloc\":true") =>
+                {
+                    Ok(w)
+                }
+                other => Err(format!(
+                    "no hugetlbfs backend on {mount} with prealloc: {other:?}"
+                )),
+            },
+        );
+    } else if expect.prealloc {
+        let ram = has(&|w| w.contains("\"id\":\"pc.ram\""));
+        check(
+            "prealloc",
+            match ram {
+                Some(w) if w.contains("\"prealloc\":true") => Ok(w),
+                other => Err(format!("RAM backend without prealloc: {other:?}")),
+            },
+        );
+    }
+    if let Some(bytes) = expect.shmem_bytes {
+        let dev = has(&|w| w.contains("ivshmem-plain"));
+        let res = match dev {
+            None => Err("no ivshmem-plain device".to_string()),
+            Some(dev) => {
+                // libvirt's JSON and the single-quoted JSON of
+                // <qemu:commandline> (shell-quoted in the log) alike.
+                let strip = |w: &str| w.replace(['\'', '"', '\\'], "");
+                let norm = strip(&dev);
+                let memdev = norm
+                    .split("memdev:")
+                    .nth(1)
+                    .and_then(|s| s.split([',', '}']).next())
+                    .unwrap_or("")
+                    .to_string();
+                let obj = has(&|w| {
+                    let w = strip(w);
+                    w.contains(&format!("id:{memdev},")) && w.contains("memory-backend")
+                });
+                match obj {
+                    Some(o) if strip(&o).contains(&format!("size:{bytes}")) => {
+                        Ok(format!("{dev} {o}"))
+                    }
+                    other => Err(format!(
+                        "memdev {memdev} of size {bytes} not found: {other:?}"
+                    )),
+                }
+            }
+        };
+        check("ivshmem", res);
+    }
+    if let Some(model) = &expect.tpm_model {
+        let dev = has(&|w| w.contains(&format!("\"driver\":\"{model}\"")));
+        let backend =
+            has(&|w| w.starts_with("emulator,id=tpm") || w.contains("\"type\":\"emulator\""));
+        check(
+            "tpm",
+            match (dev, backend) {
+                (Some(d), Some(b)) => Ok(format!("{d} {b}")),
+                other => Err(format!("no {model} with swtpm emulator backend: {other:?}")),
+            },
+        );
+    }
+    if expect.secure_boot {
+        check("secure boot", check_secure_boot(name, &words));
+    }
+    if let Some(iothread) = &expect.disk_iothread {
+        let disk = has(&|w| w.contains("\"driver\":\"virtio-blk-pci\""));
+        check(
+            "disk iothread",
+            match disk {
+                Some(d) if d.contains(&format!("\"iothread\":\"{iothread}\"")) => Ok(d),
+                other => Err(format!("virtio-blk not on {iothread}: {other:?}")),
+            },
+        );
+    }
+    if let Some(driver) = &expect.nic_driver {
+        let nic = has(&|w| w.contains(&format!("\"driver\":\"{driver}\"")));
+        check("nic", nic.ok_or_else(|| format!("no {driver} device")));
+    }
+    out
+}
+
+/// The running loader is a firmware whose descriptor has secure-boot and
+/// enrolled-keys, and QEMU got it with the secure pflash flag.
+fn check_secure_boot(name: &str, words: &[String]) -> Result<String, String> {
+    let live = dom::parse(&virsh_ok(&["dumpxml", "--domain", name]));
+    let loader = live
+        .find(&["os", "loader"])
+        .ok_or("no <loader> in the live XML")?;
+    let path = loader.text();
+    if loader.attr("secure") != Some("yes") {
+        return Err(format!("loader {path} not secure"));
+    }
+    let mut descriptor_ok = false;
+    for entry in std::fs::read_dir("/usr/share/qemu/firmware").map_err(|e| e.to_string())? {
+        let text =
+            std::fs::read_to_string(entry.map_err(|e| e.to_string())?.path()).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if v["mapping"]["executable"]["filename"] == path.as_str() {
+            let feats: Vec<&str> = v["features"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str())
+                .collect();
+            descriptor_ok = feats.contains(&"secure-boot") && feats.contains(&"enrolled-keys");
+        }
+    }
+    if !descriptor_ok {
+        return Err(format!(
+            "{path} is not described as secure-boot + enrolled-keys"
+        ));
+    }
+    let in_cmdline = words.iter().any(|w| w.contains(&path));
+    let secure_flag = words
+        .iter()
+        .any(|w| w.contains("cfi.pflash01,property=secure,value=on"));
+    if in_cmdline && secure_flag {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{path} in command line: {in_cmdline}, secure pflash: {secure_flag}"
+        ))
+    }
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn every_golden_domain_starts_under_tcg_as_declared() {
+    let _lock = lock();
+    require_libvirtd();
+    let host = online_cpus();
+    let (_pool, hugepages) = reserve_one_gib_page();
+    if let Err(why) = &hugepages {
+        println!("1 GiB pages cannot be reserved here ({why}); domains that use hugepages run without them");
+    }
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(golden_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+        .collect();
+    cases.sort();
+    // VFIOTEST_TCG_CASES=win11,linux-server limits the run to those cases.
+    if let Ok(only) = std::env::var("VFIOTEST_TCG_CASES") {
+        let only: Vec<&str> = only.split(',').map(str::trim).collect();
+        cases.retain(|p| only.contains(&p.file_stem().unwrap().to_str().unwrap()));
+        println!("only the cases {only:?} (VFIOTEST_TCG_CASES)");
+    }
+    assert!(
+        !cases.is_empty(),
+        "no golden domains in {}",
+        golden_dir().display()
+    );
+
+    let mut failures = Vec::new();
+    for case in &cases {
+        let stem = case.file_stem().unwrap().to_str().unwrap();
+        let name = format!("vfiotest-tcg-{stem}");
+        let _guard = DomainGuard::new(&[&name]);
+        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let golden = std::fs::read_to_string(case).unwrap();
+        let shm_before = Path::new("/dev/shm/looking-glass").exists();
+        let mut variant = tcg_variant(&golden, &name, dir.path(), &host, &hugepages);
+        let began = Instant::now();
+        println!("== {stem}");
+        for n in &variant.notes {
+            println!("   note: {n}");
+        }
+        let mut result = define_and_start(&name, dir.path(), &variant.xml);
+        // libvirtd reads hugetlbfs mounts when it starts: a mount made later
+        // is unknown to it. Say so and run without the pages.
+        if let Err(e) = &result {
+            if variant.expect.hugepages_mount.is_some() && e.contains("huge") {
+                println!("   note: 1 GiB pages not usable by libvirtd ({e}); started without them");
+                let _ = virsh(&["undefine", "--domain", &name, "--nvram", "--tpm"]);
+                let no_pages: Result<String, String> = Err("libvirtd cannot use them".into());
+                variant = tcg_variant(&golden, &name, dir.path(), &host, &no_pages);
+                result = define_and_start(&name, dir.path(), &variant.xml);
+            }
+        }
+        match result {
+            Err(e) => {
+                println!("   FAILED to start: {e}");
+                failures.push(format!("{stem}: {e}"));
+            }
+            Ok(()) => {
+                println!("   running after {:.0?}", began.elapsed());
+                for (what, res) in check_running(&name, &variant.expect) {
+                    match res {
+                        Ok(seen) => println!("   ok   {what}: {seen}"),
+                        Err(e) => {
+                            println!("   FAIL {what}: {e}");
+                            failures.push(format!("{stem}: {what}: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+        drop(_guard);
+        for f in &variant.extra_files {
+            let _ = std::fs::remove_file(f);
+        }
+        if !shm_before {
+            let _ = std::fs::remove_file("/dev/shm/looking-glass");
+        }
+    }
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+}
+
+fn define_and_start(name: &str, dir: &Path, xml: &str) -> Result<(), String> {
+    let xml_path = dir.join("domain.xml");
+    std::fs::write(&xml_path, xml).unwrap();
+    let define = virsh(&["define", "--file", xml_path.to_str().unwrap()]);
+    if !define.status.success() {
+        return Err(format!(
+            "define failed: {}",
+            String::from_utf8_lossy(&define.stderr).trim()
+        ));
+    }
+    start_domain(name)
+}
+
+fn qemu_pid(name: &str) -> u32 {
+    std::fs::read_to_string(format!("/run/libvirt/qemu/{name}.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn smp_of(words: &[String]) -> String {
+    let i = words
+        .iter()
+        .position(|w| w == "-smp")
+        .expect("-smp on the command line");
+    words[i + 1].clone()
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn sync_redefines_a_running_domain_without_restarting_it() {
+    let _lock = lock();
+    require_libvirtd();
+    let name = "vfiotest-sync-running";
+    let _guard = DomainGuard::new(&[name]);
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("d.xml");
+    let manifest = dir.path().join("manifest.json");
+    std::fs::write(&xml, small_domain_xml(name, 1, None, None)).unwrap();
+    let entry = Entry {
+        name: name.into(),
+        xml: xml.clone(),
+        autostart: false,
+        disk: None,
+        size_gib: 1,
+    };
+    write_manifest(&manifest, URI, &[entry]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    start_domain(name).unwrap();
+    let pid = qemu_pid(name);
+    assert!(
+        smp_of(&qemu_cmdline(name)).starts_with("1,"),
+        "{:?}",
+        smp_of(&qemu_cmdline(name))
+    );
+
+    // Change the declaration while it runs.
+    std::fs::write(&xml, small_domain_xml(name, 2, None, None)).unwrap();
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "{name} is running; the new definition applies at its next start"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(domain_state(name), "running");
+    assert_eq!(qemu_pid(name), pid, "the QEMU process was not restarted");
+    assert!(virsh_ok(&["dumpxml", "--domain", name]).contains("<vcpu placement='static'>1</vcpu>"));
+    assert!(inactive_xml(name).contains("<vcpu placement='static'>2</vcpu>"));
+
+    // After a stop and start the new definition runs.
+    virsh_ok(&["destroy", "--domain", name]);
+    start_domain(name).unwrap();
+    assert_ne!(qemu_pid(name), pid);
+    assert!(
+        smp_of(&qemu_cmdline(name)).starts_with("2,"),
+        "{:?}",
+        smp_of(&qemu_cmdline(name))
+    );
+    assert!(virsh_ok(&["dumpxml", "--domain", name]).contains("<vcpu placement='static'>2</vcpu>"));
+}
