@@ -42,7 +42,7 @@ tier_rust() {
 }
 
 tier_libvirt() {
-  (cd rust && cargo test --quiet -- --ignored --test-threads=1 --skip bench)
+  (cd rust && cargo test --quiet -- --ignored --test-threads=1 --nocapture --skip bench)
 }
 
 tier_nix() {

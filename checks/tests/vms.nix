@@ -551,7 +551,7 @@ in
     expr =
       let
         h = evalHost {
-          imports = [ ../../hosts/example ];
+          imports = [ ../../hosts/example/vm.nix ];
           specialisation.other.configuration.system.nixos.tags = [ "other" ];
         };
         s = h.specialisation.other.configuration;

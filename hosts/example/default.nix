@@ -1,38 +1,27 @@
-# Example host: the Windows 11 gaming VM of the GPU passthrough guide
-# ("2. Define Your VM"), exactly as written there.
+# Example host: the GPU passthrough guide's Windows 11 gaming VM (vm.nix,
+# "2. Define Your VM") and its VFIO boot mode ("3. Enable VFIO Boot Mode"),
+# exactly as written there. With Scream enabled and the VM's default
+# secureBoot = true, evaluation warns that the Scream driver needs Secure Boot
+# off in Windows: that is the guide's configuration, warning included.
 { ... }:
 {
+  imports = [ ./vm.nix ];
+
   networking.hostName = "example";
   system.stateVersion = "25.11";
 
-  virtualisation.vms.win11 = {
-    type = "windows-gaming";
-    memory = 32768;           # 32GB
-    vcpus = 12;
-
-    cpu = {
-      cores = 6;
-      threads = 2;
-      pinning = {
-        enable = true;
-        startCpu = 4;         # Reserve CPUs 0-3 for host
-      };
-    };
-
-    hugepages = {
-      enable = true;
-      count = 32;             # Match memory size
-    };
-
-    gpu = {
-      enable = true;
-      pciId = "10de:2782";           # From lspci -nn
-      audioPciId = "10de:22bc";
-      address = "0000:01:00.0";       # From lspci -D
-      audioAddress = "0000:01:00.1";
-    };
-
-    storage.disk = "/var/lib/libvirt/images/win11.qcow2";
-    lookingGlass.size = 128;  # 128MB for 4K
+  # Enable dual-boot with specialisation
+  modules.vfio.dualBoot = {
+    enable = true;
+    defaultMode = "host";  # or "vfio" to default to passthrough
   };
+
+  # Configure VFIO settings (applied in VFIO boot)
+  modules.vfio.lookingGlass = {
+    enable = true;
+    users = [ "draxel" ];
+  };
+  modules.vfio.scream.enable = true;
+
+  users.users.draxel.isNormalUser = true;
 }
