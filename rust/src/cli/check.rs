@@ -1,16 +1,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::Format;
+
 use vfio_helper::check::{self, Options};
 use vfio_helper::diagnostics::{self, JsonOutput, Severity};
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// miette reports: file, line, the underlined span, the problem and the fix.
-    Human,
-    /// One JSON document (for editors and CI).
-    Json,
-}
 
 /// Check host .nix files statically (no evaluation): exit status 1 when
 /// anything is wrong, 0 otherwise.

@@ -1,18 +1,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::Format;
+
 use miette::{IntoDiagnostic, WrapErr};
 use vfio_helper::config::VmConfig;
 use vfio_helper::doctor::{self, LibvirtFacts, Mode, Report, Roots, VmFacts};
 use vfio_helper::sync::{self, Libvirt, Manifest};
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// An aligned table, failures first, each with its fix.
-    Human,
-    /// JSON (for scripts).
-    Json,
-}
 
 /// Diagnose this host, read-only: can the VM start? Exit status 0 when no
 /// check fails, 1 otherwise.

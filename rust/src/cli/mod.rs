@@ -10,6 +10,16 @@ pub mod sync;
 
 use miette::{IntoDiagnostic, WrapErr};
 
+/// `--format` of the reporting subcommands (check, doctor).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For a terminal: miette reports (check) or an aligned table (doctor),
+    /// problems first, each with its fix.
+    Human,
+    /// One JSON document, for editors, scripts and CI.
+    Json,
+}
+
 /// Reads a file named on the command line, with the path in the error.
 pub fn read_file(path: &std::path::Path) -> miette::Result<String> {
     std::fs::read_to_string(path)
