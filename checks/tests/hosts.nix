@@ -77,4 +77,35 @@ in
       starts = true;
     };
   };
+
+  # Both cards isolated at boot: the AMD card's drivers wait for vfio-pci too,
+  # and the two kvmfr devices are sized per VM and allowed in qemu.conf.
+  testTwoVmsIsolationCoversBothCards = {
+    expr = {
+      amdSoftdep = lib.hasInfix "softdep amdgpu pre: vfio-pci" twoVms.boot.extraModprobeConfig;
+      kvmfrSizes = lib.hasInfix "options kvmfr static_size_mb=64,32" twoVms.boot.extraModprobeConfig;
+      acl = map (d: lib.hasInfix "\"${d}\"" twoVms.virtualisation.libvirtd.qemu.verbatimConfig) [
+        "/dev/kvm"
+        "/dev/kvmfr0"
+        "/dev/kvmfr1"
+      ];
+      ids = lib.elem "vfio-pci.ids=1002:73bf,1002:ab28,10de:2782,10de:22bc" twoVms.boot.kernelParams;
+    };
+    expected = {
+      amdSoftdep = true;
+      kvmfrSizes = true;
+      acl = [
+        true
+        true
+        true
+      ];
+      ids = true;
+    };
+  };
+
+  # An NVIDIA-only host gets no AMD softdeps.
+  testExampleHasNoAmdSoftdep = {
+    expr = lib.hasInfix "amdgpu" exampleVfio.boot.extraModprobeConfig;
+    expected = false;
+  };
 }

@@ -63,4 +63,16 @@
     };
     storage.disk = "/dev/disk/by-id/nvme-Example_SSD_2TB";
   };
+
+  # Both cards are bound to vfio-pci at boot (no dual boot on this host), and
+  # both VMs show their screens through Looking Glass's kvmfr devices.
+  modules.vfio = {
+    enable = true;
+    lookingGlass = {
+      enable = true;
+      users = [ "alice" ];
+    };
+    scream.enable = false;
+  };
+  users.users.alice.isNormalUser = true;
 }

@@ -31,13 +31,19 @@ let
 
   # Drivers that could grab one of the GPU's functions before vfio-pci:
   # the GPU itself, its HDMI audio, and the USB-C functions of Turing cards
-  # (xHCI and the UCSI controller).
+  # (xHCI and the UCSI controller); amdgpu and radeon when an AMD card
+  # (vendor 1002) is isolated.
+  hasAmdGpu = lib.any (id: lib.hasPrefix "1002:" id) cfg.gpuPciIds;
   softdepDrivers = [
     "nvidia"
     "nouveau"
     "snd_hda_intel"
     "xhci_pci"
     "i2c_nvidia_gpu"
+  ]
+  ++ lib.optionals hasAmdGpu [
+    "amdgpu"
+    "radeon"
   ];
 
   nvidiaModules = [
