@@ -51,6 +51,7 @@ let
         inherit modules;
       };
     vfio.nixosModules.default = ../../modules/default.nix;
+    self.rev = "0123456789abcdef0123456789abcdef01234567";
   };
 
   flake = import (template + "/flake.nix");
@@ -67,7 +68,9 @@ in
     expr = {
       follows = flake.inputs.vfio.inputs.nixpkgs.follows;
       firstModule = builtins.head system.modules;
-      names = map (m: baseNameOf (toString m)) (lib.tail system.modules);
+      names = map (m: if builtins.isPath m then baseNameOf (toString m) else "inline") (
+        lib.tail system.modules
+      );
     };
     expected = {
       follows = "nixpkgs";
@@ -76,8 +79,21 @@ in
         "hardware-configuration.nix"
         "configuration.nix"
         "vfio.nix"
+        "inline"
       ];
     };
+  };
+
+  # The boot entries carry the user's flake revision, not this flake's.
+  testTemplateBootEntriesShowTheUsersRevision = {
+    expr = [
+      config.system.configurationRevision
+      vfioEntry.system.configurationRevision
+    ];
+    expected = [
+      stubInputs.self.rev
+      stubInputs.self.rev
+    ];
   };
 
   testTemplateHasOneVmWithTheDiscoveredGpu = {

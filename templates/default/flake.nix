@@ -15,7 +15,12 @@
   };
 
   outputs =
-    { nixpkgs, vfio, ... }:
+    {
+      self,
+      nixpkgs,
+      vfio,
+      ...
+    }:
     {
       # `nixos-rebuild switch --flake /etc/nixos` picks the configuration named
       # like the machine's host name; rename `nixos` if yours differs.
@@ -25,6 +30,9 @@
           ./hardware-configuration.nix
           ./configuration.nix
           ./vfio.nix
+          # Boot entries show this flake's git revision (the modules would
+          # otherwise show the revision of the vfio flake).
+          { system.configurationRevision = self.rev or self.dirtyRev or null; }
         ];
       };
     };
