@@ -211,3 +211,42 @@ fn vm_cpus_and_json_exclude_each_other() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--json"), "{}", stderr(&out));
 }
+
+/// The isolation hook's CPU set (`--vm-cpus`) is exactly the set of host CPUs
+/// the domain XML pins the vCPUs to, for the same config and topology: the
+/// hook must never free a CPU the guest runs on, nor hold back another.
+#[test]
+fn vm_cpus_match_the_domain_xml_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = smt_host(dir.path());
+    let vm = write(
+        dir.path(),
+        "vm.json",
+        r#"{"name":"win11","vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":1}},"gpu":{"enable":true,"pciId":"10de:2782","address":"0000:01:00.0"}}"#,
+    );
+    for topology in [None, Some(path(&host))] {
+        let mut pin_args = vec!["pinning", "--config", path(&vm), "--vm-cpus"];
+        let mut dom_args = vec!["domain", "--config", path(&vm)];
+        if let Some(t) = topology {
+            pin_args.extend(["--topology", t]);
+            dom_args.extend(["--topology", t]);
+        }
+        let pins = run(&pin_args);
+        assert!(pins.status.success(), "{}", stderr(&pins));
+        let listed = vfio_helper::topology::parse_cpu_list(stdout(&pins).trim()).unwrap();
+
+        let xml = run(&dom_args);
+        assert!(xml.status.success(), "{}", stderr(&xml));
+        let mut pinned: Vec<u32> = stdout(&xml)
+            .lines()
+            .filter(|l| l.contains("<vcpupin "))
+            .map(|l| {
+                let set = l.split("cpuset=\"").nth(1).unwrap().split('"').next().unwrap();
+                set.parse::<u32>().unwrap()
+            })
+            .collect();
+        pinned.sort_unstable();
+        pinned.dedup();
+        assert_eq!(listed, pinned, "topology: {topology:?}");
+    }
+}

@@ -29,7 +29,9 @@ pub struct Args {
     /// Which L3 domain to prefer on X3D parts; overrides `cpu.pinning.prefer`.
     #[arg(long, value_enum)]
     pub prefer: Option<PreferArg>,
-    /// NUMA node of the GPU; read from sysfs via `gpu.address` when not given.
+    /// NUMA node of the GPU, to prefer its CPUs. Not read from this machine:
+    /// the result depends only on the inputs, as the domain XML's pins do
+    /// (`cat /sys/bus/pci/devices/<gpu.address>/numa_node` tells it).
     #[arg(long)]
     pub gpu_numa_node: Option<u32>,
     /// Other VMs' JSON configs, checked for overlapping pins (repeatable).
@@ -69,25 +71,12 @@ fn read_vm(path: &std::path::Path) -> miette::Result<VmConfig> {
     Ok(VmConfig::from_json(&super::read_file(path)?)?)
 }
 
-/// The GPU's NUMA node from sysfs; `None` when unknown (-1 or unreadable).
-fn gpu_numa_node(cfg: &VmConfig) -> Option<u32> {
-    let addr = cfg.gpu.address.as_deref()?;
-    let text = std::fs::read_to_string(format!("/sys/bus/pci/devices/{addr}/numa_node")).ok()?;
-    text.trim().parse().ok()
-}
-
 pub fn run(args: Args) -> miette::Result<ExitCode> {
     let cfg = read_vm(&args.config)?;
     let host: Option<HostTopology> = super::read_topology(args.topology.as_deref())?;
     let policy = PinPolicy {
         prefer: args.prefer.map_or(cfg.cpu.pinning.prefer, Prefer::from),
-        gpu_numa_node: args.gpu_numa_node.or_else(|| {
-            if cfg.gpu.enable {
-                gpu_numa_node(&cfg)
-            } else {
-                None
-            }
-        }),
+        gpu_numa_node: args.gpu_numa_node,
     };
     let Some(mut map) = pinning::plan_with(&cfg, host.as_ref(), policy)? else {
         if args.vm_cpus {
