@@ -241,7 +241,13 @@ fn vm_cpus_match_the_domain_xml_pins() {
             .lines()
             .filter(|l| l.contains("<vcpupin "))
             .map(|l| {
-                let set = l.split("cpuset=\"").nth(1).unwrap().split('"').next().unwrap();
+                let set = l
+                    .split("cpuset=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
                 set.parse::<u32>().unwrap()
             })
             .collect();
