@@ -2,8 +2,26 @@
 //! GPU-passthrough VMs declared with the NixOS module `virtualisation.vms`, and
 //! serves users directly with hardware discovery, checks and diagnostics.
 //!
-//! Every module is a set of pure functions over plain data; the binary
-//! (`src/main.rs`) only parses arguments, reads files and prints.
+//! The modules mirror the domain:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | the VM config model, one to one with `virtualisation.vms.<name>` |
+//! | [`topology`] | the host CPU topology model and kernel CPU lists |
+//! | [`pinning`] | vCPU → host CPU maps, emulator/IOThread pins, guest topology |
+//! | [`domain`] | libvirt domain XML from a VM config |
+//! | [`ids`] | UUIDs and MACs derived from names |
+//! | [`discover`] | sysfs → GPUs, IOMMU groups, topology; its Nix output |
+//! | [`nixedit`] | reading and editing host `.nix` files (rnix), comments kept |
+//! | [`check`] | static checks of host `.nix` files |
+//! | [`doctor`] | host diagnostics: can this VM start here? |
+//! | [`diagnostics`] | findings rendered with miette or as JSON |
+//! | [`sync`] | applying declared domains to libvirt (through `virsh`) |
+//!
+//! Deciding is kept apart from doing: planning, rendering and judging are pure
+//! functions over plain data; reading sysfs and calling libvirt sit at the
+//! edges (`discover::sysfs`, the `sync::Libvirt` trait). The binary
+//! (`src/main.rs`, `src/cli/`) only parses arguments, reads files and prints.
 
 pub mod check;
 pub mod config;
