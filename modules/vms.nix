@@ -143,6 +143,18 @@ let
                 domains and without a host topology.
               '';
             };
+            numaNode = mkOption {
+              type = types.nullOr types.ints.unsigned;
+              default = null;
+              example = 1;
+              description = ''
+                NUMA node to take the guest's cores from: the node of the GPU
+                on hosts with several (dual socket, Threadripper 1000/2000).
+                `vfio-helper discover --nix` sets it from the GPU's
+                `numa_node`. Needs `modules.vfio.hostTopology`; null: no
+                preference.
+              '';
+            };
           };
           isolate = mkOption {
             type = types.bool;

@@ -61,6 +61,7 @@ in
         enable = true;
         startCpu = 4;
         prefer = "auto";
+        numaNode = null;
       };
       pciId = "10de:2782";
       audioPciId = "10de:22bc";
@@ -302,6 +303,7 @@ in
           enable = true;
           startCpu = 4;
           prefer = "auto";
+          numaNode = null;
         };
         isolate = true;
         vendor = null;

@@ -129,6 +129,9 @@ pub struct Pinning {
     pub start_cpu: u32,
     /// Which L3 domain to prefer where they differ in size (AMD X3D).
     pub prefer: Prefer,
+    /// NUMA node to take the guest's cores from (the GPU's node on
+    /// multi-socket and multi-die hosts); null: no preference.
+    pub numa_node: Option<u32>,
 }
 
 impl Default for Pinning {
@@ -137,6 +140,7 @@ impl Default for Pinning {
             enable: true,
             start_cpu: 4,
             prefer: Prefer::Auto,
+            numa_node: None,
         }
     }
 }

@@ -193,7 +193,7 @@ pub fn guest_topology(cfg: &VmConfig) -> Result<GuestTopology, PinError> {
 pub fn plan(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Option<PinMap>, PinError> {
     let policy = PinPolicy {
         prefer: cfg.cpu.pinning.prefer,
-        gpu_numa_node: None,
+        gpu_numa_node: cfg.cpu.pinning.numa_node,
     };
     plan_with(cfg, host, policy)
 }

@@ -307,6 +307,24 @@ fn dual_socket_server_two_numa_nodes() {
 }
 
 #[test]
+fn dual_socket_nix_prefers_the_gpus_numa_node() {
+    let report = run(&fixtures::dual_socket_server());
+    let gpu = report.gpus.iter().find(|g| g.candidate).unwrap();
+    assert_eq!(gpu.address, "0000:81:00.0");
+    let nix = vfio_helper::discover::render::nix_file(&report, "win11");
+    let vm_part = nix.split("hostTopology").next().unwrap();
+    assert!(
+        vm_part.contains("pinning") && vm_part.contains("numaNode = 1;"),
+        "the GPU sits on node 1:\n{nix}"
+    );
+    // One NUMA node: nothing to prefer.
+    let single = run(&fixtures::am5_rtx4080());
+    let nix = vfio_helper::discover::render::nix_file(&single, "win11");
+    let vm_part = nix.split("hostTopology").next().unwrap();
+    assert!(!vm_part.contains("numaNode"), "{nix}");
+}
+
+#[test]
 fn json_round_trips_and_rejects_unknown_fields() {
     let r = run(&fixtures::am5_rtx4080());
     let json = serde_json::to_string(&r).unwrap();

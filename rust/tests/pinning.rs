@@ -857,3 +857,20 @@ fn cli_overlapping_autostart_vms_fail() {
     assert!(err.contains("10-11,26-27"), "{err}");
     assert!(err.contains("autostart"), "{err}");
 }
+
+/// `cpu.pinning.numaNode` (what `discover --nix` writes for the GPU's node)
+/// steers `plan`, which the domain XML uses.
+#[test]
+fn numa_node_option_steers_the_plan() {
+    let host = dual_socket();
+    let cfg = VmConfig::from_json(
+        r#"{"name":"win11","vcpus":16,"cpu":{"cores":8,"threads":2,"pinning":{"startCpu":4,"numaNode":1}}}"#,
+    )
+    .unwrap();
+    let map = vfio_helper::pinning::plan(&cfg, Some(&host))
+        .unwrap()
+        .unwrap();
+    let expected: Vec<u32> = (16..24).flat_map(|k| [k, k + 32]).collect();
+    assert_eq!(pins(&map), expected);
+    assert_eq!(map.quality.as_ref().unwrap().numa_nodes, vec![1]);
+}

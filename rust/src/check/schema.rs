@@ -110,6 +110,7 @@ pub const VM_OPTIONS: &[Opt] = &[
         "cpu.pinning.prefer",
         Kind::Enum(&["auto", "cache", "frequency"]),
     ),
+    null_or("cpu.pinning.numaNode", UNSIGNED),
     opt("cpu.isolate", Kind::Bool),
     null_or("cpu.vendor", Kind::Enum(&["amd", "intel"])),
     opt("cpu.evmcs", Kind::Bool),

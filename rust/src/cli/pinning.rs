@@ -29,9 +29,9 @@ pub struct Args {
     /// Which L3 domain to prefer on X3D parts; overrides `cpu.pinning.prefer`.
     #[arg(long, value_enum)]
     pub prefer: Option<PreferArg>,
-    /// NUMA node of the GPU, to prefer its CPUs. Not read from this machine:
-    /// the result depends only on the inputs, as the domain XML's pins do
-    /// (`cat /sys/bus/pci/devices/<gpu.address>/numa_node` tells it).
+    /// NUMA node to prefer; overrides `cpu.pinning.numaNode`. Not read from
+    /// this machine: the map depends only on its inputs, as the domain XML's
+    /// pins do (`vfio-helper discover --nix` writes the GPU's node).
     #[arg(long)]
     pub gpu_numa_node: Option<u32>,
     /// Other VMs' JSON configs, checked for overlapping pins (repeatable).
@@ -76,7 +76,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     let host: Option<HostTopology> = super::read_topology(args.topology.as_deref())?;
     let policy = PinPolicy {
         prefer: args.prefer.map_or(cfg.cpu.pinning.prefer, Prefer::from),
-        gpu_numa_node: args.gpu_numa_node,
+        gpu_numa_node: args.gpu_numa_node.or(cfg.cpu.pinning.numa_node),
     };
     let Some(mut map) = pinning::plan_with(&cfg, host.as_ref(), policy)? else {
         if args.vm_cpus {

@@ -38,6 +38,8 @@ pub struct Pci {
     pub group: Option<u32>,
     pub boot_vga: Option<bool>,
     pub reset_method: Option<String>,
+    /// `numa_node`; `None` writes -1 (no NUMA information).
+    pub numa_node: Option<u32>,
 }
 
 /// Builds a [`Pci`]: `pci("0000:01:00.0", "10de:2704", 0x030000, "nvidia", 12)`;
@@ -55,6 +57,7 @@ pub fn pci(address: &str, id: &str, class: u32, driver: &str, group: u32) -> Pci
             None
         },
         reset_method: Some(if class >> 16 == 0x06 { "pm" } else { "flr bus" }.into()),
+        numa_node: None,
     }
 }
 
@@ -62,6 +65,12 @@ impl Pci {
     /// Marks the function as the firmware's boot GPU.
     pub fn boot(mut self) -> Pci {
         self.boot_vga = Some(true);
+        self
+    }
+
+    /// Places the function on NUMA node `node`.
+    pub fn numa(mut self, node: u32) -> Pci {
+        self.numa_node = Some(node);
         self
     }
 }
@@ -288,6 +297,13 @@ pub fn dual_socket_server() -> Host {
         cpus,
         hugepages: default_hugepages(),
         cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt".into(),
+        iommu: true,
+        // An RTX 4090 in a slot of the second socket.
+        pci: vec![
+            pci("0000:80:01.0", "8086:2030", 0x060400, "pcieport", 40).numa(1),
+            pci("0000:81:00.0", "10de:2684", 0x030000, "vfio-pci", 41).numa(1),
+            pci("0000:81:00.1", "10de:22ba", 0x040300, "vfio-pci", 41).numa(1),
+        ],
         ..Host::default()
     }
 }
@@ -601,7 +617,10 @@ impl Host {
             write(&d.join("class"), &format!("0x{:06x}\n", p.class))?;
             write(&d.join("subsystem_vendor"), &format!("0x{vendor}\n"))?;
             write(&d.join("subsystem_device"), "0x0000\n")?;
-            write(&d.join("numa_node"), "-1\n")?;
+            match p.numa_node {
+                Some(n) => write(&d.join("numa_node"), &format!("{n}\n"))?,
+                None => write(&d.join("numa_node"), "-1\n")?,
+            }
             if let Some(b) = p.boot_vga {
                 write(&d.join("boot_vga"), if b { "1\n" } else { "0\n" })?;
             }

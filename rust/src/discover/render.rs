@@ -359,10 +359,14 @@ pub fn nix_file(report: &DiscoverReport, vm: &str) -> String {
             CpuVendor::Amd => "amd",
             CpuVendor::Intel => "intel",
         };
-        vm_entries.push((
-            "cpu".to_string(),
-            NixValue::Attrs(vec![("vendor".into(), NixValue::str(name))]),
-        ));
+        let mut cpu = vec![("vendor".to_string(), NixValue::str(name))];
+        if let Some(node) = candidate_numa_node(report) {
+            cpu.push((
+                "pinning".to_string(),
+                NixValue::Attrs(vec![("numaNode".into(), NixValue::Int(node.into()))]),
+            ));
+        }
+        vm_entries.push(("cpu".to_string(), NixValue::Attrs(cpu)));
     }
     if let Some(g) = candidate(report) {
         vm_entries.push((
@@ -388,4 +392,17 @@ pub fn nix_file(report: &DiscoverReport, vm: &str) -> String {
     ));
     out.push_str("}\n");
     out
+}
+
+/// The passthrough GPU's NUMA node, on hosts with more than one node.
+fn candidate_numa_node(report: &DiscoverReport) -> Option<u32> {
+    if report.topology.numa_nodes.len() < 2 {
+        return None;
+    }
+    let gpu = candidate(report)?;
+    report
+        .devices
+        .iter()
+        .find(|d| d.address == gpu.address)
+        .and_then(|d| d.numa_node)
 }
