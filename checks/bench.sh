@@ -9,7 +9,7 @@
 #   eval:      lib-only evaluation of hosts/example (needs nixpkgs-lib in the store)
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 cd "$root/rust" || exit 2
 cargo build --quiet --release --examples || exit 1
 ./target/release/examples/bench_domain "$root/rust/tests/golden"

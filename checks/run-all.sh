@@ -14,7 +14,7 @@ set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 2
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 
 passed=() failed=() skipped=()
 nixc() { nix --extra-experimental-features 'nix-command flakes' "$@"; }
