@@ -826,7 +826,12 @@ in
           )
         )
       );
+    })
 
+    # The sync service stays while libvirtd does, also after the last VM left
+    # the config: with an empty manifest it undefines the domains this module
+    # defined (keeping their disks, NVRAM and TPM state) and touches no other.
+    (mkIf (cfg != { } || config.virtualisation.libvirtd.enable) {
       # For `vfio-helper sync --manifest /etc/vfio/manifest.json --dry-run`.
       environment.etc."vfio/manifest.json".source = manifestFile;
 
