@@ -62,8 +62,7 @@ let
     merge = lib.mergeEqualOption;
   };
 
-  isPowerOfTwo = n: n > 0 && (n == 1 || (lib.mod n 2 == 0 && isPowerOfTwo (n / 2)));
-  nextPowerOfTwo = n: if n <= 1 then 1 else 2 * nextPowerOfTwo ((n + 1) / 2);
+  inherit (import ./lib/numbers.nix { inherit lib; }) isPowerOfTwo nextPowerOfTwo;
 
   # --- the option tree (rust/src/config.rs) ---------------------------------
 

@@ -87,8 +87,7 @@ rec {
 
   hugepageTotal = lib.foldl' (acc: name: acc + vms.${name}.hugepages.count) 0 hugepageVmNames;
 
-  isPowerOfTwo = n: n > 0 && (n == 1 || (lib.mod n 2 == 0 && isPowerOfTwo (n / 2)));
-  nextPowerOfTwo = n: if n <= 1 then 1 else 2 * nextPowerOfTwo ((n + 1) / 2);
+  inherit (import ../lib/numbers.nix { inherit lib; }) isPowerOfTwo nextPowerOfTwo;
 
   # Renders a list of strings as Nix list syntax, for messages.
   showList = xs: "[ ${lib.concatMapStringsSep " " (x: "\"${x}\"") xs} ]";
