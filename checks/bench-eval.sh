@@ -7,8 +7,9 @@
 set -uo pipefail
 lib_arg=${1:?usage: bench-eval.sh LIB_PATH}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-if [ -f "$lib_arg/lib/default.nix" ]; then lib=$lib_arg/lib; else lib=$lib_arg; fi
-[ -f "$lib/default.nix" ] || { echo "bench-eval: $lib_arg is not a nixpkgs-lib checkout" >&2; exit 2; }
+# shellcheck source=checks/nixpkgs-lib-dir.sh
+. "$root/checks/nixpkgs-lib-dir.sh"
+lib=$(nixpkgs_lib_dir bench-eval "$lib_arg") || exit 2
 
 expr="
   let

@@ -46,14 +46,9 @@ fi
 lib_arg=${1:?usage: docs-test.sh [--update] LIB_PATH [VFIO_HELPER]}
 helper=${2:-$root/rust/target/debug/vfio-helper}
 
-if [ -f "$lib_arg/lib/default.nix" ]; then
-  lib=$(cd "$lib_arg/lib" && pwd)
-elif [ -f "$lib_arg/default.nix" ]; then
-  lib=$(cd "$lib_arg" && pwd)
-else
-  echo "docs-test: $lib_arg is not a nixpkgs-lib checkout (no lib/default.nix)" >&2
-  exit 2
-fi
+# shellcheck source=checks/nixpkgs-lib-dir.sh
+. "$root/checks/nixpkgs-lib-dir.sh"
+lib=$(nixpkgs_lib_dir docs-test "$lib_arg") || exit 2
 command -v nix-instantiate >/dev/null || { echo "docs-test: nix-instantiate is not installed" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "docs-test: python3 is not installed" >&2; exit 2; }
 

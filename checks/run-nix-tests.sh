@@ -22,14 +22,9 @@ helper=${2:-}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 2
 
-if [ -f "$lib_arg/lib/default.nix" ]; then
-  lib=$(cd "$lib_arg/lib" && pwd)
-elif [ -f "$lib_arg/default.nix" ]; then
-  lib=$(cd "$lib_arg" && pwd)
-else
-  echo "run-nix-tests: $lib_arg is not a nixpkgs-lib checkout (no lib/default.nix)" >&2
-  exit 2
-fi
+# shellcheck source=checks/nixpkgs-lib-dir.sh
+. "$root/checks/nixpkgs-lib-dir.sh"
+lib=$(nixpkgs_lib_dir run-nix-tests "$lib_arg") || exit 2
 command -v nix-instantiate >/dev/null || { echo "run-nix-tests: nix-instantiate is not installed" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "run-nix-tests: python3 is not installed" >&2; exit 2; }
 
