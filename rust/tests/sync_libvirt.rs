@@ -42,27 +42,15 @@ fn define_noop_change_autostart_remove() {
     // Dry run changes nothing.
     let run = run_sync(&manifest, &["--dry-run"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(
-        run.stdout.contains(&format!("{name}: define (new")),
-        "{}",
-        run.stdout
-    );
+    run.assert_says(&format!("{name}: define (new"));
     assert!(!domain_exists(name));
     assert!(!disk.exists());
 
     // First run: disk created, domain defined with the hash of our XML.
     let run = run_sync(&manifest, &[]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(
-        run.stdout.contains(&format!("{name}: create disk")),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains(&format!("{name}: define (new")),
-        "{}",
-        run.stdout
-    );
+    run.assert_says(&format!("{name}: create disk"));
+    run.assert_says(&format!("{name}: define (new"));
     let header = std::fs::read(&disk).unwrap();
     assert_eq!(&header[..4], b"QFI\xfb", "the created disk is qcow2");
     let hash1 = stored_hash(name).expect("hash stored in the marker");
@@ -90,16 +78,8 @@ fn define_noop_change_autostart_remove() {
     write_manifest(&manifest, URI, &[e]);
     let run = run_sync(&manifest, &[]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(
-        run.stdout.contains(&format!("{name}: define (changed")),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains(&format!("{name}: enable autostart")),
-        "{}",
-        run.stdout
-    );
+    run.assert_says(&format!("{name}: define (changed"));
+    run.assert_says(&format!("{name}: enable autostart"));
     let hash2 = stored_hash(name).unwrap();
     assert_ne!(hash1, hash2);
     assert!(inactive_xml(name).contains("<vcpu placement='static'>2</vcpu>"));
@@ -118,11 +98,7 @@ fn define_noop_change_autostart_remove() {
     write_manifest(&manifest, URI, &[]);
     let run = run_sync(&manifest, &[]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(
-        run.stdout.contains(&format!("{name}: undefine")),
-        "{}",
-        run.stdout
-    );
+    run.assert_says(&format!("{name}: undefine"));
     assert!(!domain_exists(name));
     assert_eq!(fingerprint(&disk), before_disk);
     assert_eq!(fingerprint(&nvram), nvram_before);
@@ -163,17 +139,9 @@ fn foreign_domains_are_left_alone_and_collisions_refused() {
         run.stdout
     );
     assert!(run.stderr.contains("virsh undefine"), "{}", run.stderr);
-    assert!(
-        run.stdout.contains(&format!("{hand}: refused")),
-        "{}",
-        run.stdout
-    );
+    run.assert_says(&format!("{hand}: refused"));
     // The other declared domain was still processed.
-    assert!(
-        run.stdout.contains(&format!("{ours}: define (new")),
-        "{}",
-        run.stdout
-    );
+    run.assert_says(&format!("{ours}: define (new"));
     assert!(domain_exists(ours));
     // Both hand-made domains are exactly as they were.
     assert_eq!(inactive_xml(hand), hand_before);

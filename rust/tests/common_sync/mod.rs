@@ -164,6 +164,14 @@ pub struct SyncRun {
     pub stderr: String,
 }
 
+impl SyncRun {
+    /// Asserts that sync's output contains `text`, showing the output if not.
+    #[track_caller]
+    pub fn assert_says(&self, text: &str) {
+        assert!(self.stdout.contains(text), "{}", self.stdout);
+    }
+}
+
 /// Runs `vfio-helper sync --manifest <manifest> <extra…>`.
 pub fn run_sync(manifest: &Path, extra: &[&str]) -> SyncRun {
     wait_until_only_sync_test_domains();
