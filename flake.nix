@@ -125,7 +125,7 @@
     {
       nixosModules = {
         default = withHelper ./modules/default.nix;
-        vms = withHelper ./modules/vms.nix;
+        vms = withHelper ./modules/vms;
         vfio = withHelper ./modules/vfio.nix;
         networking = ./modules/networking.nix;
       };

@@ -9,9 +9,17 @@
   lib,
   host,
   pkgs ? import ./stub-pkgs.nix { inherit lib; },
+  testVendor ? "amd",
 }:
 let
-  config = import ./eval-host.nix { inherit lib host pkgs; };
+  config = import ./eval-host.nix {
+    inherit
+      lib
+      host
+      pkgs
+      testVendor
+      ;
+  };
 
   check =
     cfg:

@@ -191,6 +191,11 @@ in
     };
 
     systemd = {
+      package = mkOption {
+        type = types.package;
+        default = pkgs.systemd;
+        description = "The systemd package.";
+      };
       tmpfiles.rules = mkOption {
         type = types.listOf types.str;
         default = [ ];
@@ -218,6 +223,11 @@ in
         type = types.bool;
         default = false;
         description = "Enable libvirtd.";
+      };
+      package = mkOption {
+        type = types.package;
+        default = pkgs.libvirt;
+        description = "libvirt package.";
       };
       qemu = {
         package = mkOption {

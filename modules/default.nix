@@ -1,7 +1,7 @@
 # All NixOS modules of this flake.
 {
   imports = [
-    ./vms.nix
+    ./vms
     ./vfio.nix
     ./networking.nix
   ];

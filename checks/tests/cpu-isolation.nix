@@ -161,7 +161,7 @@ in
       in
       {
         same = hook == (internalOf mixed).isolateHook;
-        path = lib.elem "export PATH=${pkgs.coreutils}/bin:${pkgs.systemd}/bin" lines;
+        path = lib.elem "export PATH=${pkgs.coreutils}/bin:${pkgs.util-linux}/bin:${pkgs.systemd}/bin" lines;
         vms = lib.elem "VFIO_ISOLATE_VMS=$(cat ${(internalOf mixed).vmCpus}/isolate)" lines;
         exported = lib.elem "export VFIO_ISOLATE_VMS" lines;
         exec = builtins.match ''.*exec [^ ]*-bash/bin/bash /nix/store/[a-z0-9]+-cpu-isolate\.sh "\$@".*'' hook.text != null;

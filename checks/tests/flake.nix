@@ -61,7 +61,11 @@ in
   testVmsModuleAlone = {
     expr =
       let
-        c = evalWith outputs.nixosModules.vms ../../hosts/example/vm.nix;
+        c = evalWith outputs.nixosModules.vms {
+          imports = [ ../../hosts/example/vm.nix ];
+          # Without the vfio module there is no modules.vfio.cpuVendor.
+          virtualisation.vms.win11.cpu.vendor = "amd";
+        };
       in
       {
         failed = failed c;

@@ -31,7 +31,6 @@ in
     };
     expected = {
       params = [
-        "intel_iommu=on"
         "iommu=pt"
         "vfio-pci.ids=10de:2782,10de:22bc"
         "default_hugepagesz=1G"

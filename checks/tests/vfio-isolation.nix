@@ -210,6 +210,7 @@ in
           {
             virtualisation.vms.win11 = f.win11;
             modules.vfio.enable = true;
+            modules.vfio.cpuVendor = lib.mkForce null;
           }
         ]).boot.kernelParams;
     expected = true;

@@ -123,13 +123,19 @@ in
         path = map (p: p.name) s.path;
       };
     expected = {
-      after = [ "libvirtd.service" ];
+      after = [
+        "libvirtd.service"
+        "vfio-libvirtd-apply.service"
+      ];
       requires = [ "libvirtd.service" ];
       wantedBy = [ "multi-user.target" ];
       type = "oneshot";
       remain = true;
       exec = "${example.virtualisation.vfioHelper.package}/bin/vfio-helper sync --manifest ${(vmsOf example).manifestFile}";
-      triggers = [ "${(vmsOf example).manifestFile}" ];
+      triggers = [
+        "${(vmsOf example).manifestFile}"
+        "${example.systemd.services.vfio-vms-sync.serviceConfig.ExecStartPre}"
+      ];
       path = [
         "libvirt"
         "qemu"
@@ -306,7 +312,7 @@ in
           numaNode = null;
         };
         isolate = true;
-        vendor = null;
+        vendor = "amd";
         evmcs = false;
       };
       gpu = {
@@ -345,6 +351,7 @@ in
       };
       autostart = false;
       secureBoot = true;
+      secureBootKeys = "microsoft";
       tpm.enable = true;
       uuid = null;
       evdev = {

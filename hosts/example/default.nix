@@ -23,5 +23,9 @@
   };
   modules.vfio.scream.enable = true;
 
+  # The host's CPU vendor ("amd" or "intel"); `vfio-helper discover --nix`
+  # writes it (with the whole topology). AMD guests need it for SMT pairs.
+  modules.vfio.cpuVendor = "amd";
+
   users.users.draxel.isNormalUser = true;
 }

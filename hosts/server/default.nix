@@ -3,6 +3,7 @@
 {
   networking.hostName = "server";
   system.stateVersion = "25.11";
+  modules.vfio.cpuVendor = "intel";
 
   virtualisation.vms.srv = {
     type = "linux-server";

@@ -4,6 +4,7 @@
 { ... }:
 {
   networking.hostName = "two-vms";
+  modules.vfio.cpuVendor = "amd";
   system.stateVersion = "25.11";
 
   virtualisation.vms.win11 = {

@@ -3,8 +3,14 @@
 { lib }:
 let
   inherit (lib) types;
+
+  # Printable, without white space: what may reach tmpfiles rules, systemd
+  # unit files, shell hooks and libvirt XML unquoted (systemd-tmpfiles splits
+  # its lines at white space, so a space breaks a rule and a newline starts a
+  # new one).
+  safePathRegex = "/[^[:space:][:cntrl:]]*";
 in
-{
+rec {
   pciId =
     types.strMatching "[0-9a-f]{4}:[0-9a-f]{4}"
     // {
@@ -16,4 +22,67 @@ in
     // {
       description = "PCI address DDDD:BB:SS.F in lower-case hex, e.g. \"0000:01:00.0\"";
     };
+
+  uuid =
+    types.strMatching "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    // {
+      description = "UUID in lower-case hex, e.g. \"4f6c2b1e-7a3d-4c55-9e21-0b8d3f6a1c42\"";
+    };
+
+  mac =
+    types.strMatching "[0-9a-f]{2}(:[0-9a-f]{2}){5}"
+    // {
+      description = "MAC address in lower-case hex, e.g. \"52:54:00:12:34:56\"";
+    };
+
+  # Linux network interface names: IFNAMSIZ is 16 with the NUL.
+  interfaceNameRegex = "[A-Za-z0-9_.:-]{1,15}";
+  interfaceName =
+    types.strMatching interfaceNameRegex
+    // {
+      description = "network interface name (at most 15 characters: letters, digits, _ . : -)";
+    };
+
+  # VM (libvirt domain) names. They become file names (<name>.xml,
+  # <name>_VARS.fd, <name>-swtpm.log) and virsh arguments, where libvirt
+  # resolves a domain by ID, then UUID, then name: an all-digit or
+  # UUID-shaped name would make virsh act on another domain.
+  vmNameMaxLength = 64;
+  vmNameProblem =
+    name:
+    if builtins.match "[A-Za-z0-9][A-Za-z0-9_.+-]*" name == null then
+      "use only letters, digits and _ . + - (starting with a letter or digit)"
+    else if builtins.stringLength name > vmNameMaxLength then
+      "it is ${toString (builtins.stringLength name)} characters long; use at most ${toString vmNameMaxLength}"
+    else if builtins.match "[0-9]+" name != null then
+      "an all-digit name is read by virsh as a domain ID; add a letter"
+    else if builtins.match "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}" name != null then
+      "a UUID-shaped name is read by virsh as a domain UUID; choose another name"
+    else
+      null;
+
+  # An absolute host path, given as a string or a path literal, kept as a
+  # string (see keepPath) and never copied into the Nix store: an ISO or disk
+  # image can be many gigabytes. No white space or control characters.
+  hostPath = lib.mkOptionType {
+    name = "hostPath";
+    description = "absolute path without white space or control characters (kept in place, not copied into the Nix store)";
+    descriptionClass = "noun";
+    check =
+      x: (builtins.isString x || builtins.typeOf x == "path") && builtins.match safePathRegex (toString x) != null;
+    merge = lib.mergeEqualOption;
+  };
+  keepPath = p: if p == null then null else toString p;
+
+  # An evdev node: a string or path under /dev/input/.
+  evdevPath = lib.mkOptionType {
+    name = "evdevPath";
+    description = "path of an input device under /dev/input/ (e.g. /dev/input/by-id/usb-…-event-kbd)";
+    descriptionClass = "noun";
+    check =
+      x:
+      (builtins.isString x || builtins.typeOf x == "path")
+      && builtins.match "/dev/input/[^[:space:][:cntrl:]]+" (toString x) != null;
+    merge = lib.mergeEqualOption;
+  };
 }

@@ -1,0 +1,145 @@
+# Assertions and warnings of virtualisation.vms: each VM's cross-option rules
+# (also checked by `vfio-helper check`), and rules across VMs (a PCI device,
+# a kvmfr device or autostarted CPUs used by two VMs).
+{
+  config,
+  lib,
+  ...
+}:
+let
+  inherit (lib) mkIf;
+
+  cfg = config.virtualisation.vms;
+  internal = config.virtualisation.vmsInternal;
+  vfioTypes = import ../lib/types.nix { inherit lib; };
+  inherit (import ../lib/numbers.nix { inherit lib; }) isPowerOfTwo nextPowerOfTwo;
+
+  # A USB device passed through by hand: the guest then has its own input.
+  hasUsbInput =
+    vm:
+    builtins.match ".*<hostdev[^>]*type=['\"]usb['\"].*" (lib.replaceStrings [ "\n" ] [ " " ] vm.extraDevicesXml) != null;
+
+
+  vmAssertions =
+    name: vm:
+    let
+      p = "virtualisation.vms.${name}";
+      inherit (vm) cpu gpu hugepages network lookingGlass;
+      product = cpu.cores * cpu.threads;
+      pageCount = vm.memory / 1024;
+    in
+    [
+      {
+        assertion = vfioTypes.vmNameProblem name == null;
+        message = "virtualisation.vms.\"${name}\": the attribute name is the libvirt domain name and part of file names: ${toString (vfioTypes.vmNameProblem name)}, e.g. virtualisation.vms.win11";
+      }
+      {
+        assertion = vm.vcpus == product;
+        message = "${p}: vcpus = ${toString vm.vcpus} but cpu.cores * cpu.threads = ${toString cpu.cores} * ${toString cpu.threads} = ${toString product}; set vcpus = ${toString product} or change cpu.cores/cpu.threads";
+      }
+      {
+        assertion = !hugepages.enable || lib.mod vm.memory 1024 == 0;
+        message = "${p}: memory = ${toString vm.memory} MiB is not a whole number of 1 GiB hugepages; with hugepages.enable, set memory to a multiple of 1024 (e.g. ${toString ((pageCount + 1) * 1024)})";
+      }
+      {
+        assertion = !hugepages.enable || lib.mod vm.memory 1024 != 0 || hugepages.count == pageCount;
+        message = "${p}: hugepages.count = ${toString hugepages.count} (${toString hugepages.count} GiB) but memory = ${toString vm.memory} MiB needs ${toString pageCount}; set hugepages.count = ${toString pageCount} or memory = ${toString (hugepages.count * 1024)}";
+      }
+      {
+        assertion = !gpu.enable || gpu.address != null;
+        message = "${p}: gpu.enable = true but gpu.address is not set; set gpu.address to the GPU's PCI address from `lspci -D` (e.g. \"0000:01:00.0\")";
+      }
+      {
+        assertion = !gpu.enable || gpu.pciId != null;
+        message = "${p}: gpu.enable = true but gpu.pciId is not set; set gpu.pciId to the GPU's vendor:device ID from `lspci -nn` (e.g. \"10de:2782\") so it can be bound to vfio-pci";
+      }
+      {
+        assertion = (gpu.audioAddress == null) == (gpu.audioPciId == null);
+        message = "${p}: gpu.audioAddress = ${builtins.toJSON gpu.audioAddress} and gpu.audioPciId = ${builtins.toJSON gpu.audioPciId}: set both (from `lspci -D` and `lspci -nn`) or neither; the audio function must be bound to vfio-pci and passed through together";
+      }
+      {
+        assertion = gpu.address == null || gpu.address != gpu.audioAddress;
+        message = "${p}: gpu.audioAddress = \"${toString gpu.audioAddress}\" is the same as gpu.address; the audio function is usually function 1 (e.g. \"${lib.removeSuffix ".0" (toString gpu.address)}.1\")";
+      }
+      {
+        assertion = lib.length gpu.extraPciIds == lib.length (lib.unique gpu.extraPciIds) && lib.length gpu.extraAddresses == lib.length (lib.unique gpu.extraAddresses);
+        message = "${p}: gpu.extraPciIds or gpu.extraAddresses lists a device twice; remove the duplicate";
+      }
+      {
+        assertion = network.type != "macvtap" || network.interface != "";
+        message = "${p}: network.type = \"macvtap\" needs network.interface, the physical NIC to attach to (e.g. \"enp6s0\", see `ip link`)";
+      }
+      {
+        assertion = isPowerOfTwo lookingGlass.size;
+        message = "${p}: lookingGlass.size = ${toString lookingGlass.size} is not a power of two; set lookingGlass.size = ${toString (nextPowerOfTwo lookingGlass.size)} (32 for 1080p, 64 for 1440p, 128 for 4K)";
+      }
+      {
+        assertion = !(cpu.evmcs && cpu.vendor == "amd");
+        message = "${p}: cpu.evmcs = true on an AMD host (cpu.vendor = \"amd\"); enlightened VMCS is Intel-only: set cpu.evmcs = false";
+      }
+      {
+        assertion = cpu.threads != 2 || cpu.vendor != null;
+        message = "${p}: cpu.threads = 2 but the host CPU vendor is unknown (cpu.vendor and modules.vfio.cpuVendor are null); on AMD the guest then sees no SMT pairs (topoext is only turned on for cpu.vendor = \"amd\"). Run `vfio-helper discover --nix` and import its output (it sets modules.vfio.hostTopology and cpuVendor), or set modules.vfio.cpuVendor = \"amd\" or \"intel\" (or cpu.threads = 1 on a host without SMT)";
+      }
+      {
+        assertion = vm.type != "windows-gaming" || vm.graphics != "none" || lookingGlass.enable || vm.evdev.keyboard != null || hasUsbInput vm;
+        message = "${p}: graphics = \"none\" without Looking Glass, an evdev keyboard or a passed-through USB device leaves the Windows guest without keyboard and mouse; set graphics = \"spice\" (or \"vnc\"), lookingGlass.enable = true, evdev.keyboard, or pass a USB keyboard through in extraDevicesXml";
+      }
+      {
+        assertion = vm.type != "windows-gaming" || vm.memory >= 4096;
+        message = "${p}: memory = ${toString vm.memory} MiB is below the 4096 MiB Windows 11 needs; set memory = 4096 or more (or type = \"linux-server\")";
+      }
+    ];
+
+  # PCI addresses of every passed-through function, per VM.
+  vmAddresses =
+    vm:
+    lib.filter (a: a != null) (
+      [
+        vm.gpu.address
+        vm.gpu.audioAddress
+      ]
+      ++ vm.gpu.extraAddresses
+    );
+
+  sharedAddresses =
+    let
+      owners = lib.foldl' (
+        acc: name:
+        lib.foldl' (a: addr: a // { ${addr} = (a.${addr} or [ ]) ++ [ name ]; }) acc (
+          lib.unique (vmAddresses cfg.${name})
+        )
+      ) { } (lib.attrNames cfg);
+    in
+    lib.filterAttrs (_: names: lib.length names > 1) owners;
+
+  kvmfrUsers = lib.filterAttrs (_: vm: vm.lookingGlass.enable && vm.lookingGlass.backend == "kvmfr") cfg;
+  sharedKvmfr =
+    let
+      byIndex = lib.groupBy (name: toString cfg.${name}.lookingGlass.kvmfrIndex) (lib.attrNames kvmfrUsers);
+    in
+    lib.filterAttrs (_: names: lib.length names > 1) byIndex;
+in
+{
+  config = mkIf (cfg != { }) {
+    assertions =
+      lib.concatLists (lib.mapAttrsToList vmAssertions cfg)
+      ++ lib.mapAttrsToList (addr: names: {
+        assertion = false;
+        message = "virtualisation.vms: PCI device ${addr} is passed through to ${lib.concatStringsSep " and " names}; a device can belong to one VM only: remove it from all but one of them";
+      }) sharedAddresses
+      ++ lib.mapAttrsToList (index: names: {
+        assertion = false;
+        message = "virtualisation.vms: /dev/kvmfr${index} is used by ${lib.concatStringsSep " and " names}; give each VM its own lookingGlass.kvmfrIndex";
+      }) sharedKvmfr
+      ++ map (o: {
+        assertion = false;
+        message = "virtualisation.vms: VMs `${o.first}` and `${o.second}` are both autostarted and pinned to the same host CPUs ${o.cpus}; give one of them a different cpu.pinning.startCpu (or fewer vcpus) so their CPU sets are disjoint, or set autostart = false on one of them";
+      }) (lib.filter (o: o.bothAutostart) internal.overlaps);
+
+    warnings = map (
+      o:
+      "virtualisation.vms: VMs `${o.first}` and `${o.second}` are pinned to the same host CPUs ${o.cpus}: do not run them at the same time, or give one of them a different cpu.pinning.startCpu"
+    ) (lib.filter (o: !o.bothAutostart) internal.overlaps);
+  };
+}
