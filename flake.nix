@@ -35,21 +35,33 @@
         rustPlatform.buildRustPackage {
           pname = "vfio-helper";
           version = (lib.importTOML ./rust/Cargo.toml).package.version;
-          # The crate and the libvirt hooks: the hook tests (rust/tests/
-          # isolate_hook.rs, gpu_hook.rs) run ../modules/hooks/*.sh, so the
-          # source keeps the repository layout and cargo works in rust/.
-          # The whole repository but rust/target: the tests also run the hook
-          # scripts in modules/hooks and read checks/ and hosts/. cleanSourceWith
+          # What the build and its tests read, in the repository's layout so
+          # cargo works in rust/: the crate (without rust/target), the hook
+          # scripts the hook tests run (modules/hooks), and the corpora and
+          # example hosts the input tests read (checks/bad-inputs,
+          # checks/check-corpus, hosts). Nothing else: editing the README or
+          # a module must not rebuild the helper (which would change every
+          # domain's store path and restart vfio-vms-sync). cleanSourceWith
           # rather than lib.fileset, so this evaluates on older Nix too.
           src = lib.cleanSourceWith {
             src = lib.cleanSource ./.;
             name = "vfio-helper-source";
             filter =
-              path: _type:
+              path: type:
               let
                 rel = lib.removePrefix (toString ./. + "/") (toString path);
+                under = dir: rel == dir || lib.hasPrefix "${dir}/" rel;
+                # The directories leading to a kept one.
+                above = dir: type == "directory" && lib.hasPrefix "${rel}/" dir;
+                kept = [
+                  "rust"
+                  "modules/hooks"
+                  "checks/bad-inputs"
+                  "checks/check-corpus"
+                  "hosts"
+                ];
               in
-              rel != "rust/target" && !(lib.hasPrefix "rust/target/" rel) && !(lib.hasPrefix "result" rel);
+              !(under "rust/target") && lib.any (d: under d || above d) kept;
           };
           cargoRoot = "rust";
           buildAndTestSubdir = "rust";
@@ -86,8 +98,22 @@
       # helper package defaults to this flake's, and the boot entries record
       # the flake's git revision. Each is set only where the wrapped module
       # declares the option, so every module also works on its own.
-      withHelper =
-        module:
+      #
+      # The defaults are one keyed module that every wrapper imports, so the
+      # module system includes it once however many of the flake's modules a
+      # configuration imports (`default` together with `vms`, say): a second
+      # definition of the single-valued package option would be an error.
+      flakeDefaults = {
+        key = "vfio-passthrough-flake#flake-defaults";
+        imports = [ flakeDefaultsModule ];
+      };
+      withHelper = module: {
+        imports = [
+          module
+          flakeDefaults
+        ];
+      };
+      flakeDefaultsModule =
         {
           options,
           pkgs,
@@ -95,7 +121,6 @@
           ...
         }:
         {
-          imports = [ module ];
           config = lib.mkMerge [
             (lib.optionalAttrs (options ? virtualisation.vfioHelper.package) {
               virtualisation.vfioHelper.package = lib.mkDefault (

@@ -101,6 +101,93 @@ in
     }) outputs.nixosConfigurations;
   };
 
+  # Every pair of the flake's modules can be imported together (each wrapper
+  # brings the same keyed defaults module, so the helper package is defined
+  # once), with the example host's VM.
+  testEveryPairOfModulesCombines =
+    let
+      names = lib.attrNames outputs.nixosModules;
+      pairs = lib.concatMap (a: map (b: [ a b ]) names) names;
+      evalPair =
+        pair:
+        let
+          withVms = lib.elem "default" pair || lib.elem "vms" pair;
+          c =
+            (lib.evalModules {
+              modules =
+                map (n: outputs.nixosModules.${n}) pair
+                ++ [
+                  ../nixos-interface.nix
+                  { _module.args.pkgs = stubPkgs; }
+                ]
+                ++ lib.optional withVms {
+                  imports = [ ../../hosts/example/vm.nix ];
+                  virtualisation.vms.win11.cpu.vendor = "amd";
+                };
+            }).config;
+          r = builtins.tryEval (builtins.deepSeq c.virtualisation.vfioHelper.package.outPath c.virtualisation.vfioHelper.package.outPath);
+        in
+        # Pairs without the vms module have no helper option: they only
+        # need to evaluate their assertions.
+        if withVms then
+          r.success && r.value == stubPkgs.vfio-helper.outPath
+        else
+          (builtins.tryEval (builtins.deepSeq c.assertions true)).success;
+    in
+    {
+      expr = lib.filter (pair: !(evalPair pair)) pairs;
+      expected = [ ];
+    };
+
+  # The helper's source holds what its build and tests read and nothing else,
+  # so editing the README or a module does not rebuild it (and restart every
+  # VM's sync through new domain store paths).
+  testHelperSourceIsLimited =
+    let
+      pkg = (outputs.overlays.default final { }).vfio-helper;
+      final = {
+        callPackage = f: _: f {
+          inherit lib;
+          rustPlatform.buildRustPackage = args: args;
+          libvirt = null;
+          libxml2 = null;
+        };
+      };
+      # The source's filter, as builtins.path applies it to each entry
+      # (evaluation here is read-only, so the tree is not copied).
+      has =
+        rel:
+        let
+          path = toString ../.. + "/${rel}";
+          type = (builtins.readDir (dirOf path)).${baseNameOf path};
+        in
+        pkg.src.filter path type;
+    in
+    {
+      expr = map has [
+        "rust/Cargo.toml"
+        "rust/src/lib.rs"
+        "modules/hooks/gpu-detach.sh"
+        "checks/bad-inputs"
+        "hosts/example/default.nix"
+        "README.md"
+        "flake.nix"
+        "modules/vms/options.nix"
+        "docs"
+      ];
+      expected = [
+        true
+        true
+        true
+        true
+        true
+        false
+        false
+        false
+        false
+      ];
+    };
+
   testTemplateHasAFlake = {
     expr = builtins.pathExists (outputs.templates.default.path + "/flake.nix");
     expected = true;

@@ -37,7 +37,7 @@ if ! running=$(timeout 30 virsh -q -c "$uri" list --name --state-running); then
 fi
 running=$(printf '%s\n' "$running" | sed '/^[[:space:]]*$/d')
 if [ -n "$running" ]; then
-  echo "vfio: the libvirt hooks or qemu.conf changed, but VMs are running ($(printf '%s' "$running" | tr '\n' ' ')); they apply at libvirtd's next start: shut the VMs down, then run systemctl restart libvirtd" >&2
+  echo "vfio: the libvirt hooks or qemu.conf changed, but VMs are running ($(printf "%s" "$running" | paste -sd " " -)); they apply at libvirtd's next start: shut the VMs down, then run systemctl restart libvirtd" >&2
   exit 1
 fi
 echo "vfio: the libvirt hooks or qemu.conf changed and no VM runs: restarting libvirtd"

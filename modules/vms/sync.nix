@@ -23,7 +23,7 @@
   ...
 }:
 let
-  inherit (lib) mkIf;
+  inherit (lib) mkIf mkOption types;
 
   cfg = config.virtualisation.vms;
   libvirtd = config.virtualisation.libvirtd;
@@ -68,6 +68,17 @@ let
   '';
 in
 {
+  options.virtualisation.vmsSyncScripts = mkOption {
+    type = types.raw;
+    internal = true;
+    readOnly = true;
+    default = {
+      firmware = firmwareScript;
+      apply = applyScript;
+    };
+    description = "The scripts of vfio-vms-sync (firmware step) and vfio-libvirtd-apply, for tests.";
+  };
+
   config = mkIf (cfg != { } || libvirtd.enable) {
     # For `vfio-helper sync --manifest /etc/vfio/manifest.json --dry-run`.
     environment.etc."vfio/manifest.json".source = manifestFile;
