@@ -50,6 +50,14 @@ let
   # Sorted, so the file does not depend on the order modules are imported in.
   acl = lib.unique (libvirtDefaultAcl ++ lib.sort (a: b: a < b) cfg.deviceAcl);
 
+  # Devices QEMU opens that libvirt does not know of: the kvmfr nodes, given
+  # to QEMU in <qemu:commandline>. libvirt populates a VM's private /dev
+  # (its mount namespace, on by default) only with the devices of the
+  # domain definition, so QEMU would not find these there. Only then are
+  # namespaces turned off; evdev, VFIO, hugepage and /dev/shm devices are
+  # known to libvirt and keep the private /dev.
+  outsideNamespace = lib.filter (d: builtins.match "/dev/kvmfr[0-9]+" d != null) acl;
+
   topologyVendor =
     if cfg.hostTopology == null then null else cfg.hostTopology.vendor or null;
 in
@@ -155,8 +163,9 @@ in
       example = [ "/dev/input/by-id/usb-Logitech_USB_Keyboard-event-kbd" ];
       description = ''
         Device nodes QEMU may open besides libvirt's defaults (written to
-        `cgroup_device_acl` in qemu.conf together with the default list and
-        `namespaces = []`). The kvmfr devices are added automatically.
+        `cgroup_device_acl` in qemu.conf together with the default list).
+        The kvmfr devices are added automatically; they also turn off
+        QEMU's private /dev (`namespaces = []`), which lacks them.
       '';
     };
   };
@@ -184,12 +193,15 @@ in
     })
 
     (mkIf (cfg.deviceAcl != [ ]) {
-      virtualisation.libvirtd.qemu.verbatimConfig = ''
-        namespaces = []
-        cgroup_device_acl = [
-        ${lib.concatMapStringsSep ",\n" (dev: "  \"${dev}\"") acl}
-        ]
-      '';
+      virtualisation.libvirtd.qemu.verbatimConfig =
+        lib.optionalString (outsideNamespace != [ ]) ''
+          namespaces = []
+        ''
+        + ''
+          cgroup_device_acl = [
+          ${lib.concatMapStringsSep ",\n" (dev: "  \"${dev}\"") acl}
+          ]
+        '';
     })
   ];
 }
