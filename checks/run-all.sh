@@ -92,7 +92,7 @@ fi
 if ! command -v nix >/dev/null; then
   skip_tier flake "nix is not installed"
 elif ! why=$(bash checks/locked-input.sh nixpkgs 2>&1); then
-  skip_tier flake "full nixpkgs is not available: $why"
+  skip_tier flake "full nixpkgs is not available, so nix flake check (the helper package build, the example hosts against real nixpkgs, and the NixOS VM test checks/nixos-test.nix) did not run: $why"
 else
   run_tier flake tier_flake
 fi
