@@ -184,6 +184,10 @@ def short_type(t):
     }
     if t in fixed:
         return fixed[t]
+    if t.startswith('value "" (singular enum) or '):
+        return '`""` or ' + short_type(t[len('value "" (singular enum) or '):])
+    if t.startswith("absolute path without white space"):
+        return "path"
     for needle, name in [("one of ", "enum"), ("PCI vendor:device", "PCI ID"), ("PCI address", "PCI address"),
                          ("MAC address", "MAC"), ("UUID", "UUID"), ("input device", "/dev/input path"),
                          ("interface name", "interface name"), ("{1,15}", "interface name"),

@@ -137,7 +137,7 @@ let
               ]
             );
             default = osConfig.modules.vfio.cpuVendor or null;
-            defaultText = literalExpression "config.modules.vfio.cpuVendor";
+            defaultText = literalExpression "modules.vfio.cpuVendor";
             description = ''
               Host CPU vendor. AMD needs it for `topoext` (without it the guest
               sees no SMT pairs: `-cpu host` never turns TOPOEXT on by itself),
