@@ -17,11 +17,7 @@ let
 
   cfg = config.modules.networking.bridge;
 
-  ifaceType =
-    types.strMatching "[A-Za-z0-9_.:-]{1,15}"
-    // {
-      description = "network interface name (at most 15 characters)";
-    };
+  ifaceType = (import ./lib/types.nix { inherit lib; }).interfaceName;
 
   vms = config.virtualisation.vms or { };
   # VMs that attach to a bridge no one declares in this configuration.
