@@ -8,7 +8,8 @@
 # binary; without it the helper tier is skipped (and says so).
 #
 # Three parts, each with a summary line:
-#   module-tests  every checks/tests/*.nix, in lib.runTests format
+#   module-tests  every checks/tests/*.nix, in lib.runTests format (among them
+#                 checks/tests/interface.nix, the tests of the NixOS stand-in)
 #   bad-inputs    every checks/bad-inputs/<rule>.nix must fail to evaluate with
 #                 an error containing the one line in <rule>.expected
 #   helper        the JSON the module writes for each VM of hosts/* is read by
