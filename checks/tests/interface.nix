@@ -47,6 +47,12 @@ let
 
   libvirtd = extra: lib.recursiveUpdate { virtualisation.libvirtd.enable = true; } extra;
 
+  nixosTest = import ../nixos-test.nix {
+    inherit pkgs;
+    self = {
+      nixosModules.default = ../../modules/default.nix;
+    };
+  };
 in
 {
   # --- users.users / users.groups (users-groups.nix) --------------------------
@@ -767,6 +773,53 @@ in
       nested = { };
       bare = "nixos";
       slash = true;
+    };
+  };
+
+  # --- checks/nixos-test.nix, as far as the stub pkgs go ------------------------
+
+  # Its host, with this flake's modules on the stand-in, has no failed
+  # assertion and builds (with its specialisation).
+  testNixosTestHostBuilds = {
+    expr =
+      let
+        cfg =
+          (lib.evalModules {
+            modules = [
+              ../../modules/default.nix
+              ../nixos-interface.nix
+              { _module.args.pkgs = pkgs; }
+              nixosTest.test.passthru.hostModule
+            ];
+          }).config;
+      in
+      {
+        failed = failedMessages cfg ++ failedMessages cfg.specialisation.changed.configuration;
+        builds = succeeds cfg.system.build.toplevel;
+        vms = lib.attrNames cfg.virtualisation.vms;
+        changedMemory = cfg.specialisation.changed.configuration.virtualisation.vms.server.memory;
+      };
+    expected = {
+      failed = [ ];
+      builds = true;
+      vms = [
+        "gaming"
+        "server"
+      ];
+      changedMemory = 1536;
+    };
+  };
+
+  testNixosTestShape = {
+    expr = {
+      inherit (nixosTest.test) name;
+      nodes = lib.attrNames nixosTest.test.nodes;
+      script = builtins.isFunction nixosTest.test.testScript;
+    };
+    expected = {
+      name = "vfio-vms";
+      nodes = [ "host" ];
+      script = true;
     };
   };
 }
