@@ -7,10 +7,13 @@
 # lib/default.nix, or lib/ itself). VFIO_HELPER is an optional vfio-helper
 # binary; without it the helper tier is skipped (and says so).
 #
-# Three parts, each with a summary line:
-#   module-tests  every checks/tests/*.nix, in lib.runTests format
+# Four parts, each with a summary line:
+#   module-tests  every checks/tests/*.nix, in lib.runTests format (among them
+#                 checks/tests/interface.nix, the tests of the NixOS stand-in)
 #   bad-inputs    every checks/bad-inputs/<rule>.nix must fail to evaluate with
 #                 an error containing the one line in <rule>.expected
+#   nixos-test    checks/nixos-test.nix parses and evaluates against the stub
+#                 pkgs, and its test script is valid Python (not run here)
 #   helper        the JSON the module writes for each VM of hosts/* is read by
 #                 `vfio-helper config`, and a VM with only a name has the same
 #                 defaults in the module and in the helper
@@ -162,6 +165,58 @@ for file in checks/bad-inputs/*.nix; do
   fi
 done
 echo "bad-inputs: $pass passed, $fail failed"
+count "$pass" "$fail"
+
+# --- checks/nixos-test.nix (the NixOS VM test; not run here) --------------------
+
+# It needs full nixpkgs and KVM (`nix build .#checks.x86_64-linux.nixos-test`).
+# Here, for both variants (nested KVM and TCG), the file must parse and
+# evaluate against the stub pkgs, and its test script must be valid Python
+# (and pass pyflakes, as the NixOS test driver lints it, when pyflakes is
+# installed). checks/tests/interface.nix evaluates its host against the
+# NixOS stand-in.
+pass=0 fail=0
+lint=ast
+python3 -c 'import pyflakes' 2>/dev/null && lint=pyflakes
+for nested in true false; do
+  if ! nix-instantiate --parse checks/nixos-test.nix >/dev/null 2>"$tmp/err"; then
+    echo "FAIL checks/nixos-test.nix does not parse:"
+    head -n 8 "$tmp/err" | sed 's/^/    /'
+    fail=$((fail + 1))
+    continue
+  fi
+  if ! nix_eval "
+    let
+      lib = import $lib;
+      pkgs = import $root/checks/stub-pkgs.nix { inherit lib; };
+      test = (import $root/checks/nixos-test.nix {
+        inherit pkgs;
+        self.nixosModules.default = $root/modules/default.nix;
+        nestedKvm = $nested;
+      }).test;
+    in test.testScript { nodes.host.system.build.toplevel = \"/nix/store/00000000000000000000000000000000-nixos-system-host\"; }" \
+    >"$tmp/script.json" 2>"$tmp/err"; then
+    echo "FAIL checks/nixos-test.nix (nestedKvm = $nested) does not evaluate against the stub pkgs:"
+    head -n 8 "$tmp/err" | sed 's/^/    /'
+    fail=$((fail + 1))
+    continue
+  fi
+  python3 -c 'import json, sys; sys.stdout.write(json.load(open(sys.argv[1])))' "$tmp/script.json" >"$tmp/script.py"
+  if [ "$lint" = pyflakes ]; then
+    # The names the NixOS test driver defines for the script.
+    PYFLAKES_BUILTINS=host,start_all,subtest,machines,driver,log python3 -m pyflakes "$tmp/script.py" >"$tmp/err" 2>&1
+  else
+    python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' "$tmp/script.py" >"$tmp/err" 2>&1
+  fi
+  if [ $? -eq 0 ]; then
+    pass=$((pass + 1))
+  else
+    echo "FAIL checks/nixos-test.nix (nestedKvm = $nested): its test script fails $lint:"
+    head -n 8 "$tmp/err" | sed 's/^/    /'
+    fail=$((fail + 1))
+  fi
+done
+echo "nixos-test: $pass passed, $fail failed (parsed, evaluated against stub pkgs, script checked with $lint); the VM test itself was NOT run: it needs full nixpkgs and KVM"
 count "$pass" "$fail"
 
 # --- the helper reads what the module writes ----------------------------------
