@@ -189,6 +189,11 @@
           helper = self.packages.${pkgs.stdenv.hostPlatform.system}.vfio-helper;
           nixosConfigurations = self.nixosConfigurations;
         }
+        // {
+          # A whole host in a NixOS VM: sync, the default network, Secure
+          # Boot firmware selection, a second switch (needs nested KVM).
+          nixos-test = import ./checks/nixos-test.nix { inherit pkgs self; };
+        }
       );
 
       formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);

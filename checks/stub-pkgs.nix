@@ -137,8 +137,6 @@ let
     OVMFFull = mkStub "OVMFFull" { fd = pkg "OVMFFull-fd"; };
     kvmfr = pkg "kvmfr";
     coreutils = pkg "coreutils";
-    gnused = pkg "gnused";
-    gnugrep = pkg "gnugrep";
     diffutils = pkg "diffutils";
     util-linux = pkg "util-linux";
     procps = pkg "procps";

@@ -4,7 +4,6 @@
 { lib, evalHost }:
 let
   pkgs = import ../stub-pkgs.nix { inherit lib; };
-  descriptorPath = "/var/lib/qemu/firmware/30-vfio-helper-ovmf-ms.json";
 
   microsoft = evalHost { virtualisation.vms.win11 = { }; };
   noKeys = evalHost { virtualisation.vms.win11.secureBootKeys = "none"; };
@@ -12,9 +11,10 @@ let
     virtualisation.vms.srv.type = "linux-server";
   };
 
-  # The text of the firmware step that runs before sync.
-  firmwareStep = c: c.virtualisation.vmsSyncScripts.firmware.text;
   etcNames = c: lib.filter (lib.hasPrefix "vfio/ovmf/") (lib.attrNames c.environment.etc);
+  # The tmpfiles lines for /var/lib/qemu/firmware, in order: systemd-tmpfiles
+  # uses the first.
+  firmwareRules = c: lib.filter (lib.hasPrefix "L+ /var/lib/qemu/firmware ") c.systemd.tmpfiles.rules;
 
   withHooks =
     hooks:
@@ -22,59 +22,61 @@ let
       virtualisation.vms.win11 = { };
       virtualisation.libvirtd.hooks.qemu = hooks;
     };
-  # The stub pkgs name a file by its name only: compare what it holds.
+  # The stub pkgs name a file by its contents: compare what it holds.
   trigger = c: map (t: t.text) c.systemd.services.vfio-libvirtd-apply.restartTriggers;
 in
 {
   # Microsoft keys (the windows-gaming default): the firmware images at
-  # stable /etc paths, a descriptor naming them, installed before sync.
-  testMicrosoftKeysInstallTheDescriptor = {
-    expr = {
-      etc = etcNames microsoft;
-      code = microsoft.environment.etc."vfio/ovmf/OVMF_CODE.ms.fd".source;
-      vars = microsoft.environment.etc."vfio/ovmf/OVMF_VARS.ms.fd".source;
-      build = lib.hasInfix "vfio-helper firmware-descriptor --code /etc/vfio/ovmf/OVMF_CODE.ms.fd --vars /etc/vfio/ovmf/OVMF_VARS.ms.fd > $out" microsoft.virtualisation.vmsFirmware.descriptor.buildScript;
-      install = lib.hasInfix "install ${microsoft.virtualisation.vmsFirmware.descriptor} ${descriptorPath}" (firmwareStep microsoft);
-      keys = microsoft.virtualisation.vms.win11.secureBootKeys;
+  # stable /etc paths, and /var/lib/qemu/firmware linked to a directory of
+  # QEMU's descriptors (rewritten as NixOS does) plus ours, ahead of NixOS's
+  # own rule for that path.
+  testMicrosoftKeysLinkTheFirmwareDirectory =
+    let
+      dir = microsoft.virtualisation.vmsFirmware.directory;
+      rules = firmwareRules microsoft;
+    in
+    {
+      expr = {
+        etc = etcNames microsoft;
+        code = microsoft.environment.etc."vfio/ovmf/OVMF_CODE.ms.fd".source;
+        vars = microsoft.environment.etc."vfio/ovmf/OVMF_VARS.ms.fd".source;
+        first = lib.head rules;
+        nixosRuleStillThere = lib.length rules;
+        qemuDescriptors = lib.hasInfix "sed 's|${pkgs.qemu}/share/qemu/|/run/libvirt/nix-ovmf/|g'" dir.buildScript;
+        ours = lib.hasInfix "cp ${microsoft.virtualisation.vmsFirmware.descriptor} $out/30-vfio-helper-ovmf-ms.json" dir.buildScript;
+        descriptor = lib.hasInfix "vfio-helper firmware-descriptor --code /etc/vfio/ovmf/OVMF_CODE.ms.fd --vars /etc/vfio/ovmf/OVMF_VARS.ms.fd > $out" microsoft.virtualisation.vmsFirmware.descriptor.buildScript;
+      };
+      expected = {
+        etc = [
+          "vfio/ovmf/OVMF_CODE.ms.fd"
+          "vfio/ovmf/OVMF_VARS.ms.fd"
+        ];
+        code = "${pkgs.OVMFFull.fd}/FV/OVMF_CODE.ms.fd";
+        vars = "${pkgs.OVMFFull.fd}/FV/OVMF_VARS.ms.fd";
+        first = "L+ /var/lib/qemu/firmware - - - - ${dir}";
+        nixosRuleStillThere = 2;
+        qemuDescriptors = true;
+        ours = true;
+        descriptor = true;
+      };
     };
-    expected = {
-      etc = [
-        "vfio/ovmf/30-vfio-helper-ovmf-ms.json"
-        "vfio/ovmf/OVMF_CODE.ms.fd"
-        "vfio/ovmf/OVMF_VARS.ms.fd"
-      ];
-      code = "${pkgs.OVMFFull.fd}/FV/OVMF_CODE.ms.fd";
-      vars = "${pkgs.OVMFFull.fd}/FV/OVMF_VARS.ms.fd";
-      build = true;
-      install = true;
-      keys = "microsoft";
-    };
-  };
 
-  # Without Microsoft keys (or without Secure Boot) nothing is installed, and
-  # a descriptor of ours left from an earlier generation is removed.
-  testNoKeysRemoveTheDescriptor = {
+  # Without Microsoft keys (or without Secure Boot) NixOS's own directory
+  # stays.
+  testNoKeysKeepNixosFirmwareDirectory = {
     expr = map (c: {
       etc = etcNames c;
-      descriptor = c.virtualisation.vmsFirmware.descriptor;
-      remove = lib.hasInfix "remove ${descriptorPath}" (firmwareStep c);
+      directory = c.virtualisation.vmsFirmware.directory;
+      rules = lib.length (firmwareRules c);
     }) [
       noKeys
       server
     ];
     expected = lib.replicate 2 {
       etc = [ ];
-      descriptor = null;
-      remove = true;
+      directory = null;
+      rules = 1;
     };
-  };
-
-  # A new firmware step (e.g. a new descriptor) reruns sync on a switch.
-  testFirmwareStepTriggersSync = {
-    expr = lib.elem (toString microsoft.systemd.services.vfio-vms-sync.serviceConfig.ExecStartPre) (
-      map toString microsoft.systemd.services.vfio-vms-sync.restartTriggers
-    );
-    expected = true;
   };
 
   # libvirtd reads hooks and qemu.conf only at start: the apply unit reruns
@@ -89,7 +91,7 @@ in
           virtualisation.vms.win11 = { };
           virtualisation.libvirtd.qemu.verbatimConfig = "user = \"qemu\"";
         });
-      script = lib.hasInfix "libvirtd-apply.sh" microsoft.virtualisation.vmsSyncScripts.apply.text;
+      script = lib.hasInfix "libvirtd-apply.sh" microsoft.virtualisation.vmsApplyScript.text;
       beforeSync = lib.elem "vfio-libvirtd-apply.service" microsoft.systemd.services.vfio-vms-sync.after;
     };
     expected = {
@@ -102,7 +104,8 @@ in
   };
 
   # virsh, qemu-img and virt-xml-validate come from the libvirt and QEMU the
-  # user's daemon runs, not from pkgs.libvirt / pkgs.qemu.
+  # user's daemon runs, not from pkgs.libvirt / pkgs.qemu. (NixOS appends its
+  # default PATH entries after the service's own.)
   testDaemonPackagesAreUsed =
     let
       custom = evalHost {
@@ -115,7 +118,7 @@ in
     in
     {
       expr = {
-        path = map (p: p.name) custom.systemd.services.vfio-vms-sync.path;
+        path = lib.take 2 (map (p: p.name) custom.systemd.services.vfio-vms-sync.path);
         xmlBuild = map (p: p.name) custom.virtualisation.vmsInternal.domains.win11.env.nativeBuildInputs;
       };
       expected = {

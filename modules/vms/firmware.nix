@@ -1,26 +1,25 @@
 # Secure Boot with Microsoft keys (secureBootKeys = "microsoft").
 #
 # libvirt picks a VM's UEFI firmware from QEMU firmware descriptors
-# (<os firmware="efi"> with <feature name="enrolled-keys" enabled="yes"/>).
-# On NixOS 25.11 it sees only QEMU's own edk2 descriptors
-# (nixos/modules/virtualisation/libvirtd.nix links
-# ${qemu}/share/qemu/firmware/*.json): they offer `secure-boot` but not
-# `enrolled-keys`, so such a VM cannot be defined ("Unable to find any
-# firmware to satisfy 'efi'"). This file adds a descriptor for OVMFFull's
-# Microsoft variable template:
+# (<os firmware="efi"> with <feature name="enrolled-keys" enabled="yes"/>),
+# read from /var/lib/qemu/firmware on NixOS (libvirt's SYSCONFDIR is
+# /var/lib; see libvirt's src/qemu/qemu_interop_config.c). NixOS 25.11 makes
+# that directory a link into the store holding QEMU's own descriptors, with
+# their paths rewritten to the /run/libvirt/nix-ovmf links
+# (nixos/modules/virtualisation/libvirtd.nix: a tmpfiles rule
+# "L+ /var/lib/qemu/firmware - - - - <qemu-ovmf-metadata>"). Those offer
+# `secure-boot` but not `enrolled-keys`, so such a VM cannot be defined
+# ("Unable to find any firmware to satisfy 'efi'").
 #
-# * the firmware images are linked at stable paths under /etc/vfio/ovmf,
-#   which libvirt writes into the domain (<loader>, <nvram template>); they
-#   stay valid across rebuilds and garbage collection (the current system
-#   references them);
-# * the descriptor (`vfio-helper firmware-descriptor`) is installed as a
-#   regular file in /var/lib/qemu/firmware, the directory libvirt scans on
-#   NixOS (its SYSCONFDIR is /var/lib; see libvirt's
-#   src/qemu/qemu_interop_config.c), named 30-… so that it sorts before
-#   QEMU's 50-/60- descriptors. vfio-vms-sync installs it before it defines
-#   any domain, and removes it (only if it is ours) once no VM needs it. It is
-#   a copy, not a link: a dangling link there would make libvirt fail every
-#   firmware lookup.
+# When a VM needs Microsoft keys, this file links /var/lib/qemu/firmware to a
+# directory of its own instead: QEMU's descriptors rewritten exactly as
+# NixOS does, plus a descriptor (`vfio-helper firmware-descriptor`) for
+# OVMFFull's Microsoft variable template, named 30-… so that it sorts before
+# QEMU's 50-/60- ones. Its rule comes first in tmpfiles.d, and
+# systemd-tmpfiles uses the first line for a path. The firmware images are
+# linked at stable paths under /etc/vfio/ovmf, which libvirt writes into the
+# domain (<loader>, <nvram template>): they stay valid across rebuilds and
+# garbage collection. Without such a VM, NixOS's own rule applies unchanged.
 {
   config,
   lib,
@@ -28,21 +27,36 @@
   ...
 }:
 let
-  inherit (lib) mkOption mkIf types literalExpression;
+  inherit (lib)
+    mkOption
+    mkIf
+    mkBefore
+    types
+    literalExpression
+    ;
 
   cfg = config.virtualisation.vms;
   helper = config.virtualisation.vfioHelper.package;
+  qemu = config.virtualisation.libvirtd.qemu.package;
   ovmf = config.virtualisation.vmsFirmware.ovmf;
 
-  etcDir = "/etc/vfio/ovmf";
-  code = "${etcDir}/OVMF_CODE.ms.fd";
-  vars = "${etcDir}/OVMF_VARS.ms.fd";
+  code = "/etc/vfio/ovmf/OVMF_CODE.ms.fd";
+  vars = "/etc/vfio/ovmf/OVMF_VARS.ms.fd";
   descriptorName = "30-vfio-helper-ovmf-ms.json";
 
   needed = lib.any (vm: vm.secureBoot && vm.secureBootKeys == "microsoft") (lib.attrValues cfg);
 
   descriptor = pkgs.runCommand descriptorName { nativeBuildInputs = [ helper ]; } ''
     vfio-helper firmware-descriptor --code ${code} --vars ${vars} > $out
+  '';
+
+  # What NixOS links at /var/lib/qemu/firmware, plus ours.
+  firmwareDir = pkgs.runCommand "vfio-qemu-firmware" { } ''
+    mkdir -p $out
+    for f in ${qemu}/share/qemu/firmware/*.json; do
+      sed 's|${qemu}/share/qemu/|/run/libvirt/nix-ovmf/|g' "$f" > "$out/$(basename "$f")"
+    done
+    cp ${descriptor} $out/${descriptorName}
   '';
 in
 {
@@ -63,21 +77,21 @@ in
       internal = true;
       readOnly = true;
       default = if needed then descriptor else null;
-      description = "The firmware descriptor vfio-vms-sync installs in /var/lib/qemu/firmware (null when no VM needs it).";
+      description = "The project's firmware descriptor for OVMFFull's Microsoft keys (null when no VM needs it).";
     };
 
-    descriptorPath = mkOption {
-      type = types.str;
+    directory = mkOption {
+      type = types.nullOr types.package;
       internal = true;
       readOnly = true;
-      default = "/var/lib/qemu/firmware/${descriptorName}";
-      description = "Where the firmware descriptor is installed.";
+      default = if needed then firmwareDir else null;
+      description = "The descriptor directory linked at /var/lib/qemu/firmware (null: NixOS's own).";
     };
   };
 
   config = mkIf needed {
     environment.etc."vfio/ovmf/OVMF_CODE.ms.fd".source = "${ovmf}/FV/OVMF_CODE.ms.fd";
     environment.etc."vfio/ovmf/OVMF_VARS.ms.fd".source = "${ovmf}/FV/OVMF_VARS.ms.fd";
-    environment.etc."vfio/ovmf/${descriptorName}".source = descriptor;
+    systemd.tmpfiles.rules = mkBefore [ "L+ /var/lib/qemu/firmware - - - - ${firmwareDir}" ];
   };
 }

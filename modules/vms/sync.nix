@@ -5,8 +5,7 @@
 #   effect (libvirtd reads them only at start and NixOS never restarts it:
 #   restartIfChanged = false in nixos/modules/virtualisation/libvirtd.nix);
 #   see hooks/libvirtd-apply.sh;
-# * vfio-vms-sync: installs the Secure Boot firmware descriptor
-#   (firmware.nix), then runs `vfio-helper sync` on the manifest (format:
+# * vfio-vms-sync: runs `vfio-helper sync` on the manifest (format:
 #   rust/src/sync.rs): defines changed domains (never stopping a running VM),
 #   creates missing qcow2 images, undefines domains of ours that left the
 #   configuration (keeping disks, NVRAM and TPM state), touches no other
@@ -29,7 +28,6 @@ let
   libvirtd = config.virtualisation.libvirtd;
   helper = config.virtualisation.vfioHelper.package;
   inherit (config.virtualisation.vmsInternal) manifestFile;
-  firmware = config.virtualisation.vmsFirmware;
 
   # What libvirtd reads only when it starts.
   libvirtdConfig = pkgs.writeText "vfio-libvirtd-config.json" (
@@ -51,32 +49,14 @@ let
     exec ${pkgs.bash}/bin/bash ${../hooks/libvirtd-apply.sh} ${libvirtdConfig}
   '';
 
-  firmwareScript = pkgs.writeShellScript "vfio-firmware-descriptor" ''
-    export PATH=${
-      lib.makeBinPath [
-        pkgs.coreutils
-        pkgs.diffutils
-        pkgs.gnugrep
-      ]
-    }
-    exec ${pkgs.bash}/bin/bash ${../hooks/firmware-descriptor.sh} ${
-      if firmware.descriptor != null then
-        "install ${firmware.descriptor} ${firmware.descriptorPath}"
-      else
-        "remove ${firmware.descriptorPath}"
-    }
-  '';
 in
 {
-  options.virtualisation.vmsSyncScripts = mkOption {
+  options.virtualisation.vmsApplyScript = mkOption {
     type = types.raw;
     internal = true;
     readOnly = true;
-    default = {
-      firmware = firmwareScript;
-      apply = applyScript;
-    };
-    description = "The scripts of vfio-vms-sync (firmware step) and vfio-libvirtd-apply, for tests.";
+    default = applyScript;
+    description = "The script of vfio-libvirtd-apply, for tests.";
   };
 
   config = mkIf (cfg != { } || libvirtd.enable) {
@@ -99,16 +79,16 @@ in
 
     systemd.services.vfio-vms-sync = {
       description = "Define the libvirt domains declared in virtualisation.vms";
+      # On a switch, systemd-tmpfiles-resetup relinks /var/lib/qemu/firmware
+      # (firmware.nix) before any domain that needs it is defined.
       after = [
         "libvirtd.service"
         "vfio-libvirtd-apply.service"
+        "systemd-tmpfiles-resetup.service"
       ];
       requires = [ "libvirtd.service" ];
       wantedBy = [ "multi-user.target" ];
-      restartTriggers = [
-        manifestFile
-        firmwareScript
-      ];
+      restartTriggers = [ manifestFile ];
       # virsh and qemu-img of the libvirt and QEMU the daemon runs.
       path = [
         libvirtd.package
@@ -117,7 +97,6 @@ in
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
-        ExecStartPre = "${firmwareScript}";
         ExecStart = "${lib.getExe' helper "vfio-helper"} sync --manifest ${manifestFile}";
         # Every libvirt call of sync is bounded; this bounds the whole run so
         # a libvirtd that never answers cannot hang `nixos-rebuild switch`.

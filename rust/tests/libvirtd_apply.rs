@@ -1,9 +1,9 @@
-//! The shell scripts behind two services of `virtualisation.vms`
-//! (modules/hooks/libvirtd-apply.sh, modules/hooks/firmware-descriptor.sh),
-//! run against fake `virsh` and `systemctl` commands in a scratch directory.
+//! The script behind the `vfio-libvirtd-apply` service of
+//! `virtualisation.vms` (modules/hooks/libvirtd-apply.sh), run against fake
+//! `virsh` and `systemctl` commands in a scratch directory.
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -142,86 +142,4 @@ fn unreachable_libvirtd_is_reported() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot ask libvirtd"));
     assert!(!s.calls().contains("systemctl restart"));
-}
-
-const OURS: &str =
-    "{\"mapping\": {\"executable\": {\"filename\": \"/etc/vfio/ovmf/OVMF_CODE.ms.fd\"}}}\n";
-
-#[test]
-fn descriptor_is_installed_as_a_regular_file_and_replaced_atomically() {
-    let s = Scratch::new();
-    let src = s.path("descriptor.json");
-    fs::write(&src, OURS).unwrap();
-    let target = s.path("firmware/30-vfio-helper-ovmf-ms.json");
-    let t = target.to_str().unwrap();
-    let out = s.run(
-        "firmware-descriptor.sh",
-        &["install", src.to_str().unwrap(), t],
-    );
-    assert!(out.status.success(), "{out:?}");
-    let meta = fs::symlink_metadata(&target).unwrap();
-    assert!(meta.file_type().is_file());
-    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
-    assert_eq!(fs::read_to_string(&target).unwrap(), OURS);
-    // A new version replaces ours; no temporary file is left behind.
-    let newer = OURS.replace("CODE", "CODE2");
-    fs::write(&src, &newer).unwrap();
-    let out = s.run(
-        "firmware-descriptor.sh",
-        &["install", src.to_str().unwrap(), t],
-    );
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(fs::read_to_string(&target).unwrap(), newer);
-    let names: Vec<_> = fs::read_dir(s.path("firmware")).unwrap().collect();
-    assert_eq!(names.len(), 1);
-}
-
-#[test]
-fn a_file_or_link_of_the_user_is_never_replaced() {
-    let s = Scratch::new();
-    let src = s.path("descriptor.json");
-    fs::write(&src, OURS).unwrap();
-    fs::create_dir_all(s.path("firmware")).unwrap();
-    let target = s.path("firmware/30-vfio-helper-ovmf-ms.json");
-    fs::write(&target, "{\"users\": \"own\"}").unwrap();
-    let out = s.run(
-        "firmware-descriptor.sh",
-        &["install", src.to_str().unwrap(), target.to_str().unwrap()],
-    );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not the one vfio-helper installs"));
-    assert_eq!(fs::read_to_string(&target).unwrap(), "{\"users\": \"own\"}");
-    // remove leaves it alone too.
-    let out = s.run(
-        "firmware-descriptor.sh",
-        &["remove", target.to_str().unwrap()],
-    );
-    assert!(out.status.success());
-    assert!(target.exists());
-    // A symlink (even to our content) is the user's.
-    fs::remove_file(&target).unwrap();
-    symlink(&src, &target).unwrap();
-    let out = s.run(
-        "firmware-descriptor.sh",
-        &["install", src.to_str().unwrap(), target.to_str().unwrap()],
-    );
-    assert!(!out.status.success());
-    assert!(fs::symlink_metadata(&target)
-        .unwrap()
-        .file_type()
-        .is_symlink());
-}
-
-#[test]
-fn our_descriptor_is_removed_once_no_vm_needs_it() {
-    let s = Scratch::new();
-    fs::create_dir_all(s.path("firmware")).unwrap();
-    let target = s.path("firmware/30-vfio-helper-ovmf-ms.json");
-    fs::write(&target, OURS).unwrap();
-    let out = s.run(
-        "firmware-descriptor.sh",
-        &["remove", target.to_str().unwrap()],
-    );
-    assert!(out.status.success());
-    assert!(!target.exists());
 }
