@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::{SyncError, DEFAULT_URI};
 
 /// Longest accepted name, in bytes: `NAME_MAX` (255) minus the longest suffix
-/// libvirt appends to a domain name in one file name (`_VARS.qcow2`,
-/// `_PSTORE.raw`: 11 bytes). See the module documentation.
-pub const MAX_NAME_BYTES: usize = 244;
+/// libvirt appends to a domain name in one file name (`_VARS.qcow2.new`,
+/// 15 bytes). See the module documentation.
+pub const MAX_NAME_BYTES: usize = 240;
 
 /// The list of declared domains (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +104,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
     if name.len() > MAX_NAME_BYTES {
         return Err(format!(
-            "it is {} bytes long; libvirt stores files named after it, so at most {MAX_NAME_BYTES} bytes fit (NAME_MAX 255 minus `_VARS.qcow2`)",
+            "it is {} bytes long; libvirt stores files named after it, so at most {MAX_NAME_BYTES} bytes fit (NAME_MAX 255 minus `_VARS.qcow2.new`)",
             name.len()
         ));
     }
@@ -123,10 +123,21 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if name.bytes().all(|b| b.is_ascii_digit()) {
         return Err("it is all digits, so virsh would take it for a domain ID".into());
     }
-    if parses_as_uuid(name) {
-        return Err("libvirt parses it as a UUID, so virsh would look it up as one".into());
+    if is_uuid_shaped(name) {
+        return Err(
+            "it is shaped like a UUID (32 hex digits and dashes), so virsh would look it up as one"
+                .into(),
+        );
     }
     Ok(())
+}
+
+/// Hex digits and dashes only, 32 hex digits: every name in the accepted
+/// character set that libvirt parses as a UUID ([`parses_as_uuid`]) is one,
+/// and the rule is simple enough to state in the NixOS module too.
+pub fn is_uuid_shaped(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        && name.bytes().filter(u8::is_ascii_hexdigit).count() == 32
 }
 
 /// True when libvirt's `virUUIDParse` (src/util/viruuid.c) accepts `text`:
@@ -218,17 +229,34 @@ mod tests {
             let (_, why) = refused(name);
             assert!(why.contains("UUID"), "{name}: {why}");
         }
-        // One digit short or long, or a dash inside a pair: a name to libvirt.
+        // One digit short or long: a name to libvirt, and accepted.
         for name in [
             "0b0e4a8f6f1c5b0e9a513c1f8d2e7a1",
             "0b0e4a8f6f1c5b0e9a513c1f8d2e7a100",
-            "0-b0e4a8f6f1c5b0e9a513c1f8d2e7a10",
             "cafe",
         ] {
             assert!(!parses_as_uuid(name), "{name}");
             assert!(check_name(name).is_ok(), "{name}");
         }
+        // A dash inside a pair is a name to libvirt, but refused all the same
+        // (the rule is kept simple).
+        assert!(!parses_as_uuid("0-b0e4a8f6f1c5b0e9a513c1f8d2e7a10"));
+        assert!(check_name("0-b0e4a8f6f1c5b0e9a513c1f8d2e7a10").is_err());
         assert!(parses_as_uuid(" 0b0e4a8f 6f1c 5b0e 9a51 3c1f8d2e7a10 "));
+    }
+
+    #[test]
+    fn every_accepted_character_name_libvirt_reads_as_a_uuid_is_refused() {
+        // Exhaustive over short dash placements around 32 hex digits.
+        let hex = "0b0e4a8f6f1c5b0e9a513c1f8d2e7a10";
+        for cut in 0..=hex.len() {
+            for dashes in ["-", "--"] {
+                let name = format!("{}{dashes}{}", &hex[..cut], &hex[cut..]);
+                if parses_as_uuid(&name) && name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                    assert!(check_name(&name).is_err(), "{name}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -236,9 +264,9 @@ mod tests {
         let longest = "a".repeat(MAX_NAME_BYTES);
         assert!(check_name(&longest).is_ok());
         let (_, why) = refused(&"a".repeat(MAX_NAME_BYTES + 1));
-        assert!(why.contains("245 bytes long"), "{why}");
+        assert!(why.contains("241 bytes long"), "{why}");
         let (_, why) = refused(&"w".repeat(300));
-        assert!(why.contains("at most 244 bytes"), "{why}");
+        assert!(why.contains("at most 240 bytes"), "{why}");
     }
 
     #[test]

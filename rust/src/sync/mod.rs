@@ -70,16 +70,21 @@
 //! a name (tools/virsh-util.c), so a VM named `25`, or one named like another
 //! domain's UUID, is an ambush for every `virsh start NAME` typed later. Sync
 //! itself addresses every domain by UUID after listing them, but it refuses
-//! names that are all digits or that libvirt would parse as a UUID
-//! (`virUUIDParse` in src/util/viruuid.c: 32 hex digits, `-` or space between
-//! digit pairs). Names are 1 to [`MAX_NAME_BYTES`] bytes of ASCII letters,
-//! digits and `_ . + -`, starting with a letter or digit, as the NixOS module
-//! requires. The length bound is what libvirt can store: the longest file
-//! name it derives from a domain name is `<name>_VARS.qcow2` (NVRAM,
-//! src/qemu/qemu_firmware.c) or `<name>_PSTORE.raw` (src/qemu/qemu_domain.c),
-//! 11 bytes longer than the name, and a file name is at most `NAME_MAX` = 255
-//! bytes; `<name>.xml` (the definition), `<name>-swtpm.log` (src/qemu/qemu_tpm.c)
-//! and `<name>.log` fit within that too.
+//! names that are all digits or shaped like a UUID: hex digits and dashes
+//! only, 32 hex digits, which covers every name in the accepted character set
+//! that libvirt parses as a UUID (`virUUIDParse` in src/util/viruuid.c: 32 hex
+//! digits, `-` or space between digit pairs).
+//!
+//! Names are 1 to [`MAX_NAME_BYTES`] (240) bytes of ASCII letters, digits
+//! and `_ . + -`, starting with a letter or digit, as the NixOS module
+//! requires. The length bound is what libvirt can store: a file
+//! name is at most `NAME_MAX` = 255 bytes, and the longest file name libvirt
+//! derives from a domain name is the temporary `<name>_VARS.qcow2.new` it
+//! writes an NVRAM file through (`<name>_VARS<ext>` in
+//! src/qemu/qemu_firmware.c, `<path>.new` in `virFileRewrite`,
+//! src/util/virfile.c), 15 bytes longer than the name. Shorter suffixes
+//! (`<name>_PSTORE.raw`, `<name>-swtpm.log` in src/qemu/qemu_tpm.c,
+//! `<name>.xml.new`, `<name>.log`) fit within that.
 //!
 //! # Ownership
 //!
@@ -209,6 +214,7 @@ mod disk;
 mod ledger;
 mod manifest;
 mod marker;
+mod names;
 mod network;
 mod plan;
 mod state;
@@ -219,7 +225,9 @@ mod virsh;
 pub use apply::{apply, read_declared, ApplyOptions, DomainOutcome, Report};
 pub use disk::{create_qcow2, probe_disk, DiskState};
 pub use ledger::{Ledger, LedgerEntry, DEFAULT_STATE_FILE};
-pub use manifest::{check_name, parses_as_uuid, DeclaredDomain, Manifest, MAX_NAME_BYTES};
+pub use manifest::{
+    check_name, is_uuid_shaped, parses_as_uuid, DeclaredDomain, Manifest, MAX_NAME_BYTES,
+};
 pub use marker::{content_hash, stamp_hash, xml_facts, Marker, XmlFacts};
 pub use network::{plan_networks, stock_default_network_xml, LiveNetwork, NetAction, NetworkPlan};
 pub use plan::{plan, running_note, Action, DefineReason, DomainPlan, Phase, Plan};
@@ -255,7 +263,7 @@ pub enum SyncError {
     #[error("{field}: `{value}` is not an acceptable name: {why}")]
     #[diagnostic(
         code(vfio::sync::name),
-        help("rename it (virtualisation.vms.<name> is the libvirt domain name): names are 1 to 244 bytes of letters, digits and _ . + -, start with a letter or digit, and are neither all digits (virsh would take them for a domain ID) nor shaped like a UUID (virsh would look them up as one), e.g. win11")
+        help("rename it (virtualisation.vms.<name> is the libvirt domain name): names are 1 to 240 bytes of letters, digits and _ . + -, start with a letter or digit, and are neither all digits (virsh would take them for a domain ID) nor shaped like a UUID (virsh would look them up as one), e.g. win11")
     )]
     InvalidName {
         field: String,
