@@ -138,8 +138,8 @@ pub(crate) fn partial_path(path: &Path) -> Option<PathBuf> {
 
 /// Creates a qcow2 image at `path`, never overwriting anything but the empty
 /// leftover of an interrupted creation (`replace_unfinished`, re-checked
-/// here). The image is written under [`partial_path`] and appears at `path`
-/// only complete.
+/// here). The image is written under `.<file>.vfio-helper-partial` and
+/// appears at `path` only complete.
 pub fn create_qcow2(path: &Path, size_gib: u64, replace_unfinished: bool) -> Result<(), String> {
     let tmp = partial_path(path).ok_or("the path has no file name")?;
     remove_leftover(&tmp)?;

@@ -66,14 +66,16 @@
 //!
 //! # Names
 //!
-//! `virsh` resolves a domain argument as an ID first, then as a UUID, then as
-//! a name (tools/virsh-util.c), so a VM named `25`, or one named like another
-//! domain's UUID, is an ambush for every `virsh start NAME` typed later. Sync
-//! itself addresses every domain by UUID after listing them, but it refuses
-//! names that are all digits or shaped like a UUID: hex digits and dashes
-//! only, 32 hex digits, which covers every name in the accepted character set
-//! that libvirt parses as a UUID (`virUUIDParse` in src/util/viruuid.c: 32 hex
-//! digits, `-` or space between digit pairs).
+//! `virsh` resolves a domain argument as an ID first (any non-negative
+//! decimal number), then, when it is 36 characters long, as a UUID, and only
+//! then as a name (`virshLookupDomainInternal`, tools/virsh-util.c). So a VM
+//! named `25`, or one named like another domain's UUID, is an ambush for
+//! every `virsh start NAME` typed later. Sync itself addresses every domain
+//! by UUID after listing them, and it refuses names that are all digits or
+//! shaped like a UUID: hex digits and dashes only, 32 hex digits. That covers
+//! every name in the accepted character set that libvirt parses as a UUID
+//! (`virUUIDParse`, src/util/viruuid.c: 32 hex digits, `-` or space between
+//! digit pairs), whatever its length.
 //!
 //! Names are 1 to [`MAX_NAME_BYTES`] (240) bytes of ASCII letters, digits
 //! and `_ . + -`, starting with a letter or digit, as the NixOS module
