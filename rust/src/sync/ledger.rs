@@ -124,6 +124,10 @@ impl Ledger {
             .and_then(|n| n.to_str())
             .ok_or_else(|| unusable("the path has no file name".into()))?;
         let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+        // A leftover of a killed run with the same pid: a regular file only.
+        if fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_file()) {
+            let _ = fs::remove_file(&tmp);
+        }
         let doc = LedgerFile {
             version: 1,
             domains: self.entries.iter().cloned().collect(),

@@ -310,15 +310,17 @@ fn retirement(l: &LiveDomain, view: &View) -> Option<DomainPlan> {
     if view.declared_uuids.contains(l.uuid.as_str()) {
         return None;
     }
-    let mut p = DomainPlan::new(&l.name, Some(&l.uuid), false, Phase::Retire);
     if let Some(err) = &l.read_error {
+        // Shown under its UUID when its name is unknown.
+        let shown_as = if l.name.is_empty() { &l.uuid } else { &l.name };
+        let mut p = DomainPlan::new(shown_as, Some(&l.uuid), false, Phase::Retire);
         p.notes.push(format!(
-            "domain {} ({}) could not be read ({err}); left alone",
-            l.label(),
+            "domain {} could not be read ({err}); left alone",
             l.uuid
         ));
         return Some(p);
     }
+    let mut p = DomainPlan::new(&l.name, Some(&l.uuid), false, Phase::Retire);
     // Possibly a declared domain whose XML could not be read this time.
     if view.unread_names.contains(l.name.as_str()) || !l.is_ours() {
         return None;
