@@ -143,8 +143,11 @@
 //!
 //! With a fixed `uuid` the live domain with that UUID is renamed in place
 //! (`virsh domrename`) and then redefined, in one run, before any new domain
-//! is defined (so a new VM may take over the old name in the same run). The
-//! state follows the VM:
+//! is defined (so a new VM may take over the old name in the same run). Only
+//! a domain sync may also undefine is renamed (its marker records its own
+//! name and UUID and the ledger has the pair); anything else holding the
+//! UUID is refused with the command to rename it by hand. The state follows
+//! the VM:
 //!
 //! * TPM state lives in `/var/lib/libvirt/swtpm/<uuid>/` (src/qemu/qemu_tpm.c,
 //!   `swtpmStorageDir` in src/qemu/qemu_conf.c): it is keyed by **UUID** and

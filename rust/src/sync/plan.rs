@@ -385,7 +385,7 @@ fn declaration(d: &Desired, view: &View) -> DomainPlan {
         return p;
     }
     match current {
-        Some(cur) if cur.name != name => rename(d, cur, &mut p),
+        Some(cur) if cur.name != name => rename(d, cur, view, &mut p),
         _ => define(d, current, &mut p),
     }
     p
@@ -417,7 +417,18 @@ fn define(d: &Desired, current: Option<&LiveDomain>, p: &mut DomainPlan) {
     }
 }
 
-fn rename(d: &Desired, cur: &LiveDomain, p: &mut DomainPlan) {
+fn rename(d: &Desired, cur: &LiveDomain, view: &View, p: &mut DomainPlan) {
+    if !view.owned(cur) {
+        p.refuse(SyncError::RenameBlocked {
+            name: d.name.clone(),
+            from: cur.label(),
+            why: format!(
+                "the domain holding its UUID is not one this host's sync defined under that name (a copy, a forged marker, or defined before sync kept a ledger); rename it yourself (virsh domrename --domain {} --new-name {}) or remove it",
+                cur.uuid, d.name
+            ),
+        });
+        return;
+    }
     if cur.running {
         p.actions.clear();
         p.notes.push(format!(

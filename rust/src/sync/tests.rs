@@ -618,6 +618,20 @@ fn a_chain_of_renames_runs_back_to_front() {
 }
 
 #[test]
+fn only_a_domain_sync_defined_is_renamed() {
+    let old = desired_with("gaming", FIXED, "", false);
+    let new = desired_with("gaming-2", FIXED, "", false);
+    // Marked, but not in the ledger (a forged marker, or a copy given the
+    // declared UUID): not renamed.
+    let plan = plan(&[ok(new)], &[live_of(&old, false, false)], &no_ledger());
+    let p = plan.get("gaming-2").unwrap();
+    assert!(
+        matches!(&p.error, Some(SyncError::RenameBlocked { why, .. }) if why.contains("virsh domrename")),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn a_uuid_held_by_a_foreign_domain_is_refused() {
     let d = desired_with("gaming", FIXED, "", false);
     let mut f = foreign("hand", false);
