@@ -318,3 +318,216 @@ fn missing_images_directory_is_refused() {
     assert!(!domain_exists(name));
     assert!(!dir.path().join("nope").exists());
 }
+
+/// The XML `name` was defined with, as libvirt has it, under a new name and
+/// without its `<uuid>`: what `virsh dumpxml | edit | virsh define` (or
+/// virt-clone) makes of a managed domain, metadata included.
+fn copy_of(name: &str, new_name: &str) -> String {
+    let xml = inactive_xml(name);
+    let start = xml.find("<uuid>").unwrap();
+    let end = xml.find("</uuid>").unwrap() + "</uuid>".len();
+    format!("{}{}", &xml[..start], &xml[end..]).replace(
+        &format!("<name>{name}</name>"),
+        &format!("<name>{new_name}</name>"),
+    )
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn copies_and_forged_markers_are_never_undefined() {
+    let _lock = lock();
+    require_libvirtd();
+    let orig = "vfiotest-sync-orig";
+    let copy = "vfiotest-sync-copy";
+    let forged = "vfiotest-sync-forged";
+    let _guard = DomainGuard::new(&[orig, copy, forged]);
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("orig.xml");
+    std::fs::write(&xml, small_domain_xml(orig, 1, None, None)).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    write_manifest(&manifest, URI, &[entry(orig, &xml, None)]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+
+    // A copy with the marker copied verbatim, and a hand-made domain whose
+    // marker records its own name and UUID (as if stamped by sync elsewhere).
+    let copy_uuid = define_xml_by_hand(dir.path(), copy, &copy_of(orig, copy));
+    let (stamped, _) =
+        vfio_helper::sync::stamp_hash(&small_domain_xml(forged, 1, None, None)).unwrap();
+    define_xml_by_hand(dir.path(), forged, &stamped);
+    let copy_before = inactive_xml(copy);
+    let forged_before = inactive_xml(forged);
+
+    // While orig is declared, and after it left the configuration.
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_says(&format!("{copy}: carries vfio-helper's marker"));
+    run.assert_says(&format!("virsh undefine --domain {copy_uuid}"));
+    run.assert_says(&format!("{forged}: carries vfio-helper's marker"));
+    write_manifest(&manifest, URI, &[]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_says(&format!("{orig}: undefine"));
+    assert!(!domain_exists(orig));
+    assert_eq!(inactive_xml(copy), copy_before);
+    assert_eq!(inactive_xml(forged), forged_before);
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn a_domain_named_like_a_declared_uuid_never_redirects_sync() {
+    let _lock = lock();
+    require_libvirtd();
+    let name = "vfiotest-sync-byuuid";
+    let _guard = DomainGuard::new(&[name]);
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("d.xml");
+    std::fs::write(&xml, small_domain_xml(name, 1, None, None)).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    write_manifest(&manifest, URI, &[entry(name, &xml, None)]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let uuid = domain_uuid_of(name).unwrap();
+
+    // A foreign domain whose name is that UUID: `virsh … --domain <name>`
+    // would resolve it to the declared domain.
+    let impostor_uuid = define_xml_by_hand(dir.path(), &uuid, &hand_made_xml(&uuid));
+    let _impostor = UuidGuard {
+        domains: vec![(impostor_uuid.clone(), uuid.clone())],
+    };
+    let before = inactive_xml(name);
+    let impostor_before = inactive_xml_by_uuid(&impostor_uuid);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, format!("{name}: unchanged\n"));
+    assert_eq!(
+        inactive_xml(name),
+        before,
+        "the declared domain is untouched"
+    );
+    assert_eq!(inactive_xml_by_uuid(&impostor_uuid), impostor_before);
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn a_foreign_domain_with_a_trailing_space_does_not_stop_sync() {
+    let _lock = lock();
+    require_libvirtd();
+    let name = "vfiotest-sync-spaced";
+    let spaced = "vfiotest-sync-space ";
+    let _guard = DomainGuard::new(&[name, spaced]);
+    let dir = tempfile::tempdir().unwrap();
+    define_by_hand(dir.path(), spaced);
+    let xml = dir.path().join("d.xml");
+    std::fs::write(&xml, small_domain_xml(name, 1, None, None)).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    write_manifest(&manifest, URI, &[entry(name, &xml, None)]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_says(&format!("{name}: define (new"));
+    assert!(domain_exists(name));
+    assert!(domain_exists(spaced), "the foreign domain is untouched");
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn an_interrupted_disk_creation_is_redone_and_a_users_empty_file_kept() {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let _lock = lock();
+    require_libvirtd();
+    let name = "vfiotest-sync-redo";
+    let user = "vfiotest-sync-userfile";
+    let _guard = DomainGuard::new(&[name, user]);
+    let dir = tempfile::tempdir().unwrap();
+    // What an older sync left when killed between claiming the path and
+    // qemu-img: an empty root file, mode 0600. And a half-written temporary.
+    let disk = dir.path().join("redo.qcow2");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&disk)
+        .unwrap();
+    let partial = dir.path().join(".redo.qcow2.vfio-helper-partial");
+    std::fs::write(&partial, b"QFI").unwrap();
+    // A user's own empty file, mode 0644: not ours.
+    let user_disk = dir.path().join("user.qcow2");
+    std::fs::write(&user_disk, b"").unwrap();
+    std::fs::set_permissions(&user_disk, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let user_before = fingerprint(&user_disk);
+
+    let xml = dir.path().join("d.xml");
+    let user_xml = dir.path().join("u.xml");
+    std::fs::write(&xml, small_domain_xml(name, 1, Some(&disk), None)).unwrap();
+    std::fs::write(&user_xml, small_domain_xml(user, 1, Some(&user_disk), None)).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    write_manifest(
+        &manifest,
+        URI,
+        &[
+            entry(name, &xml, Some(&disk)),
+            entry(user, &user_xml, Some(&user_disk)),
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_says(&format!("{name}: create disk {}", disk.display()));
+    assert_eq!(
+        &std::fs::read(&disk).unwrap()[..4],
+        b"QFI\xfb",
+        "now a qcow2 image"
+    );
+    assert!(!partial.exists(), "the leftover temporary is gone");
+    run.assert_says(&format!(
+        "{user}: warning: {} is not a qcow2 image",
+        user_disk.display()
+    ));
+    assert_eq!(fingerprint(&user_disk), user_before);
+    // The redone image is used as is by the next run.
+    let image = fingerprint(&disk);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains("create disk"), "{}", run.stdout);
+    assert_eq!(fingerprint(&disk), image);
+}
+
+#[test]
+#[ignore = "needs libvirtd"]
+fn a_domain_started_after_planning_is_not_undefined() {
+    use vfio_helper::sync::{self, ApplyOptions, Ledger, Libvirt, Virsh};
+    let _lock = lock();
+    require_libvirtd();
+    let name = "vfiotest-sync-race";
+    let _guard = DomainGuard::new(&[name]);
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("d.xml");
+    std::fs::write(&xml, small_domain_xml(name, 1, None, None)).unwrap();
+    let manifest = dir.path().join("manifest.json");
+    write_manifest(&manifest, URI, &[entry(name, &xml, None)]);
+    let run = run_sync(&manifest, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+
+    // Removed from the configuration; planned while stopped…
+    wait_until_only_sync_test_domains();
+    let virsh = Virsh::new(URI);
+    let live = virsh.list().unwrap();
+    let ledger = Ledger::load(&state_file(&manifest)).unwrap();
+    let plan = sync::plan(&[], &live, &ledger);
+    assert_eq!(plan.get(name).unwrap().actions, [sync::Action::Undefine]);
+    // …and started before the plan is carried out.
+    virsh_ok(&["start", "--domain", name]);
+    let report = sync::apply(&plan, &virsh, &ApplyOptions::default());
+    assert!(report.failures.is_empty(), "{:?}", report.lines);
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|l| l.contains("was started since sync listed it")),
+        "{:?}",
+        report.lines
+    );
+    let info = virsh_ok(&["dominfo", "--domain", name]);
+    assert!(info.contains("Persistent:     yes"), "{info}");
+    assert_eq!(domain_state(name), "running");
+}

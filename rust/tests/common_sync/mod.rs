@@ -46,7 +46,37 @@ pub fn virsh_ok(args: &[&str]) -> String {
 }
 
 pub fn domain_exists(name: &str) -> bool {
-    virsh(&["dominfo", "--domain", name]).status.success()
+    domain_uuid_of(name).is_some()
+}
+
+/// The UUID of the domain named exactly `name` (looked up through the
+/// listing, so that a name shaped like an ID or a UUID is not misread).
+pub fn domain_uuid_of(name: &str) -> Option<String> {
+    all_domains()
+        .into_iter()
+        .find(|(_, n)| n == name)
+        .map(|(u, _)| u)
+}
+
+/// Every domain as (uuid, exact name).
+pub fn all_domains() -> Vec<(String, String)> {
+    let uuids = virsh_ok(&["list", "--all", "--uuid"]);
+    uuids
+        .lines()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .filter_map(|u| {
+            let out = virsh(&["dumpxml", "--inactive", "--domain", u]);
+            let xml = String::from_utf8_lossy(&out.stdout).into_owned();
+            let facts = vfio_helper::sync::xml_facts(&xml).ok()?;
+            Some((u.to_string(), facts.name?))
+        })
+        .collect()
+}
+
+/// The domain's inactive XML, looked up by UUID.
+pub fn inactive_xml_by_uuid(uuid: &str) -> String {
+    virsh_ok(&["dumpxml", "--inactive", "--domain", uuid])
 }
 
 pub fn domain_state(name: &str) -> String {
@@ -94,11 +124,12 @@ impl DomainGuard {
 
     pub fn cleanup(&self) {
         for n in &self.names {
-            if !n.starts_with(PREFIX) || !domain_exists(n) {
+            if !n.starts_with(PREFIX) {
                 continue;
             }
-            let _ = virsh(&["destroy", "--domain", n]);
-            let _ = virsh(&["undefine", "--domain", n, "--nvram", "--tpm"]);
+            if let Some(uuid) = domain_uuid_of(n) {
+                remove_domain(&uuid);
+            }
         }
     }
 }
@@ -106,6 +137,30 @@ impl DomainGuard {
 impl Drop for DomainGuard {
     fn drop(&mut self) {
         self.cleanup();
+    }
+}
+
+/// Destroys and undefines a test domain by UUID, with its NVRAM and TPM state.
+pub fn remove_domain(uuid: &str) {
+    let _ = virsh(&["destroy", "--domain", uuid]);
+    let _ = virsh(&["undefine", "--domain", uuid, "--nvram", "--tpm"]);
+}
+
+/// Removes, on drop, the domains with these UUIDs (for test domains whose
+/// names cannot start with `vfiotest-`, e.g. one named like a UUID). Each is
+/// removed only if its name is still the one the test gave it.
+pub struct UuidGuard {
+    pub domains: Vec<(String, String)>,
+}
+
+impl Drop for UuidGuard {
+    fn drop(&mut self) {
+        let live = all_domains();
+        for (uuid, name) in &self.domains {
+            if live.iter().any(|(u, n)| u == uuid && n == name) {
+                remove_domain(uuid);
+            }
+        }
     }
 }
 
@@ -135,16 +190,11 @@ pub fn wait_until_only_sync_test_domains() {
 }
 
 fn other_managed_domains() -> Vec<String> {
-    let names = virsh_ok(&["list", "--all", "--name"]);
-    names
-        .lines()
-        .map(str::trim)
-        .filter(|n| !n.is_empty() && !n.starts_with(SYNC_PREFIX))
-        .filter(|n| {
-            let out = virsh(&["dumpxml", "--inactive", "--domain", n]);
-            String::from_utf8_lossy(&out.stdout).contains(vfio_helper::sync::MANAGED_NS)
-        })
-        .map(str::to_string)
+    all_domains()
+        .into_iter()
+        .filter(|(_, n)| !n.starts_with(SYNC_PREFIX))
+        .filter(|(u, _)| inactive_xml_by_uuid(u).contains(vfio_helper::sync::MANAGED_NS))
+        .map(|(_, n)| n)
         .collect()
 }
 
@@ -172,13 +222,29 @@ impl SyncRun {
     }
 }
 
-/// Runs `vfio-helper sync --manifest <manifest> <extra…>`.
+/// The helper under test: `VFIO_HELPER_BIN` when set (to run these tests
+/// against another build), else this crate's binary.
+pub fn helper_bin() -> PathBuf {
+    std::env::var_os("VFIO_HELPER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vfio-helper")))
+}
+
+/// The ledger a test's syncs share: `sync-state.json` next to the manifest.
+pub fn state_file(manifest: &Path) -> PathBuf {
+    manifest.with_file_name("sync-state.json")
+}
+
+/// Runs `vfio-helper sync --manifest <manifest> --state <next to it> <extra…>`
+/// (no `--state` is added when `extra` has one).
 pub fn run_sync(manifest: &Path, extra: &[&str]) -> SyncRun {
     wait_until_only_sync_test_domains();
-    let out = Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
-        .arg("sync")
-        .arg("--manifest")
-        .arg(manifest)
+    let mut cmd = Command::new(helper_bin());
+    cmd.arg("sync").arg("--manifest").arg(manifest);
+    if !extra.contains(&"--state") {
+        cmd.arg("--state").arg(state_file(manifest));
+    }
+    let out = cmd
         .args(extra)
         .env("NO_COLOR", "1")
         .output()
@@ -200,6 +266,11 @@ pub struct Entry {
 }
 
 pub fn write_manifest(path: &Path, uri: &str, entries: &[Entry]) {
+    write_manifest_with_networks(path, uri, entries, &[]);
+}
+
+/// A manifest that also lists libvirt networks (`networks`).
+pub fn write_manifest_with_networks(path: &Path, uri: &str, entries: &[Entry], networks: &[&str]) {
     let domains: Vec<serde_json::Value> = entries
         .iter()
         .map(|e| {
@@ -215,7 +286,10 @@ pub fn write_manifest(path: &Path, uri: &str, entries: &[Entry]) {
             v
         })
         .collect();
-    let manifest = serde_json::json!({ "version": 1, "uri": uri, "domains": domains });
+    let mut manifest = serde_json::json!({ "version": 1, "uri": uri, "domains": domains });
+    if !networks.is_empty() {
+        manifest["networks"] = serde_json::json!(networks);
+    }
     std::fs::write(path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
 }
 
@@ -257,9 +331,22 @@ pub fn hand_made_xml(name: &str) -> String {
 }
 
 pub fn define_by_hand(dir: &Path, name: &str) {
-    let path = dir.join(format!("{name}-hand.xml"));
-    std::fs::write(&path, hand_made_xml(name)).unwrap();
+    define_xml_by_hand(dir, name, &hand_made_xml(name));
+}
+
+/// Defines `xml` with `virsh define` (as a user would), returning its UUID.
+pub fn define_xml_by_hand(dir: &Path, name: &str, xml: &str) -> String {
+    let path = dir.join(format!("{}-hand.xml", name.trim().replace('/', "_")));
+    std::fs::write(&path, xml).unwrap();
     virsh_ok(&["define", "--file", path.to_str().unwrap()]);
+    domain_uuid_of(name).expect("the domain defined by hand is listed")
+}
+
+/// Replaces the `<uuid>` of a domain XML.
+pub fn with_uuid(xml: &str, uuid: &str) -> String {
+    let start = xml.find("<uuid>").expect("a <uuid>") + "<uuid>".len();
+    let end = start + xml[start..].find("</uuid>").unwrap();
+    format!("{}{uuid}{}", &xml[..start], &xml[end..])
 }
 
 /// Content and mtime of a file, to prove it was not touched.

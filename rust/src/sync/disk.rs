@@ -1,0 +1,363 @@
+//! What is at a declared disk path, and creating a missing qcow2 image
+//! (see "Disk images" in the module documentation).
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::command::{run_bounded, RunError};
+
+/// The first bytes of every qcow2 image (`QFI\xfb`).
+const QCOW2_MAGIC: &[u8; 4] = b"QFI\xfb";
+
+/// `qemu-img create` writes a few KiB; anything slower is a hung file system.
+const QEMU_IMG_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Suffix of the temporary name an image is created under.
+const PARTIAL_SUFFIX: &str = ".vfio-helper-partial";
+
+/// What is at a declared disk path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskState {
+    /// A qcow2 image (or a link to one): never touched.
+    File,
+    /// A regular file that is not a qcow2 image and not ours: never touched,
+    /// reported (the domain XML declares qcow2).
+    NotQcow2,
+    /// An empty regular file, root's, mode 0600: left by an interrupted
+    /// creation of an older sync. Holds nothing; replaced.
+    Unfinished,
+    /// A block device: used raw, never touched.
+    BlockDevice,
+    /// Nothing there, but the path is a block device path (`/dev/…`).
+    MissingDevice,
+    /// Nothing there; the parent directory exists and is writable.
+    Missing,
+    IsDirectory,
+    /// A socket, FIFO or character device.
+    NotAFile,
+    /// A symbolic link whose target does not exist.
+    DanglingSymlink,
+    /// The path cannot be examined (permissions, name too long, …).
+    Unreadable(String),
+    ParentMissing,
+    ParentReadOnly(String),
+}
+
+/// Looks at a disk path, without following a symbolic link to create
+/// anything. For a missing image it checks that the directory is writable by
+/// creating and removing a probe file (root ignores mode bits, so only a real
+/// write tells a read-only mount apart).
+pub fn probe_disk(path: &Path) -> DiskState {
+    match fs::symlink_metadata(path) {
+        Ok(link) if link.file_type().is_symlink() => match fs::metadata(path) {
+            Ok(target) => classify(path, &target, false),
+            Err(_) => DiskState::DanglingSymlink,
+        },
+        Ok(meta) => classify(path, &meta, true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if path.starts_with("/dev") {
+                DiskState::MissingDevice
+            } else {
+                probe_parent(path)
+            }
+        }
+        Err(e) => DiskState::Unreadable(e.to_string()),
+    }
+}
+
+fn classify(path: &Path, meta: &fs::Metadata, own_file: bool) -> DiskState {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        DiskState::IsDirectory
+    } else if ft.is_block_device() {
+        DiskState::BlockDevice
+    } else if !ft.is_file() {
+        DiskState::NotAFile
+    } else if own_file && is_unfinished(meta) {
+        DiskState::Unfinished
+    } else if has_qcow2_magic(path) {
+        DiskState::File
+    } else {
+        DiskState::NotQcow2
+    }
+}
+
+/// Empty, root's, mode 0600: how an older sync claimed the path before
+/// `qemu-img` wrote to it.
+fn is_unfinished(meta: &fs::Metadata) -> bool {
+    meta.len() == 0 && meta.uid() == 0 && meta.mode() & 0o7777 == 0o600
+}
+
+fn has_qcow2_magic(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map(|()| &head == QCOW2_MAGIC)
+        .unwrap_or(false)
+}
+
+fn probe_parent(path: &Path) -> DiskState {
+    let parent = disk_parent(path);
+    match fs::metadata(&parent) {
+        Ok(m) if m.is_dir() => {
+            let probe = parent.join(format!(".vfio-helper-probe-{}", std::process::id()));
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+            {
+                Ok(_) => {
+                    let _ = fs::remove_file(&probe);
+                    DiskState::Missing
+                }
+                Err(e) => DiskState::ParentReadOnly(e.to_string()),
+            }
+        }
+        _ => DiskState::ParentMissing,
+    }
+}
+
+/// The directory of a disk path (`.` for a bare file name).
+pub(crate) fn disk_parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The temporary name an image at `path` is created under.
+pub(crate) fn partial_path(path: &Path) -> Option<PathBuf> {
+    let file = path.file_name()?.to_str()?;
+    Some(disk_parent(path).join(format!(".{file}{PARTIAL_SUFFIX}")))
+}
+
+/// Creates a qcow2 image at `path`, never overwriting anything but the empty
+/// leftover of an interrupted creation (`replace_unfinished`, re-checked
+/// here). The image is written under `.<file>.vfio-helper-partial` and
+/// appears at `path` only complete.
+pub fn create_qcow2(path: &Path, size_gib: u64, replace_unfinished: bool) -> Result<(), String> {
+    let tmp = partial_path(path).ok_or("the path has no file name")?;
+    remove_leftover(&tmp)?;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let result = fill_and_place(&tmp, path, size_gib, replace_unfinished);
+    // Gone after a successful link or rename; removed after a failure.
+    let _ = fs::remove_file(&tmp);
+    result?;
+    sync_dir(&disk_parent(path));
+    Ok(())
+}
+
+fn fill_and_place(tmp: &Path, path: &Path, size_gib: u64, replace: bool) -> Result<(), String> {
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["create", "-q", "-f", "qcow2"])
+        .arg(tmp)
+        .arg(format!("{size_gib}G"))
+        .env("LC_ALL", "C");
+    match run_bounded(cmd, None, QEMU_IMG_TIMEOUT) {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => return Err(out.stderr.trim().to_string()),
+        Err(RunError::TimedOut) => {
+            return Err(format!(
+                "qemu-img did not finish within {} s",
+                QEMU_IMG_TIMEOUT.as_secs()
+            ))
+        }
+        Err(RunError::Spawn(e)) => return Err(format!("cannot run qemu-img: {e}")),
+        Err(RunError::Wait(e)) => return Err(format!("waiting for qemu-img failed: {e}")),
+    }
+    fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("cannot flush {}: {e}", tmp.display()))?;
+    if replace {
+        // Only the empty leftover is replaced, and only if it still is one.
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_file() && is_unfinished(&m) => {
+                fs::rename(tmp, path).map_err(|e| format!("cannot move the image into place: {e}"))
+            }
+            _ => Err("the file at the path changed meanwhile; it was left alone".into()),
+        }
+    } else {
+        place_new(tmp, path)
+    }
+}
+
+/// Links the finished image into place: fails instead of replacing anything
+/// that appeared at `path` meanwhile.
+fn place_new(tmp: &Path, path: &Path) -> Result<(), String> {
+    match fs::hard_link(tmp, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err("a file appeared at the path meanwhile; it was left alone".into())
+        }
+        Err(link_err) => {
+            // A file system without hard links: rename, after checking once
+            // more that nothing is there.
+            if fs::symlink_metadata(path).is_ok() {
+                return Err("a file appeared at the path meanwhile; it was left alone".into());
+            }
+            fs::rename(tmp, path)
+                .map_err(|e| format!("cannot move the image into place: {e} (link: {link_err})"))
+        }
+    }
+}
+
+/// Removes the temporary file of an interrupted creation: only a regular
+/// file is removed, never what a symbolic link points to.
+fn remove_leftover(tmp: &Path) -> Result<(), String> {
+    match fs::symlink_metadata(tmp) {
+        Ok(m) if m.file_type().is_file() => fs::remove_file(tmp)
+            .map_err(|e| format!("cannot remove the leftover {}: {e}", tmp.display())),
+        Ok(_) => Err(format!(
+            "{} exists and is not a regular file; remove it",
+            tmp.display()
+        )),
+        Err(_) => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn have_qemu_img() -> bool {
+        Command::new("qemu-img").arg("--version").output().is_ok()
+    }
+
+    #[test]
+    fn probe_tells_the_kinds_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        assert_eq!(probe_disk(&p.join("none.qcow2")), DiskState::Missing);
+        assert_eq!(probe_disk(p), DiskState::IsDirectory);
+        assert_eq!(probe_disk(&p.join("no/x.qcow2")), DiskState::ParentMissing);
+        fs::write(p.join("q.qcow2"), b"QFI\xfb\0\0\0\x03").unwrap();
+        assert_eq!(probe_disk(&p.join("q.qcow2")), DiskState::File);
+        fs::write(p.join("raw.img"), b"precious user data").unwrap();
+        assert_eq!(probe_disk(&p.join("raw.img")), DiskState::NotQcow2);
+        std::os::unix::fs::symlink(p.join("q.qcow2"), p.join("link.qcow2")).unwrap();
+        assert_eq!(probe_disk(&p.join("link.qcow2")), DiskState::File);
+        std::os::unix::fs::symlink(p.join("gone"), p.join("dangling.qcow2")).unwrap();
+        assert_eq!(
+            probe_disk(&p.join("dangling.qcow2")),
+            DiskState::DanglingSymlink
+        );
+        assert_eq!(
+            probe_disk(Path::new("/dev/vfio-test-none")),
+            DiskState::MissingDevice
+        );
+    }
+
+    #[test]
+    fn only_an_empty_root_0600_file_is_unfinished() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.qcow2");
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+            .unwrap();
+        let root = is_root();
+        assert_eq!(
+            probe_disk(&p),
+            if root {
+                DiskState::Unfinished
+            } else {
+                DiskState::NotQcow2
+            }
+        );
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(probe_disk(&p), DiskState::NotQcow2, "mode 0644: the user's");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&p, b"x").unwrap();
+        assert_eq!(probe_disk(&p), DiskState::NotQcow2, "not empty: the user's");
+    }
+
+    fn is_root() -> bool {
+        fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn creation_goes_through_a_temporary_name_and_cleans_up() {
+        if !have_qemu_img() {
+            panic!("qemu-img is needed (Debian: qemu-utils)");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.qcow2");
+        // A leftover of an interrupted run is removed and redone.
+        let tmp = partial_path(&p).unwrap();
+        fs::write(&tmp, b"half").unwrap();
+        create_qcow2(&p, 1, false).unwrap();
+        assert_eq!(&fs::read(&p).unwrap()[..4], QCOW2_MAGIC);
+        assert!(!tmp.exists());
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn creation_never_replaces_a_file_that_appeared() {
+        if !have_qemu_img() {
+            panic!("qemu-img is needed (Debian: qemu-utils)");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.qcow2");
+        fs::write(&p, b"user data").unwrap();
+        let err = create_qcow2(&p, 1, false).unwrap_err();
+        assert!(err.contains("appeared"), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"user data");
+        let err = create_qcow2(&p, 1, true).unwrap_err();
+        assert!(err.contains("changed meanwhile"), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"user data");
+        assert!(!partial_path(&p).unwrap().exists());
+    }
+
+    #[test]
+    fn a_symlink_at_the_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.qcow2");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        std::os::unix::fs::symlink(&victim, partial_path(&p).unwrap()).unwrap();
+        let err = create_qcow2(&p, 1, false).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn a_failed_qemu_img_leaves_nothing() {
+        if !have_qemu_img() {
+            panic!("qemu-img is needed (Debian: qemu-utils)");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.qcow2");
+        // qemu-img refuses a size it cannot represent.
+        let err = create_qcow2(&p, u64::MAX / 2, false).unwrap_err();
+        assert!(!err.is_empty());
+        assert!(!p.exists());
+        assert!(!partial_path(&p).unwrap().exists());
+    }
+}
