@@ -176,6 +176,7 @@ in
     expected = {
       version = 1;
       uri = "qemu:///system";
+      networks = [ "default" ];
       domains = [
         {
           name = "win11";
@@ -230,6 +231,18 @@ in
           false
           false
         ];
+  };
+
+  # Only a VM on NAT needs libvirt's default network.
+  testNetworksListedOnlyForNat = {
+    expr = map (h: (builtins.fromJSON (vmsOf h).manifestFile.text).networks) [
+      server
+      (oneVm "u" { network.type = "user"; })
+    ];
+    expected = [
+      [ ]
+      [ ]
+    ];
   };
 
   testManifestInEtc = {

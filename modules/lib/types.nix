@@ -56,7 +56,12 @@ rec {
       "it is ${toString (builtins.stringLength name)} characters long; use at most ${toString vmNameMaxLength}"
     else if builtins.match "[0-9]+" name != null then
       "an all-digit name is read by virsh as a domain ID; add a letter"
-    else if builtins.match "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}" name != null then
+    # Hex digits and dashes with 32 hex digits: what libvirt's virUUIDParse
+    # may accept, as vfio-helper sync refuses it.
+    else if
+      builtins.match "[0-9a-fA-F-]*" name != null
+      && builtins.stringLength (builtins.replaceStrings [ "-" ] [ "" ] name) == 32
+    then
       "a UUID-shaped name is read by virsh as a domain UUID; choose another name"
     else
       null;

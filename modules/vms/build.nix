@@ -136,9 +136,12 @@ let
 
   # The input of `vfio-helper sync` (format: rust/src/sync.rs). A qcow2 image
   # is created at `disk` when nothing exists there; a block device never is.
+  # `networks`: libvirt networks sync makes active and autostarted
+  # (NixOS copies libvirt's `default` network but never autostarts it).
   manifest = {
     version = 1;
     uri = "qemu:///system";
+    networks = lib.optional (lib.any (vm: vm.network.type == "nat") (lib.attrValues cfg)) "default";
     domains = lib.mapAttrsToList (name: vm: {
       inherit name;
       xml = "${domainXml name vm}";

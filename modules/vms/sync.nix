@@ -98,9 +98,13 @@ in
         Type = "oneshot";
         RemainAfterExit = true;
         ExecStart = "${lib.getExe' helper "vfio-helper"} sync --manifest ${manifestFile}";
-        # Every libvirt call of sync is bounded; this bounds the whole run so
-        # a libvirtd that never answers cannot hang `nixos-rebuild switch`.
-        TimeoutStartSec = 300;
+        # Every libvirt call of sync is bounded (60 s each, and none after
+        # the first that timed out); this bounds the whole run so a libvirtd
+        # that never answers cannot hang `nixos-rebuild switch`.
+        TimeoutStartSec = "5min";
+        # The ledger of the (name, UUID) pairs sync defined:
+        # /var/lib/vfio-helper/sync-state.json.
+        StateDirectory = "vfio-helper";
       };
     };
   };
