@@ -161,6 +161,8 @@ in
       extraModprobeConfig = ''
         options kvmfr static_size_mb=64
 
+        options kvm ignore_msrs=1 report_ignored_msrs=0
+
         softdep nvidia pre: vfio-pci
         softdep nouveau pre: vfio-pci
         softdep snd_hda_intel pre: vfio-pci
