@@ -19,6 +19,7 @@ let
           enable = true;
           users = [ "draxel" ];
         };
+        users.users.draxel.isNormalUser = true;
       }
       extra
     ];
@@ -208,6 +209,7 @@ in
               enable = true;
               users = [ "draxel" ];
             };
+            users.users.draxel.isNormalUser = true;
             networking.bridges.br5.interfaces = [ "eno2" ];
           }
         ];
