@@ -1,4 +1,5 @@
-# Scream (on by default) while the only GPU VM uses QEMU user networking.
+# Scream (on by default once it has a user) while the only GPU VM uses QEMU
+# user networking.
 {
   virtualisation.vms.win11 = {
     gpu = {
@@ -11,4 +12,6 @@
     network.type = "user";
   };
   modules.vfio.dualBoot.enable = true;
+  modules.vfio.scream.users = [ "draxel" ];
+  users.users.draxel.isNormalUser = true;
 }

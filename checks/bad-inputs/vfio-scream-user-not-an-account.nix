@@ -1,0 +1,15 @@
+# A Scream user that is no account of this system.
+{
+  virtualisation.vms.win11 = {
+    gpu = {
+      enable = true;
+      pciId = "10de:2782";
+      audioPciId = "10de:22bc";
+      address = "0000:01:00.0";
+      audioAddress = "0000:01:00.1";
+    };
+    secureBoot = false;
+  };
+  modules.vfio.enable = true;
+  modules.vfio.scream.users = [ "alice" ];
+}
