@@ -157,7 +157,7 @@ in
               in
               "modules.vfio.lookingGlass.users contains ${lib.concatMapStringsSep " and " (n: "\"${n}\"") notAccounts}, "
               + "which ${if one then "is not a user" else "are not users"} of this system: NixOS creates an account only for users.users.<name> with isNormalUser or isSystemUser set; "
-              + "put your own user name in modules.vfio.lookingGlass.users, or declare the user, e.g. users.users.${lib.head notAccounts}.isNormalUser = true";
+              + "put your own user name in modules.vfio.lookingGlass.users, or declare the user, e.g. users.users.${lib.head (notAccounts ++ [ "<name>" ])}.isNormalUser = true";
           }
           {
             assertion = derived.isPowerOfTwo lg.shmSize;

@@ -140,7 +140,7 @@ in
         message =
           "modules.vfio.scream.users contains ${lib.concatMapStringsSep " and " (n: "\"${n}\"") notAccounts}, "
           + "which ${if lib.length notAccounts == 1 then "is not a user" else "are not users"} of this system: NixOS creates an account only for users.users.<name> with isNormalUser or isSystemUser set; "
-          + "put your own user name in modules.vfio.scream.users, or declare the user, e.g. users.users.${lib.head notAccounts}.isNormalUser = true";
+          + "put your own user name in modules.vfio.scream.users, or declare the user, e.g. users.users.${lib.head (notAccounts ++ [ "<name>" ])}.isNormalUser = true";
       }
       {
         assertion = sc.interface != null || macvtapVms != [ ] || gpuVmNames == [ ];
