@@ -389,9 +389,7 @@ const TURING: &str = "0000:02:00.0";
 /// Two GPU VMs that both list `SHARED`, each with its own GPU.
 fn shared_host() -> (Host, String) {
     let host = Host::new();
-    for drv in ["xhci_hcd"] {
-        host.write(&format!("sys/bus/pci/drivers/{drv}/unbind"), "");
-    }
+    host.write("sys/bus/pci/drivers/xhci_hcd/unbind", "");
     host.device(SHARED, Some("xhci_hcd"));
     host.device(TURING, Some("nouveau"));
     let devices = format!("win11 {GPU} {AUDIO} {SHARED}\nturing {TURING} {SHARED}");
@@ -426,7 +424,10 @@ fn a_shared_device_stays_with_vfio_while_another_vm_uses_it() {
     run(&["turing", "prepare", "begin", "-"]);
     probe_to_vfio(&host, &[TURING]);
     host.write("sys/bus/pci/drivers/vfio-pci/unbind", "");
-    host.write(&format!("sys/bus/pci/devices/{SHARED}/driver_override"), "vfio-pci\n");
+    host.write(
+        &format!("sys/bus/pci/devices/{SHARED}/driver_override"),
+        "vfio-pci\n",
+    );
 
     // turing is released: its GPU goes back, SHARED stays with win11.
     let err = run(&["turing", "release", "end", "-"]);
@@ -440,7 +441,9 @@ fn a_shared_device_stays_with_vfio_while_another_vm_uses_it() {
         "vfio-pci\n"
     );
     assert!(
-        err.contains(&format!("{SHARED} stays with vfio-pci: still used by win11")),
+        err.contains(&format!(
+            "{SHARED} stays with vfio-pci: still used by win11"
+        )),
         "{err}"
     );
 
@@ -546,7 +549,8 @@ fn a_held_state_lock_times_out_with_a_clear_error() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     let err = stderr(&out);
     assert!(
-        err.contains("refusing to start win11: another libvirt hook has held") && err.contains(".lock"),
+        err.contains("refusing to start win11: another libvirt hook has held")
+            && err.contains(".lock"),
         "{err}"
     );
     assert_eq!(host.writes(), before);

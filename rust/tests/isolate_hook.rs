@@ -51,7 +51,9 @@ impl Hook {
     /// Runs the hook as libvirt does: `<domain> <operation> <sub-op> <extra>`,
     /// domain XML on stdin.
     fn run(&self, domain: &str, operation: &str, sub: &str) -> Output {
-        self.spawn(domain, operation, sub).wait_with_output().unwrap()
+        self.spawn(domain, operation, sub)
+            .wait_with_output()
+            .unwrap()
     }
 
     /// Starts the hook; the domain XML is already written to its stdin.
@@ -334,8 +336,7 @@ fn a_held_lock_is_waited_for_and_never_broken() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("another cpu-isolate hook has held")
-            && stderr.contains(".flock for 1 s"),
+        stderr.contains("another cpu-isolate hook has held") && stderr.contains(".flock for 1 s"),
         "{stderr}"
     );
     // Nothing changed while another hook held the lock.
@@ -351,7 +352,11 @@ fn a_lock_released_in_time_lets_the_hook_run() {
     let mut holder = hold_lock(&hook.state_dir().join(".flock"), 1);
     let out = finish_within(hook.spawn("win11", "prepare", "begin"), 30);
     let _ = holder.wait();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(hook.calls(), restrict("0-7,12-23,28-31"));
 }
 
@@ -363,7 +368,11 @@ fn a_leftover_lock_entry_does_not_hang_the_hook() {
     fs::create_dir_all(hook.state_dir()).unwrap();
     fs::write(hook.state_dir().join(".lock"), "").unwrap();
     let out = finish_within(hook.spawn("win11", "prepare", "begin"), 20);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(hook.calls(), restrict("0-7,12-23,28-31"));
 }
 
@@ -376,7 +385,8 @@ fn an_unusable_state_dir_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("cannot create the state directory") && stderr.contains("VFIO_ISOLATE_STATE_DIR"),
+        stderr.contains("cannot create the state directory")
+            && stderr.contains("VFIO_ISOLATE_STATE_DIR"),
         "{stderr}"
     );
     assert!(hook.calls().is_empty());
@@ -413,6 +423,9 @@ fn without_flock_the_hook_says_what_is_missing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("flock (util-linux) is not in PATH"), "{stderr}");
+    assert!(
+        stderr.contains("flock (util-linux) is not in PATH"),
+        "{stderr}"
+    );
     assert!(hook.calls().is_empty());
 }

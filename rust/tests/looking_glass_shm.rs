@@ -92,7 +92,11 @@ fn a_larger_file_in_use_is_never_shrunk() {
     let out = shm.run("4096");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fs::read(shm.path()).unwrap(), contents);
-    assert!(stderr(&out).contains("keeps its 8192 bytes"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("keeps its 8192 bytes"),
+        "{}",
+        stderr(&out)
+    );
     // Running again changes nothing either.
     let out = shm.run("4096");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -114,7 +118,10 @@ fn a_symlink_is_refused_and_its_target_untouched() {
     assert!(err.contains("rm "), "{err}");
     assert_eq!(fs::read(&target).unwrap(), b"root:x:0:0\n");
     assert_eq!(mode(&target), 0o600);
-    assert!(fs::symlink_metadata(shm.path()).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(shm.path())
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
@@ -188,7 +195,11 @@ fn a_directory_is_refused() {
     fs::create_dir(shm.path()).unwrap();
     let out = shm.run("4096");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -200,7 +211,9 @@ fn bad_arguments_are_errors_that_name_the_problem() {
     let out = shm.run_as("4096", "no-such-user-here", &id("-gn"));
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("\"no-such-user-here\" (the first of modules.vfio.lookingGlass.users) does not exist"),
+        stderr(&out).contains(
+            "\"no-such-user-here\" (the first of modules.vfio.lookingGlass.users) does not exist"
+        ),
         "{}",
         stderr(&out)
     );
