@@ -7,39 +7,49 @@ let
   stub = import ../stub-pkgs.nix { inherit lib; };
 
   # NixOS's firewall options the module sets or reads, with their upstream
-  # types and defaults: enable and backend from
-  # nixos/modules/services/networking/firewall.nix, extraCommands from
-  # firewall-iptables.nix, extraInputRules from firewall-nftables.nix.
-  # Declared here only while checks/nixos-interface.nix does not declare
-  # them itself.
-  firewallOptions = lib.optional (!((evalHost { }).networking.firewall ? extraCommands)) {
-    options.networking.firewall = {
-      enable = lib.mkOption {
-        type = lib.types.bool;
-        default = true;
-        description = "Whether to enable the firewall.";
-      };
-      backend = lib.mkOption {
-        type = lib.types.enum [
-          "iptables"
-          "nftables"
-          "firewalld"
-        ];
-        default = "iptables";
-        description = "Underlying implementation for the firewall service.";
-      };
-      extraCommands = lib.mkOption {
-        type = lib.types.lines;
-        default = "";
-        description = "Shell commands run by the iptables firewall's start script.";
-      };
-      extraInputRules = lib.mkOption {
-        type = lib.types.lines;
-        default = "";
-        description = "nftables rules appended to the input-allow chain.";
-      };
-    };
-  };
+  # types and defaults: networking.firewall.{enable,backend} from
+  # nixos/modules/services/networking/firewall.nix (backend only in NixOS
+  # with the firewalld module), extraCommands from firewall-iptables.nix,
+  # extraInputRules from firewall-nftables.nix, networking.nftables.enable
+  # from nftables.nix. Each is declared here only while
+  # checks/nixos-interface.nix does not declare it itself.
+  plain = evalHost { };
+  missing = set: name: !(set ? ${name});
+  option =
+    type: default: description:
+    lib.mkOption { inherit type default description; };
+  firewallOptions = firewallOptionsWith { withBackend = true; };
+  firewallOptionsWith =
+    { withBackend }:
+    [
+      (
+        { config, ... }:
+        {
+          options.networking.firewall =
+            lib.optionalAttrs (missing plain.networking.firewall "enable") {
+              enable = option lib.types.bool true "Whether to enable the firewall.";
+            }
+            // lib.optionalAttrs (withBackend && missing plain.networking.firewall "backend") {
+              backend = option (lib.types.enum [
+                "iptables"
+                "nftables"
+                "firewalld"
+              ]) (if config.networking.nftables.enable then "nftables" else "iptables") "Underlying implementation for the firewall service.";
+            }
+            // lib.optionalAttrs (missing plain.networking.firewall "extraCommands") {
+              extraCommands = option lib.types.lines "" "Shell commands run by the iptables firewall's start script.";
+            }
+            // lib.optionalAttrs (missing plain.networking.firewall "extraInputRules") {
+              extraInputRules = option lib.types.lines "" "nftables rules appended to the input-allow chain.";
+            };
+        }
+      )
+      {
+        options.networking = lib.optionalAttrs (missing plain.networking "nftables") {
+          nftables.enable = option lib.types.bool false "Whether to use nftables (and the nftables firewall).";
+        };
+      }
+    ];
 
   host = modules: f.host (modules ++ firewallOptions);
 
@@ -113,7 +123,7 @@ in
   testNftablesBackend = {
     expr =
       let
-        cfg = withNetwork { type = "nat"; } { networking.firewall.backend = "nftables"; };
+        cfg = withNetwork { type = "nat"; } { networking.nftables.enable = true; };
       in
       {
         inherit (cfg.networking.firewall) extraCommands extraInputRules;
@@ -124,6 +134,38 @@ in
       extraInputRules = ''
         iifname "virbr0" ether saddr ${win11Mac} udp dport 4010 accept comment "Scream audio from a VFIO VM"
       '';
+    };
+  };
+
+  # NixOS without networking.firewall.backend (before the firewalld module):
+  # networking.nftables.enable chooses the nftables firewall.
+  testNftablesWithoutABackendOption = {
+    expr =
+      let
+        cfg = f.host (
+          [
+            {
+              virtualisation.vms.win11 = f.win11 // {
+                secureBoot = false;
+              };
+              modules.vfio.enable = true;
+              modules.vfio.scream.users = [ "draxel" ];
+              users.users.draxel.isNormalUser = true;
+              networking.nftables.enable = true;
+            }
+          ]
+          ++ firewallOptionsWith { withBackend = false; }
+        );
+      in
+      {
+        backendDeclared = cfg.networking.firewall ? backend;
+        inherit (cfg.networking.firewall) extraCommands;
+        nftables = lib.hasInfix "ether saddr ${win11Mac}" cfg.networking.firewall.extraInputRules;
+      };
+    expected = {
+      backendDeclared = false;
+      extraCommands = "";
+      nftables = true;
     };
   };
 

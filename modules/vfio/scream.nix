@@ -72,7 +72,11 @@ let
 
   firewall = config.networking.firewall;
   firewallOn = firewall.enable or true;
-  backend = firewall.backend or "iptables";
+  # networking.firewall.backend came with NixOS's firewalld module; before
+  # it, networking.nftables.enable chose the nftables firewall, as it still
+  # chooses backend's default.
+  backend =
+    firewall.backend or (if config.networking.nftables.enable or false then "nftables" else "iptables");
   # Rules in the syntax of each backend: appended to the nixos-fw chain by
   # the iptables firewall's start script (after the ports it opens, before
   # the final refuse), or to the input-allow chain of the nftables one.
