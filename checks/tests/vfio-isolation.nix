@@ -395,6 +395,15 @@ in
     expected = true;
   };
 
+  # flock (util-linux): the hook changes its per-device user counts under a
+  # lock.
+  testDynamicHookHasFlock = {
+    expr = lib.hasInfix "${(import ../stub-pkgs.nix { inherit lib; }).util-linux}/bin" (
+      lib.head (lib.filter (lib.hasPrefix "export PATH=") (lib.splitString "\n" (hookOf dynamic).text))
+    );
+    expected = true;
+  };
+
   testDynamicHookRunsTheScript = {
     expr = builtins.match ''.*exec [^ ]*/bin/bash ([^ ]*) "\$@".*'' (hookOf dynamic).text != null
       && lib.hasSuffix "-gpu-detach.sh" (lib.head (builtins.match ''.*exec [^ ]*/bin/bash ([^ ]*) "\$@".*'' (hookOf dynamic).text));
