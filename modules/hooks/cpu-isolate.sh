@@ -129,7 +129,7 @@ lock() {
         exit 1
     fi
     if ! flock -w "$lock_timeout" 9; then
-        log "another cpu-isolate hook has held $lock_file for $lock_timeout s; the CPU isolation of $domain was not changed. See which process holds it with \`fuser -v $lock_file\`; once it has finished, start the VM again (or, after a stop, run \`systemctl set-property --runtime user.slice AllowedCPUs=<all CPUs>\` for system.slice, user.slice and init.scope)"
+        log "another cpu-isolate hook has held $lock_file for $lock_timeout s; the CPU isolation of $domain was not changed. See which process holds it with \`lslocks\`; once it has finished, start the VM again (or, after a stop, run \`systemctl set-property --runtime user.slice AllowedCPUs=<all CPUs>\` for system.slice, user.slice and init.scope)"
         exit 1
     fi
 }

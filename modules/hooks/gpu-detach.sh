@@ -159,7 +159,7 @@ lock_state() {
     exit 1
   fi
   if ! flock -w "$lock_timeout" 9; then
-    log "$what: another libvirt hook has held $state/.lock for ${lock_timeout} s; see which process with \`fuser -v $state/.lock\`, and try again once it has finished"
+    log "$what: another libvirt hook has held $state/.lock for ${lock_timeout} s; see which process with \`lslocks\`, and try again once it has finished"
     exit 1
   fi
 }
