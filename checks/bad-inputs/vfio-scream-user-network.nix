@@ -1,4 +1,5 @@
-# Scream (on by default) while the only GPU VM uses QEMU user networking.
+# Scream (on by default once it has a user, here the Looking Glass user)
+# while the only GPU VM uses QEMU user networking.
 {
   virtualisation.vms.win11 = {
     gpu = {
@@ -11,4 +12,9 @@
     network.type = "user";
   };
   modules.vfio.dualBoot.enable = true;
+  modules.vfio.lookingGlass = {
+    enable = true;
+    users = [ "draxel" ];
+  };
+  users.users.draxel.isNormalUser = true;
 }

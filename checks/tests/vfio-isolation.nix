@@ -50,6 +50,12 @@ let
 
   hookOf = cfg: cfg.virtualisation.libvirtd.hooks.qemu.vfio-gpu-detach;
 
+  # Windows guests blue-screen on MSRs KVM does not emulate unless KVM
+  # ignores them (libvirt's <msrs unknown="ignore"/> is bhyve-only).
+  kvmOptions = ''
+    options kvm ignore_msrs=1 report_ignored_msrs=0
+  '';
+
   softdeps = ''
     softdep nvidia pre: vfio-pci
     softdep nouveau pre: vfio-pci
@@ -101,7 +107,27 @@ in
 
   testStaticSoftdeps = {
     expr = staticIntel.boot.extraModprobeConfig;
-    expected = softdeps;
+    # types.lines joins the definitions with a newline.
+    expected = kvmOptions + "\n" + softdeps;
+  };
+
+  testKvmIgnoresUnknownMsrsInEveryVfioEntry = {
+    expr =
+      map
+        (cfg: lib.filter (lib.hasPrefix "options kvm ") (lib.splitString "\n" cfg.boot.extraModprobeConfig))
+        [
+          staticIntel
+          dynamic
+          (host [
+            { virtualisation.vms.win11 = f.win11; }
+            f.guideVfio
+          ]).specialisation.vfio.configuration
+        ];
+    expected = [
+      [ "options kvm ignore_msrs=1 report_ignored_msrs=0" ]
+      [ "options kvm ignore_msrs=1 report_ignored_msrs=0" ]
+      [ "options kvm ignore_msrs=1 report_ignored_msrs=0" ]
+    ];
   };
 
   testStaticBlacklist = {
@@ -127,8 +153,22 @@ in
     expected = [ ];
   };
 
-  testVfioNodePermissions = {
+  # QEMU as root (NixOS's default) opens /dev/vfio/N itself; a group rule
+  # would only open the VFIO groups to every member of `kvm`.
+  testNoVfioGroupRuleWhileQemuRunsAsRoot = {
     expr = staticIntel.services.udev.extraRules;
+    expected = "";
+  };
+
+  testVfioNodePermissionsForNonRootQemu = {
+    expr =
+      (host [
+        {
+          virtualisation.vms.win11 = f.win11;
+          modules.vfio.enable = true;
+          virtualisation.libvirtd.qemu.runAsRoot = false;
+        }
+      ]).services.udev.extraRules;
     expected = ''
       SUBSYSTEM=="vfio", GROUP="kvm", MODE="0660"
     '';
@@ -341,7 +381,7 @@ in
         "vfio_iommu_type1"
       ];
       blacklistedKernelModules = [ ];
-      extraModprobeConfig = "";
+      extraModprobeConfig = kvmOptions;
       initrd = [ ];
     };
   };
@@ -353,6 +393,15 @@ in
 
   testDynamicHookDeviceMap = {
     expr = lib.hasInfix "export VFIO_GPU_DEVICES='win11 0000:01:00.0 0000:01:00.1'" (hookOf dynamic).text;
+    expected = true;
+  };
+
+  # flock (util-linux): the hook changes its per-device user counts under a
+  # lock.
+  testDynamicHookHasFlock = {
+    expr = lib.hasInfix "${(import ../stub-pkgs.nix { inherit lib; }).util-linux}/bin" (
+      lib.head (lib.filter (lib.hasPrefix "export PATH=") (lib.splitString "\n" (hookOf dynamic).text))
+    );
     expected = true;
   };
 

@@ -12,7 +12,12 @@ let
       enable = true;
       inherit users;
     };
+    users.users = lib.genAttrs users (_: {
+      isNormalUser = true;
+    });
   };
+
+  shmService = cfg: cfg.systemd.services.looking-glass-shm;
 
   shm = host [
     { virtualisation.vms.win11 = f.win11; }
@@ -68,9 +73,47 @@ in
 {
   # --- /dev/shm/looking-glass ---------------------------------------------------
 
-  testShmTmpfiles = {
+  # tmpfiles skips /dev after boot (systemd-tmpfiles-resetup runs with
+  # --exclude-prefix=/dev): the service creates the file instead.
+  testShmNoTmpfilesRule = {
     expr = lib.filter (lib.hasInfix "/dev/") shm.systemd.tmpfiles.rules;
-    expected = [ "f /dev/shm/looking-glass 0660 draxel looking-glass -" ];
+    expected = [ ];
+  };
+
+  testShmServiceRunsBeforeLibvirtdAndOnEverySwitch = {
+    expr = {
+      inherit (shmService shm) wantedBy before;
+      type = (shmService shm).serviceConfig.Type;
+      # Not RemainAfterExit: an inactive unit wanted by multi-user.target is
+      # started again by every switch.
+      remains = (shmService shm).serviceConfig.RemainAfterExit or false;
+      mounts = (shmService shm).unitConfig.RequiresMountsFor;
+      tmpfilesOrdering = lib.any (lib.hasPrefix "systemd-tmpfiles") ((shmService shm).after or [ ]);
+    };
+    expected = {
+      wantedBy = [
+        "multi-user.target"
+        "libvirtd.service"
+      ];
+      before = [ "libvirtd.service" ];
+      type = "oneshot";
+      remains = false;
+      mounts = "/dev/shm";
+      tmpfilesOrdering = false;
+    };
+  };
+
+  # Same owner, group and mode the tmpfiles rule had (the script sets 0660).
+  testShmServiceCreatesTheFileForTheFirstUser = {
+    expr = builtins.match "exec [^ ]*/bin/bash [^ ]*-looking-glass-shm.sh (.*)" (shmService shm).script;
+    expected = [
+      (lib.escapeShellArgs [
+        "/dev/shm/looking-glass"
+        "134217728"
+        "draxel"
+        "looking-glass"
+      ])
+    ];
   };
 
   testShmGroupHasTheUsersOnly = {
@@ -88,15 +131,22 @@ in
   };
 
   testShmSizedToShmSize = {
-    expr = {
-      inherit (shm.modules.vfio.lookingGlass) shmSize;
-      exec = shm.systemd.services.looking-glass-shm.serviceConfig.ExecStart;
-      before = shm.systemd.services.looking-glass-shm.before;
-    };
+    expr =
+      let
+        cfg = host [
+          { virtualisation.vms.win11 = f.win11 // { lookingGlass.size = 32; }; }
+          (lgOn [ "draxel" ])
+        ];
+      in
+      {
+        inherit (cfg.modules.vfio.lookingGlass) shmSize;
+        args = builtins.match ".*-looking-glass-shm.sh '?/dev/shm/looking-glass'? '?([0-9]+)'? .*" (shmService cfg).script;
+        path = map (p: p.name) (shmService cfg).path;
+      };
     expected = {
-      shmSize = 128;
-      exec = "${stub.coreutils}/bin/truncate --no-create --size=>134217728 /dev/shm/looking-glass";
-      before = [ "libvirtd.service" ];
+      shmSize = 32;
+      args = [ "33554432" ];
+      path = [ "coreutils" ];
     };
   };
 
@@ -161,6 +211,8 @@ in
       extraModprobeConfig = ''
         options kvmfr static_size_mb=64
 
+        options kvm ignore_msrs=1 report_ignored_msrs=0
+
         softdep nvidia pre: vfio-pci
         softdep nouveau pre: vfio-pci
         softdep snd_hda_intel pre: vfio-pci
@@ -170,16 +222,24 @@ in
     };
   };
 
+  # A group of its own: `kvm` would also open /dev/kvm (and, with a non-root
+  # QEMU, /dev/vfio/N); uaccess would give the nodes to whoever is at the
+  # seat.
   testKvmfrUdevRulePackage = {
     expr = map (p: { inherit (p) destination text; }) kvmfr.services.udev.packages;
     expected = [
       {
         destination = "/lib/udev/rules.d/70-kvmfr.rules";
         text = ''
-          SUBSYSTEM=="kvmfr", GROUP="kvm", MODE="0660", TAG+="uaccess"
+          SUBSYSTEM=="kvmfr", GROUP="kvmfr", MODE="0660"
         '';
       }
     ];
+  };
+
+  testKvmfrRuleHasNoUaccessNorKvmGroup = {
+    expr = lib.any (p: lib.hasInfix "uaccess" p.text || lib.hasInfix "\"kvm\"" p.text) kvmfr.services.udev.packages;
+    expected = false;
   };
 
   testKvmfrUdevRuleHasNoOwner = {
@@ -192,17 +252,29 @@ in
     expected = qemuConf [ "/dev/kvmfr0" ];
   };
 
-  testKvmfrUsersInKvmNoShm = {
+  testKvmfrUsersInKvmfrGroupNoShm = {
     expr = {
       users = lib.mapAttrs (_: u: u.extraGroups) kvmfr.users.users;
+      groups = lib.attrNames kvmfr.users.groups;
       tmpfiles = lib.filter (lib.hasInfix "looking-glass") kvmfr.systemd.tmpfiles.rules;
       services = lib.filter (lib.hasPrefix "looking-glass") (lib.attrNames kvmfr.systemd.services);
     };
     expected = {
-      users.draxel = [ "kvm" ];
+      users.draxel = [ "kvmfr" ];
+      groups = [ "kvmfr" ];
       tmpfiles = [ ];
       services = [ ];
     };
+  };
+
+  testKvmfrNonRootQemuJoinsKvmfr = {
+    expr =
+      (host [
+        { virtualisation.vms.win11 = kvmfrVm 64 0; }
+        (lgOn [ "draxel" ])
+        { virtualisation.libvirtd.qemu.runAsRoot = false; }
+      ]).users.users.qemu-libvirtd.extraGroups;
+    expected = [ "kvmfr" ];
   };
 
   testTwoKvmfrDevicesInIndexOrder = {
@@ -286,6 +358,40 @@ in
     expected = [
       "modules.vfio.lookingGlass.enable = true but modules.vfio.lookingGlass.users is empty, so nobody could read the shared memory; set modules.vfio.lookingGlass.users = [ \"<your user name>\" ]"
     ];
+  };
+
+  testUsersMustBeAccounts = {
+    expr = failedMessages (host [
+      { virtualisation.vms.win11 = f.win11; }
+      (lgOn [ "draxel" ])
+      {
+        modules.vfio.lookingGlass.users = lib.mkForce [
+          "draxel"
+          "alice"
+        ];
+      }
+    ]);
+    expected = [
+      "modules.vfio.lookingGlass.users contains \"alice\", which is not a user of this system: NixOS creates an account only for users.users.<name> with isNormalUser or isSystemUser set; put your own user name in modules.vfio.lookingGlass.users, or declare the user, e.g. users.users.alice.isNormalUser = true"
+    ];
+  };
+
+  testSystemUsersAreAccounts = {
+    expr = failedMessages (host [
+      { virtualisation.vms.win11 = f.win11; }
+      (lgOn [ "draxel" ])
+      {
+        modules.vfio.lookingGlass.users = lib.mkForce [
+          "draxel"
+          "lgbot"
+          "root"
+        ];
+        users.users.lgbot.isSystemUser = true;
+        # As nixos/modules/config/users-groups.nix declares root.
+        users.users.root.uid = 0;
+      }
+    ]);
+    expected = [ ];
   };
 
   testShmSizeSmallerThanVmFails = {

@@ -34,11 +34,16 @@
 #                             (on tmpfs, so it is empty after a reboot).
 #     VFIO_ISOLATE_UNITS      units to restrict; default
 #                             "system.slice user.slice init.scope".
+#     VFIO_ISOLATE_LOCK_TIMEOUT  seconds to wait for another hook's lock;
+#                             default 60.
 #
-#   Needs bash, coreutils and systemctl (systemd >= 244 on cgroup v2) in PATH.
+#   Needs bash, coreutils, flock (util-linux) and systemctl (systemd >= 244 on
+#   cgroup v2) in PATH.
 #   Exit status: 0, also when systemctl fails (the VM must still start; a
 #   message goes to stderr, which libvirt logs); 1 on a malformed
-#   VFIO_ISOLATE_VMS or CPU list, which is a configuration bug.
+#   VFIO_ISOLATE_VMS or CPU list, which is a configuration bug, and when the
+#   state directory cannot be created or locked within the timeout (the
+#   isolation is then left as it was, and a start is refused).
 set -u
 
 domain=${1:-}
@@ -111,20 +116,23 @@ vm_cpus() {
     done <<<"${VFIO_ISOLATE_VMS:-}"
 }
 
-lock_dir=$state_dir/.lock
+# Every change of the state directory and the systemd properties happens
+# under an exclusive flock(1) on $lock_file, so two hooks (two VMs starting or
+# stopping at once) never interleave. The lock is released when the hook
+# exits (also when it is killed); a lock held longer than lock_timeout seconds
+# is never broken: the hook gives up with an error instead.
+lock_file=$state_dir/.flock
+lock_timeout=${VFIO_ISOLATE_LOCK_TIMEOUT:-60}
 lock() {
-    local tries=0
-    until mkdir "$lock_dir" 2>/dev/null; do
-        tries=$((tries + 1))
-        if ((tries > 100)); then
-            log "breaking a stale lock $lock_dir"
-            rmdir "$lock_dir" 2>/dev/null
-            tries=0
-        fi
-        sleep 0.1
-    done
+    if ! exec 9>>"$lock_file"; then
+        log "cannot open the lock $lock_file; the CPU isolation of $domain was not changed"
+        exit 1
+    fi
+    if ! flock -w "$lock_timeout" 9; then
+        log "another cpu-isolate hook has held $lock_file for $lock_timeout s; the CPU isolation of $domain was not changed. See which process holds it with \`lslocks\`; once it has finished, start the VM again (or, after a stop, run \`systemctl set-property --runtime user.slice AllowedCPUs=<all CPUs>\` for system.slice, user.slice and init.scope)"
+        exit 1
+    fi
 }
-unlock() { rmdir "$lock_dir" 2>/dev/null; }
 
 # Restricts the units to all CPUs minus the union of the running VMs' sets.
 apply() {
@@ -174,9 +182,19 @@ if ! parse_into check "$cpus" || ((${#check[@]} == 0)); then
     exit 1
 fi
 
-mkdir -p "$state_dir" || exit 0
+if ! command -v flock >/dev/null 2>&1; then
+    log "flock (util-linux) is not in PATH, so the hook cannot lock $state_dir; the CPU isolation of $domain was not changed"
+    exit 1
+fi
+if [[ ! $lock_timeout =~ ^[0-9]+$ ]]; then
+    log "VFIO_ISOLATE_LOCK_TIMEOUT=\"$lock_timeout\" is not a number of seconds; using 60"
+    lock_timeout=60
+fi
+if ! mkdir -p "$state_dir" 2>/dev/null || [[ ! -d $state_dir ]]; then
+    log "cannot create the state directory $state_dir (VFIO_ISOLATE_STATE_DIR); the CPU isolation of $domain was not changed"
+    exit 1
+fi
 lock
-trap unlock EXIT
 if [[ $action == take ]]; then
     printf '%s\n' "$(format_set check)" >"$state_dir/$domain.cpus"
 else

@@ -16,14 +16,31 @@
 # unknown) and its DRM nodes /dev/dri/by-path/pci-<address>-{card,render}.
 # Unbinding a GPU that is in use hangs or crashes the host driver.
 #
+# A function may be listed under several VMs (modules.vfio.gpuPciAddresses
+# goes with every GPU VM). Only one running QEMU can own it, but a second VM
+# that is started by mistake runs "prepare" and, when its QEMU fails, "release"
+# while the first VM still uses the function. So the hook counts users: every
+# VM prepared with a function is recorded, and the function goes back to the
+# host only when the last of them is released. The state is changed under an
+# exclusive lock, so two hooks (two VMs starting or stopping at once) never
+# interleave.
+#
+# State (on tmpfs, so empty after a reboot), in VFIO_STATE_DIR:
+#   <address>               the host driver the hook took the function from
+#   <address>.users/<vm>    one empty file per VM prepared with the function
+#   .lock                   flock(1) lock around every change
+#
 # Environment:
-#   VFIO_GPU_DEVICES  one line per VM: "<domain> <address> [<address>...]"
-#   VFIO_SYSFS_ROOT   sysfs mount point              (default /sys)
-#   VFIO_DEV_ROOT     device directory               (default /dev)
-#   VFIO_PROC_ROOT    procfs mount point             (default /proc)
-#   VFIO_STATE_DIR    remembers each function's host driver (default /run/vfio-gpu)
-#   VFIO_MODPROBE     command loading vfio-pci       (default modprobe)
-#   VFIO_NO_SYSLOG    when set, log to stderr only (default: stderr and syslog)
+#   VFIO_GPU_DEVICES       one line per VM: "<domain> <address> [<address>...]"
+#   VFIO_SYSFS_ROOT        sysfs mount point              (default /sys)
+#   VFIO_DEV_ROOT          device directory               (default /dev)
+#   VFIO_PROC_ROOT         procfs mount point             (default /proc)
+#   VFIO_STATE_DIR         state, see above               (default /run/vfio-gpu)
+#   VFIO_MODPROBE          command loading vfio-pci       (default modprobe)
+#   VFIO_GPU_LOCK_TIMEOUT  seconds to wait for the lock   (default 60)
+#   VFIO_NO_SYSLOG         when set, log to stderr only (default: stderr and syslog)
+#
+# Needs bash, coreutils and flock (util-linux) in PATH.
 set -euo pipefail
 
 sys=${VFIO_SYSFS_ROOT:-/sys}
@@ -31,6 +48,7 @@ dev=${VFIO_DEV_ROOT:-/dev}
 proc=${VFIO_PROC_ROOT:-/proc}
 state=${VFIO_STATE_DIR:-/run/vfio-gpu}
 modprobe=${VFIO_MODPROBE:-modprobe}
+lock_timeout=${VFIO_GPU_LOCK_TIMEOUT:-60}
 tag=vfio-gpu-detach
 
 domain=${1:-}
@@ -131,8 +149,36 @@ holders() {
   } | sort -u
 }
 
+# Takes the state lock (file descriptor 9, released when the hook exits). $1
+# says what waits for it, for the message; exits 1 when the lock cannot be
+# had in VFIO_GPU_LOCK_TIMEOUT seconds.
+lock_state() {
+  local what=$1
+  if ! mkdir -p "$state" || ! exec 9>>"$state/.lock"; then
+    log "$what: cannot create the lock $state/.lock"
+    exit 1
+  fi
+  if ! flock -w "$lock_timeout" 9; then
+    log "$what: another libvirt hook has held $state/.lock for ${lock_timeout} s; see which process with \`lslocks\`, and try again once it has finished"
+    exit 1
+  fi
+}
+
+# The VMs other than $domain recorded as users of function $1, separated by
+# spaces, in name order.
+other_users() {
+  local dir=$state/$1.users entry names=()
+  [ -d "$dir" ] || return 0
+  for entry in "$dir"/*; do
+    [ -e "$entry" ] || continue
+    entry=${entry##*/}
+    [ "$entry" = "$domain" ] || names+=("$entry")
+  done
+  echo "${names[*]}"
+}
+
 detach() {
-  local bdf drv nodes=() node held
+  local bdf drv nodes=() node held others
   for bdf in "${addresses[@]}"; do
     if [ ! -e "$sys/bus/pci/devices/$bdf" ]; then
       log "refusing to start $domain: PCI device $bdf does not exist; check gpu.address, gpu.audioAddress and gpu.extraAddresses of virtualisation.vms.$domain against \`lspci -D\`"
@@ -159,26 +205,37 @@ detach() {
     }
   fi
 
-  mkdir -p "$state"
+  lock_state "refusing to start $domain"
   for bdf in "${addresses[@]}"; do
     drv=$(driver_of "$bdf")
     if [ "$drv" = vfio-pci ]; then
-      log "$bdf is already bound to vfio-pci"
-      continue
+      others=$(other_users "$bdf")
+      log "$bdf is already bound to vfio-pci${others:+ (used by $others)}"
+    else
+      echo "$drv" >"$state/$bdf"
+      echo vfio-pci >"$sys/bus/pci/devices/$bdf/driver_override"
+      if [ -n "$drv" ]; then
+        echo "$bdf" >"$sys/bus/pci/drivers/$drv/unbind"
+      fi
+      echo "$bdf" >"$sys/bus/pci/drivers_probe"
+      log "$bdf: detached from ${drv:-no driver}, bound to vfio-pci for $domain"
     fi
-    echo "$drv" >"$state/$bdf"
-    echo vfio-pci >"$sys/bus/pci/devices/$bdf/driver_override"
-    if [ -n "$drv" ]; then
-      echo "$bdf" >"$sys/bus/pci/drivers/$drv/unbind"
-    fi
-    echo "$bdf" >"$sys/bus/pci/drivers_probe"
-    log "$bdf: detached from ${drv:-no driver}, bound to vfio-pci for $domain"
+    mkdir -p "$state/$bdf.users"
+    : >"$state/$bdf.users/$domain"
   done
 }
 
 reattach() {
-  local bdf drv saved
+  local bdf drv saved others
+  lock_state "could not give back the GPU functions of $domain (they stay with vfio-pci)"
   for bdf in "${addresses[@]}"; do
+    rm -f "$state/$bdf.users/$domain"
+    others=$(other_users "$bdf")
+    if [ -n "$others" ]; then
+      log "$bdf stays with vfio-pci: still used by $others"
+      continue
+    fi
+    rmdir "$state/$bdf.users" 2>/dev/null || true
     # Only give back what this hook took.
     [ -f "$state/$bdf" ] || continue
     saved=$(<"$state/$bdf")
@@ -200,6 +257,20 @@ reattach() {
 
 mapfile -t addresses < <(addresses_of "$domain")
 [ ${#addresses[@]} -gt 0 ] || exit 0
+
+# The domain name becomes a file name in the state directory.
+case $domain in
+  */* | .*)
+    log "refusing domain name \"$domain\""
+    exit 1
+    ;;
+esac
+case $lock_timeout in
+  '' | *[!0-9]*)
+    log "VFIO_GPU_LOCK_TIMEOUT=\"$lock_timeout\" is not a number of seconds; using 60"
+    lock_timeout=60
+    ;;
+esac
 
 case "$operation/$sub_operation" in
   prepare/begin) detach ;;

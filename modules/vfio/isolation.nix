@@ -80,11 +80,25 @@ in
     {
       boot.kernelParams = lib.optional (cfg.cpuVendor != "amd") "intel_iommu=on" ++ [ "iommu=pt" ];
 
-      # VFIO group nodes for a QEMU that does not run as root.
+      # Windows guests read MSRs KVM does not emulate (e.g. with some
+      # anti-cheat and monitoring tools) and blue-screen on the #GP KVM
+      # injects; ignore them instead, without flooding the kernel log.
+      # libvirt's <msrs unknown="ignore"/> is no substitute: it is bhyve-only
+      # (libvirt src/bhyve/bhyve_command.c; the QEMU driver ignores it).
+      boot.extraModprobeConfig = ''
+        options kvm ignore_msrs=1 report_ignored_msrs=0
+      '';
+    }
+
+    # VFIO group nodes for a QEMU that does not run as root (its user
+    # qemu-libvirtd is in `kvm` then, nixos/modules/virtualisation/libvirtd.nix).
+    # QEMU as root (the NixOS default) needs no rule, and one would only open
+    # /dev/vfio/N to every other member of `kvm`.
+    (mkIf (!config.virtualisation.libvirtd.qemu.runAsRoot) {
       services.udev.extraRules = ''
         SUBSYSTEM=="vfio", GROUP="kvm", MODE="0660"
       '';
-    }
+    })
 
     (mkIf cfg.primaryMode {
       boot.kernelParams = lib.optional (cfg.gpuPciIds != [ ]) "vfio-pci.ids=${lib.concatStringsSep "," (lib.unique cfg.gpuPciIds)}";

@@ -1,17 +1,26 @@
 # Looking Glass on the host, in the boot entry where modules.vfio.enable is
 # set. Each VM's lookingGlass.backend is the source of truth:
 #
-#  - shm: /dev/shm/looking-glass, created at boot with mode 0660, owned by the
-#    first of lookingGlass.users and the `looking-glass` group (the listed
-#    users only), and grown to shmSize. QEMU runs as root on NixOS by
-#    default; when it does not (qemu.runAsRoot = false) its user joins the
-#    group.
+#  - shm: /dev/shm/looking-glass, mode 0660, owned by the first of
+#    lookingGlass.users and the `looking-glass` group (the listed users
+#    only), at least shmSize MiB. looking-glass-shm.service creates and sizes
+#    it (hooks/looking-glass-shm.sh) before libvirtd starts, at boot and on
+#    every switch: systemd-tmpfiles-setup(-resetup).service run with
+#    --exclude-prefix=/dev, so a tmpfiles rule would only apply at boot.
+#    QEMU runs as root on NixOS by default; when it does not
+#    (qemu.runAsRoot = false) its user joins the group.
 #  - kvmfr: the kvmfr module with one static device per kvmfr VM
 #    (static_size_mb in kvmfrIndex order, each the VM's lookingGlass.size),
-#    a 70- udev rule shipped as a package (GROUP + uaccess, no OWNER: udev of
-#    systemd >= 258 ignores OWNER for regular users, and uaccess only works
-#    before 73-seat-late.rules), and /dev/kvmfrN added to qemu.conf's
-#    cgroup_device_acl next to libvirt's defaults.
+#    a udev rule shipped as a package giving /dev/kvmfrN to the `kvmfr` group
+#    (the listed users, and QEMU's user when it does not run as root) with
+#    mode 0660, and /dev/kvmfrN added to qemu.conf's cgroup_device_acl next
+#    to libvirt's defaults. A group of its own, not `kvm` (which also opens
+#    /dev/kvm), no uaccess tag (which would give the nodes to whoever sits at
+#    the seat), no OWNER (udev of systemd >= 258 ignores OWNER for regular
+#    users).
+#
+# Every listed user must be an account of this system (users.users.<name>
+# with isNormalUser or isSystemUser): this module only adds groups to them.
 {
   config,
   lib,
@@ -43,13 +52,39 @@ let
   # Two VMs on one index are the VM module's error; here only gaps matter.
   kvmfrIndicesOk = lib.unique kvmfrIndices == lib.range 0 (lib.length (lib.unique kvmfrIndices) - 1);
 
+  kvmfrGroup = "kvmfr";
   kvmfrRule = pkgs.writeTextDir "lib/udev/rules.d/70-kvmfr.rules" ''
-    SUBSYSTEM=="kvmfr", GROUP="kvm", MODE="0660", TAG+="uaccess"
+    SUBSYSTEM=="kvmfr", GROUP="${kvmfrGroup}", MODE="0660"
   '';
 
-  forUsers = group: lib.genAttrs lg.users (_: {
-    extraGroups = [ group ];
-  });
+  runAsRoot = config.virtualisation.libvirtd.qemu.runAsRoot;
+
+  # The listed users, and QEMU's user when QEMU does not run as root, join
+  # `group`.
+  forUsers =
+    group:
+    mkMerge [
+      (lib.genAttrs lg.users (_: {
+        extraGroups = [ group ];
+      }))
+      (mkIf (!runAsRoot) {
+        qemu-libvirtd.extraGroups = [ group ];
+      })
+    ];
+
+  # A listed user is an account when NixOS would create it: the same test as
+  # the assertion of nixos/modules/config/users-groups.nix (isSystemUser, or
+  # a uid below 1000, or isNormalUser).
+  isAccount =
+    name:
+    let
+      u = config.users.users.${name} or { };
+      uid = u.uid or null;
+    in
+    (u.isNormalUser or false) || (u.isSystemUser or false) || (uid != null && uid < 1000);
+  notAccounts = lib.filter (n: !isAccount n) lg.users;
+
+  shmScript = ../hooks/looking-glass-shm.sh;
 
   vmList = names: lib.concatMapStringsSep ", " (n: "virtualisation.vms.${n}") names;
   tooSmall = lib.filter (n: vms.${n}.lookingGlass.size > lg.shmSize) derived.shmVmNames;
@@ -72,9 +107,10 @@ in
       default = [ ];
       example = [ "draxel" ];
       description = ''
-        Users who may open the shared memory with looking-glass-client. The
-        first one owns /dev/shm/looking-glass; all of them join the
-        `looking-glass` group (shm) or `kvm` (kvmfr).
+        Users who may open the shared memory with looking-glass-client:
+        accounts of this system (`users.users.<name>` with `isNormalUser` or
+        `isSystemUser`). The first one owns /dev/shm/looking-glass; all of
+        them join the `looking-glass` group (shm) or `kvmfr` (kvmfr).
       '';
     };
 
@@ -114,6 +150,16 @@ in
             message = "modules.vfio.lookingGlass.enable = true but modules.vfio.lookingGlass.users is empty, so nobody could read the shared memory; set modules.vfio.lookingGlass.users = [ \"<your user name>\" ]";
           }
           {
+            assertion = notAccounts == [ ];
+            message =
+              let
+                one = lib.length notAccounts == 1;
+              in
+              "modules.vfio.lookingGlass.users contains ${lib.concatMapStringsSep " and " (n: "\"${n}\"") notAccounts}, "
+              + "which ${if one then "is not a user" else "are not users"} of this system: NixOS creates an account only for users.users.<name> with isNormalUser or isSystemUser set; "
+              + "put your own user name in modules.vfio.lookingGlass.users, or declare the user, e.g. users.users.${lib.head (notAccounts ++ [ "<name>" ])}.isNormalUser = true";
+          }
+          {
             assertion = derived.isPowerOfTwo lg.shmSize;
             message = "modules.vfio.lookingGlass.shmSize = ${toString lg.shmSize} is not a power of two; set it to ${toString (derived.nextPowerOfTwo lg.shmSize)} (32 for 1080p, 64 for 1440p, 128 for 4K)";
           }
@@ -134,28 +180,32 @@ in
 
       (mkIf useShm {
         users.groups.${shmGroup} = { };
-        users.users = mkMerge [
-          (forUsers shmGroup)
-          (mkIf (!config.virtualisation.libvirtd.qemu.runAsRoot) {
-            qemu-libvirtd.extraGroups = [ shmGroup ];
-          })
-        ];
+        users.users = forUsers shmGroup;
 
-        systemd.tmpfiles.rules = lib.optional (lg.users != [ ]) "f ${shmPath} 0660 ${lib.head lg.users} ${shmGroup} -";
-
-        # tmpfiles cannot size a file. QEMU refuses a non-empty backing file
-        # smaller than the device, so grow it (never shrink: a running VM may
-        # have it mapped).
-        systemd.services.looking-glass-shm = {
-          description = "Size the Looking Glass shared memory file";
-          wantedBy = [ "multi-user.target" ];
-          after = [ "systemd-tmpfiles-setup.service" ];
+        # Creates the file and grows it to shmSize (QEMU refuses a non-empty
+        # backing file smaller than the device); never shrinks it, as a
+        # running VM may have it mapped. Without RemainAfterExit the unit is
+        # inactive once done, so every switch runs it again (it starts the
+        # active targets, which pull in their inactive wants), as does every
+        # start of libvirtd.
+        systemd.services.looking-glass-shm = mkIf (lg.users != [ ]) {
+          description = "Create and size the Looking Glass shared memory file";
+          wantedBy = [
+            "multi-user.target"
+            "libvirtd.service"
+          ];
           before = [ "libvirtd.service" ];
-          serviceConfig = {
-            Type = "oneshot";
-            RemainAfterExit = true;
-            ExecStart = "${pkgs.coreutils}/bin/truncate --no-create --size=>${toString shmBytes} ${shmPath}";
-          };
+          unitConfig.RequiresMountsFor = "/dev/shm";
+          path = [ pkgs.coreutils ];
+          script = "exec ${pkgs.bash}/bin/bash ${shmScript} ${
+            lib.escapeShellArgs [
+              shmPath
+              (toString shmBytes)
+              (lib.head lg.users)
+              shmGroup
+            ]
+          }";
+          serviceConfig.Type = "oneshot";
         };
       })
 
@@ -166,7 +216,8 @@ in
           options kvmfr static_size_mb=${lib.concatMapStringsSep "," (d: toString d.size) kvmfr}
         '';
         services.udev.packages = [ kvmfrRule ];
-        users.users = forUsers "kvm";
+        users.groups.${kvmfrGroup} = { };
+        users.users = forUsers kvmfrGroup;
         modules.vfio.deviceAcl = map (i: "/dev/kvmfr${toString i}") kvmfrIndices;
       })
     ]))

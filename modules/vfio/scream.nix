@@ -1,8 +1,13 @@
 # Scream (virtual sound card of the Windows guest, sent as UDP multicast to
 # 239.255.77.77:4010) received on the host in the boot entry where
 # modules.vfio.enable is set: a user service (the receiver must reach the
-# user's PulseAudio/PipeWire server) listening on the interface the GPU VMs'
-# network reaches the host on, with UDP 4010 opened on that interface only.
+# user's PulseAudio/PipeWire server) for the listed users only, listening on
+# the interface the GPU VMs' network reaches the host on. The firewall
+# accepts UDP 4010 on that interface only from the GPU VMs' own NICs (by
+# source MAC: network.mac, or the one vfio-helper derives, see nic-mac.nix),
+# not from the rest of a LAN bridge: iptables `-m mac --mac-source` or
+# nftables `ether saddr`, per networking.firewall.backend
+# (nixos/modules/services/networking/firewall-{iptables,nftables}.nix).
 #
 #   network.type = "nat"     -> virbr0 (libvirt's default network)
 #   network.type = "bridge"  -> the VM's network.bridge
@@ -13,6 +18,7 @@
 #                               scream.interface gives one)
 {
   config,
+  options,
   lib,
   pkgs,
   ...
@@ -37,9 +43,50 @@ let
   userNetVms = byType "user";
   secureBootVms = lib.filter (n: vms.${n}.secureBoot) gpuVmNames;
 
-  # The users of lookingGlass.users get the receiver; without any, every
-  # non-system user does.
-  users = cfg.lookingGlass.users;
+  lg = cfg.lookingGlass;
+  userNameType = types.strMatching "[A-Za-z_][A-Za-z0-9_.-]*[$]?";
+
+  # The same test as looking-glass.nix (and NixOS's users-groups.nix): an
+  # account NixOS creates.
+  isAccount =
+    name:
+    let
+      u = config.users.users.${name} or { };
+      uid = u.uid or null;
+    in
+    (u.isNormalUser or false) || (u.isSystemUser or false) || (uid != null && uid < 1000);
+  # Users lookingGlass.users does not already report.
+  notAccounts = lib.filter (n: !isAccount n && !(lg.enable && lib.elem n lg.users)) sc.users;
+
+  nicMac = import ./nic-mac.nix;
+
+  # The GPU VMs whose Scream packets reach the receiver, with the MAC of the
+  # NIC they come from.
+  sources = lib.filter (s: s.interface == sc.interface) (
+    map (name: {
+      inherit name;
+      interface = derived.screamInterface vms.${name};
+      mac = if vms.${name}.network.mac != null then vms.${name}.network.mac else nicMac name 0;
+    }) gpuVmNames
+  );
+
+  firewall = config.networking.firewall;
+  firewallOn = firewall.enable or true;
+  # networking.firewall.backend came with NixOS's firewalld module; before
+  # it, networking.nftables.enable chose the nftables firewall, as it still
+  # chooses backend's default.
+  backend =
+    firewall.backend or (if config.networking.nftables.enable or false then "nftables" else "iptables");
+  # Rules in the syntax of each backend: appended to the nixos-fw chain by
+  # the iptables firewall's start script (after the ports it opens, before
+  # the final refuse), or to the input-allow chain of the nftables one.
+  iptablesRules = lib.concatMapStrings (s: ''
+    iptables -w -A nixos-fw -i ${s.interface} -p udp --dport 4010 -m mac --mac-source ${s.mac} -j nixos-fw-accept
+  '') sources;
+  nftablesRules = lib.concatMapStrings (s: ''
+    iifname "${s.interface}" ether saddr ${s.mac} udp dport 4010 accept comment "Scream audio from a VFIO VM"
+  '') sources;
+  rulesWanted = firewallOn && sc.interface != null && sources != [ ];
 
   active = cfg.enable && sc.enable;
   vmList = names: lib.concatMapStringsSep ", " (n: "virtualisation.vms.${n}") names;
@@ -48,11 +95,13 @@ in
   options.modules.vfio.scream = {
     enable = mkOption {
       type = types.bool;
-      default = true;
+      default = sc.users != [ ];
+      defaultText = lib.literalMD "`true` when `users` (by default `modules.vfio.lookingGlass.users`) names someone";
       description = ''
         Receive the VMs' Scream audio in the VFIO boot entry: a user service
-        `scream` playing to PulseAudio/PipeWire, listening on `interface`,
-        with UDP port 4010 open on that interface.
+        `scream` for each of `users`, playing to PulseAudio/PipeWire and
+        listening on `interface`, where the firewall accepts UDP port 4010
+        from the GPU VMs' NICs.
       '';
     };
 
@@ -62,13 +111,41 @@ in
       defaultText = lib.literalMD "`virbr0` for `network.type = \"nat\"`, the VM's `network.bridge` for `\"bridge\"`: of the first GPU VM that has either, else null";
       description = ''
         Host interface Scream receives on (`scream -i`). Derived from the GPU
-        VMs' network: `virbr0` for NAT, the bridge for bridge mode.
+        VMs' network: `virbr0` for NAT, the bridge for bridge mode. The
+        firewall accepts Scream's UDP port 4010 there only from the GPU VMs
+        on that interface, by their NIC's MAC address.
+      '';
+    };
+
+    users = mkOption {
+      type = types.listOf userNameType;
+      default = lg.users;
+      defaultText = lib.literalExpression "config.modules.vfio.lookingGlass.users";
+      example = [ "draxel" ];
+      description = ''
+        Users whose sessions run the Scream receiver (a systemd user
+        service playing to their PulseAudio/PipeWire server). At least one
+        is needed: a receiver for every user who logs in would play the
+        guest's audio into every session.
       '';
     };
   };
 
   config = mkIf active {
     assertions = [
+      {
+        assertion = sc.interface == null || sc.users != [ ];
+        message =
+          "modules.vfio.scream.enable = true but modules.vfio.scream.users is empty (it defaults to modules.vfio.lookingGlass.users), "
+          + "so the receiver would run in every user's session; set modules.vfio.scream.users = [ \"<your user name>\" ], or modules.vfio.scream.enable = false";
+      }
+      {
+        assertion = notAccounts == [ ];
+        message =
+          "modules.vfio.scream.users contains ${lib.concatMapStringsSep " and " (n: "\"${n}\"") notAccounts}, "
+          + "which ${if lib.length notAccounts == 1 then "is not a user" else "are not users"} of this system: NixOS creates an account only for users.users.<name> with isNormalUser or isSystemUser set; "
+          + "put your own user name in modules.vfio.scream.users, or declare the user, e.g. users.users.${lib.head (notAccounts ++ [ "<name>" ])}.isNormalUser = true";
+      }
       {
         assertion = sc.interface != null || macvtapVms != [ ] || gpuVmNames == [ ];
         message =
@@ -88,6 +165,14 @@ in
         "modules.vfio.scream: the GPU VMs reach the host on ${derived.showList interfaces}, but the receiver listens on \"${sc.interface}\" only; "
         + "put the VMs on one network or set modules.vfio.scream.interface"
       )
+      ++ lib.optional (firewallOn && sc.interface != null && sources == [ ]) (
+        "modules.vfio.scream: no GPU VM reaches the host on \"${sc.interface}\" (modules.vfio.scream.interface), so the firewall accepts Scream's UDP port 4010 from none; "
+        + "open it for your VM's MAC address yourself (networking.firewall.extraCommands or extraInputRules), or use network.type = \"nat\" or \"bridge\" on the VM"
+      )
+      ++ lib.optional (rulesWanted && backend != "iptables" && backend != "nftables") (
+        "modules.vfio.scream: networking.firewall.backend = \"${backend}\" takes no rules from this module, so Scream's UDP port 4010 stays closed; "
+        + "accept UDP 4010 on ${sc.interface} from ${lib.concatMapStringsSep ", " (s: s.mac) sources} in your firewall yourself"
+      )
       ++ lib.optional (secureBootVms != [ ]) (
         "modules.vfio.scream: ${vmList secureBootVms} ha${if lib.length secureBootVms == 1 then "s" else "ve"} secureBoot = true, "
         + "but the Scream driver is not signed for Secure Boot: Windows only installs it with Secure Boot off "
@@ -102,7 +187,7 @@ in
           "pipewire-pulse.service"
           "pulseaudio.service"
         ];
-        unitConfig.ConditionUser = if users != [ ] then map (u: "|${u}") users else "!@system";
+        unitConfig.ConditionUser = map (u: "|${u}") sc.users;
         serviceConfig = {
           ExecStart = "${pkgs.scream}/bin/scream -o pulse -i ${sc.interface}";
           # The interface (virbr0) only exists while libvirt's network is up.
@@ -112,8 +197,14 @@ in
       };
     };
 
-    networking.firewall.interfaces = mkIf (sc.interface != null) {
-      ${sc.interface}.allowedUDPPorts = [ 4010 ];
-    };
+    # Guarded by `options ?`: a system without NixOS's firewall modules has
+    # no such options (and no firewall to open).
+    networking.firewall =
+      lib.optionalAttrs (options ? networking.firewall.extraCommands) {
+        extraCommands = mkIf (rulesWanted && backend == "iptables") iptablesRules;
+      }
+      // lib.optionalAttrs (options ? networking.firewall.extraInputRules) {
+        extraInputRules = mkIf (rulesWanted && backend == "nftables") nftablesRules;
+      };
   };
 }

@@ -378,3 +378,197 @@ fn failing_modprobe_is_refused() {
     assert!(stderr(&out).contains("could not load the vfio-pci module"));
     assert_eq!(host.read("sys/bus/pci/drivers/nvidia/unbind"), "");
 }
+
+// --- devices listed under several VMs (modules.vfio.gpuPciAddresses) -----------
+
+/// A function `modules.vfio.gpuPciAddresses` lists under every GPU VM.
+const SHARED: &str = "0000:05:00.0";
+/// The GPU of a second VM.
+const TURING: &str = "0000:02:00.0";
+
+/// Two GPU VMs that both list `SHARED`, each with its own GPU.
+fn shared_host() -> (Host, String) {
+    let host = Host::new();
+    host.write("sys/bus/pci/drivers/xhci_hcd/unbind", "");
+    host.device(SHARED, Some("xhci_hcd"));
+    host.device(TURING, Some("nouveau"));
+    let devices = format!("win11 {GPU} {AUDIO} {SHARED}\nturing {TURING} {SHARED}");
+    (host, devices)
+}
+
+/// What the kernel does on drivers_probe after the hook set driver_override.
+fn probe_to_vfio(host: &Host, bdfs: &[&str]) {
+    for bdf in bdfs {
+        host.bind(bdf, Some("vfio-pci"));
+    }
+}
+
+#[test]
+fn a_shared_device_stays_with_vfio_while_another_vm_uses_it() {
+    let (host, devices) = shared_host();
+    let run = |args: &[&str]| {
+        let out = host.run_with(args, &devices, "false");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stderr(&out)
+    };
+
+    run(&["win11", "prepare", "begin", "-"]);
+    probe_to_vfio(&host, &[GPU, AUDIO, SHARED]);
+    assert_eq!(
+        host.read("sys/bus/pci/drivers/xhci_hcd/unbind"),
+        format!("{SHARED}\n")
+    );
+
+    // turing starts (its QEMU will find SHARED busy and fail, or the admin
+    // starts it by mistake): SHARED is already on vfio-pci.
+    run(&["turing", "prepare", "begin", "-"]);
+    probe_to_vfio(&host, &[TURING]);
+    host.write("sys/bus/pci/drivers/vfio-pci/unbind", "");
+    host.write(
+        &format!("sys/bus/pci/devices/{SHARED}/driver_override"),
+        "vfio-pci\n",
+    );
+
+    // turing is released: its GPU goes back, SHARED stays with win11.
+    let err = run(&["turing", "release", "end", "-"]);
+    assert_eq!(
+        host.read("sys/bus/pci/drivers/vfio-pci/unbind"),
+        format!("{TURING}\n"),
+        "{err}"
+    );
+    assert_eq!(
+        host.read(&format!("sys/bus/pci/devices/{SHARED}/driver_override")),
+        "vfio-pci\n"
+    );
+    assert!(
+        err.contains(&format!(
+            "{SHARED} stays with vfio-pci: still used by win11"
+        )),
+        "{err}"
+    );
+
+    // win11 stops last: now SHARED goes back to its host driver.
+    host.bind(TURING, Some("nouveau"));
+    let err = run(&["win11", "release", "end", "-"]);
+    assert_eq!(
+        host.read(&format!("sys/bus/pci/devices/{SHARED}/driver_override")),
+        "\n"
+    );
+    assert!(
+        err.contains(&format!(
+            "{SHARED}: released by win11, given back to the host (was xhci_hcd)"
+        )),
+        "{err}"
+    );
+    assert!(!host.path(&format!("state/{SHARED}")).exists());
+    assert!(!host.path(&format!("state/{SHARED}.users")).exists());
+}
+
+#[test]
+fn the_first_vm_to_stop_does_not_take_a_shared_device_from_the_second() {
+    // Same as above in the other order: turing takes SHARED first, win11
+    // joins, turing stops first.
+    let (host, devices) = shared_host();
+    let run = |args: &[&str]| {
+        let out = host.run_with(args, &devices, "false");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stderr(&out)
+    };
+    run(&["turing", "prepare", "begin", "-"]);
+    probe_to_vfio(&host, &[TURING, SHARED]);
+    run(&["win11", "prepare", "begin", "-"]);
+    probe_to_vfio(&host, &[GPU, AUDIO]);
+    host.write("sys/bus/pci/drivers/vfio-pci/unbind", "");
+
+    run(&["turing", "release", "end", "-"]);
+    assert_eq!(
+        host.read("sys/bus/pci/drivers/vfio-pci/unbind"),
+        format!("{TURING}\n")
+    );
+    // The host driver recorded by the VM that took it is kept for the last.
+    assert_eq!(host.read(&format!("state/{SHARED}")), "xhci_hcd\n");
+
+    let err = run(&["win11", "release", "end", "-"]);
+    assert!(
+        err.contains(&format!(
+            "{SHARED}: released by win11, given back to the host (was xhci_hcd)"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_refused_start_does_not_count_as_a_user() {
+    let (host, devices) = shared_host();
+    host.run_with(&["turing", "prepare", "begin", "-"], &devices, "false");
+    probe_to_vfio(&host, &[TURING, SHARED]);
+    // win11 is refused (Xorg holds its GPU); libvirt then runs its release.
+    host.process(4242, "Xorg", &["/dev/nvidia0"]);
+    let out = host.run_with(&["win11", "prepare", "begin", "-"], &devices, "false");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = host.run_with(&["win11", "release", "end", "-"], &devices, "false");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!host.path(&format!("state/{SHARED}.users/win11")).exists());
+
+    // turing is the only user left: its release gives SHARED back.
+    host.write("sys/bus/pci/drivers/vfio-pci/unbind", "");
+    let out = host.run_with(&["turing", "release", "end", "-"], &devices, "false");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        host.read("sys/bus/pci/drivers/vfio-pci/unbind"),
+        format!("{SHARED}\n")
+    );
+}
+
+#[test]
+fn a_held_state_lock_times_out_with_a_clear_error() {
+    let host = Host::new();
+    fs::create_dir_all(host.path("state")).unwrap();
+    let lock = host.path("state/.lock");
+    let mut holder = hold_lock(&lock);
+    let before = host.writes();
+    let started = std::time::Instant::now();
+    let out = Command::new("bash")
+        .arg(script())
+        .args(["win11", "prepare", "begin", "-"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("VFIO_GPU_DEVICES", format!("win11 {GPU} {AUDIO}"))
+        .env("VFIO_SYSFS_ROOT", host.path("sys"))
+        .env("VFIO_DEV_ROOT", host.path("dev"))
+        .env("VFIO_PROC_ROOT", host.path("proc"))
+        .env("VFIO_STATE_DIR", host.path("state"))
+        .env("VFIO_MODPROBE", "false")
+        .env("VFIO_NO_SYSLOG", "1")
+        .env("VFIO_GPU_LOCK_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refusing to start win11: another libvirt hook has held")
+            && err.contains(".lock"),
+        "{err}"
+    );
+    assert_eq!(host.writes(), before);
+}
+
+/// Holds an exclusive flock on `path` in a child process until it is killed.
+fn hold_lock(path: &Path) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new("flock")
+        .arg(path)
+        .args(["-c", "echo locked; exec sleep 60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock (util-linux) is needed for this test");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "locked\n");
+    child
+}

@@ -13,6 +13,7 @@ struct Hook {
     dir: tempfile::TempDir,
     vms: String,
     all_cpus: Option<String>,
+    lock_timeout: Option<String>,
 }
 
 impl Hook {
@@ -31,6 +32,7 @@ impl Hook {
             dir,
             vms: VMS.to_string(),
             all_cpus: Some("0-31".to_string()),
+            lock_timeout: None,
         }
     }
 
@@ -49,6 +51,13 @@ impl Hook {
     /// Runs the hook as libvirt does: `<domain> <operation> <sub-op> <extra>`,
     /// domain XML on stdin.
     fn run(&self, domain: &str, operation: &str, sub: &str) -> Output {
+        self.spawn(domain, operation, sub)
+            .wait_with_output()
+            .unwrap()
+    }
+
+    /// Starts the hook; the domain XML is already written to its stdin.
+    fn spawn(&self, domain: &str, operation: &str, sub: &str) -> std::process::Child {
         let path = format!(
             "{}:{}",
             self.dir.path().join("bin").display(),
@@ -69,6 +78,10 @@ impl Hook {
             Some(all) => cmd.env("VFIO_ISOLATE_ALL_CPUS", all),
             None => cmd.env_remove("VFIO_ISOLATE_ALL_CPUS"),
         };
+        match &self.lock_timeout {
+            Some(secs) => cmd.env("VFIO_ISOLATE_LOCK_TIMEOUT", secs),
+            None => cmd.env_remove("VFIO_ISOLATE_LOCK_TIMEOUT"),
+        };
         let mut child = cmd.spawn().unwrap();
         {
             use std::io::Write;
@@ -76,7 +89,7 @@ impl Hook {
             // The hook need not read the XML; it may exit before we write.
             let _ = stdin.write_all(format!("<domain><name>{domain}</name></domain>").as_bytes());
         }
-        child.wait_with_output().unwrap()
+        child
     }
 
     fn ok(&self, domain: &str, operation: &str, sub: &str) {
@@ -100,6 +113,8 @@ impl Hook {
             .map(|rd| {
                 rd.filter_map(Result::ok)
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    // The lock file is the hook's, not a VM's state.
+                    .filter(|name| name != ".flock")
                     .collect()
             })
             .unwrap_or_default();
@@ -274,4 +289,143 @@ fn concurrent_starts_end_with_the_union() {
         assert_eq!(calls[3..].to_vec(), restrict("0-7,14-23,30-31"));
         assert_eq!(hook.state_files(), vec!["linux.cpus", "win11.cpus"]);
     }
+}
+
+/// Holds an exclusive flock on `path` in a child process for `secs` seconds
+/// (or until killed); returns once the lock is held.
+fn hold_lock(path: &Path, secs: u32) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new("flock")
+        .arg(path)
+        .args(["-c", &format!("echo locked; exec sleep {secs}")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("flock (util-linux) is needed for this test");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "locked\n");
+    child
+}
+
+/// Waits for a hook for at most `secs` seconds; kills it and fails the test
+/// when it is still running then.
+fn finish_within(mut child: std::process::Child, secs: u64) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the hook was still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_held_lock_is_waited_for_and_never_broken() {
+    let mut hook = Hook::new();
+    hook.lock_timeout = Some("1".into());
+    fs::create_dir_all(hook.state_dir()).unwrap();
+    let mut holder = hold_lock(&hook.state_dir().join(".flock"), 60);
+    let out = finish_within(hook.spawn("win11", "prepare", "begin"), 20);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another cpu-isolate hook has held") && stderr.contains(".flock for 1 s"),
+        "{stderr}"
+    );
+    // Nothing changed while another hook held the lock.
+    assert!(hook.calls().is_empty());
+    assert!(hook.state_files().is_empty());
+}
+
+#[test]
+fn a_lock_released_in_time_lets_the_hook_run() {
+    let mut hook = Hook::new();
+    hook.lock_timeout = Some("30".into());
+    fs::create_dir_all(hook.state_dir()).unwrap();
+    let mut holder = hold_lock(&hook.state_dir().join(".flock"), 1);
+    let out = finish_within(hook.spawn("win11", "prepare", "begin"), 30);
+    let _ = holder.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(hook.calls(), restrict("0-7,12-23,28-31"));
+}
+
+#[test]
+fn a_leftover_lock_entry_does_not_hang_the_hook() {
+    // The old mkdir lock looped forever when mkdir failed for another
+    // reason than a held lock, e.g. a file where its directory should be.
+    let hook = Hook::new();
+    fs::create_dir_all(hook.state_dir()).unwrap();
+    fs::write(hook.state_dir().join(".lock"), "").unwrap();
+    let out = finish_within(hook.spawn("win11", "prepare", "begin"), 20);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(hook.calls(), restrict("0-7,12-23,28-31"));
+}
+
+#[test]
+fn an_unusable_state_dir_is_a_clear_error() {
+    let hook = Hook::new();
+    // A file where the state directory should be.
+    fs::write(hook.state_dir(), "").unwrap();
+    let out = finish_within(hook.spawn("win11", "prepare", "begin"), 20);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot create the state directory")
+            && stderr.contains("VFIO_ISOLATE_STATE_DIR"),
+        "{stderr}"
+    );
+    assert!(hook.calls().is_empty());
+}
+
+#[test]
+fn without_flock_the_hook_says_what_is_missing() {
+    // PATH with bash's directory and the fake systemctl only: no flock.
+    let hook = Hook::new();
+    let bash = Command::new("bash")
+        .args(["-c", "command -v bash"])
+        .output()
+        .unwrap();
+    let bash = String::from_utf8_lossy(&bash.stdout).trim().to_string();
+    let bin = hook.dir.path().join("bin");
+    for tool in ["cat", "mkdir", "rm"] {
+        let found = Command::new("bash")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let found = String::from_utf8_lossy(&found.stdout).trim().to_string();
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
+    let out = Command::new(bash)
+        .arg(Hook::script())
+        .args(["win11", "prepare", "begin", "-"])
+        .env("PATH", &bin)
+        .env("FAKE_SYSTEMCTL_LOG", hook.log_path())
+        .env("VFIO_ISOLATE_STATE_DIR", hook.state_dir())
+        .env("VFIO_ISOLATE_VMS", VMS)
+        .env("VFIO_ISOLATE_ALL_CPUS", "0-31")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("flock (util-linux) is not in PATH"),
+        "{stderr}"
+    );
+    assert!(hook.calls().is_empty());
 }
