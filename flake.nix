@@ -31,6 +31,7 @@
           rustPlatform,
           libvirt,
           libxml2,
+          util-linux,
         }:
         rustPlatform.buildRustPackage {
           pname = "vfio-helper";
@@ -72,9 +73,11 @@
           # skips them without further flags; the golden tests validate the
           # XML with virt-xml-validate.
           doCheck = true;
+          # virt-xml-validate for the goldens; flock for the hook tests.
           nativeCheckInputs = [
             libvirt
             libxml2
+            util-linux
           ];
           # The first two read the build machine's own /sys, which the build
           # sandbox does not have; the third evaluates discover's Nix output

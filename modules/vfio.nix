@@ -48,15 +48,7 @@ let
   ];
 
   # Sorted, so the file does not depend on the order modules are imported in.
-  acl = lib.unique (libvirtDefaultAcl ++ lib.sort (a: b: a < b) cfg.deviceAcl);
-
-  # Devices QEMU opens that libvirt does not know of: the kvmfr nodes, given
-  # to QEMU in <qemu:commandline>. libvirt populates a VM's private /dev
-  # (its mount namespace, on by default) only with the devices of the
-  # domain definition, so QEMU would not find these there. Only then are
-  # namespaces turned off; evdev, VFIO, hugepage and /dev/shm devices are
-  # known to libvirt and keep the private /dev.
-  outsideNamespace = lib.filter (d: builtins.match "/dev/kvmfr[0-9]+" d != null) acl;
+  acl = lib.unique (libvirtDefaultAcl ++ lib.sort (a: b: a < b) (cfg.deviceAcl ++ cfg.deviceAclHotplug));
 
   topologyVendor =
     if cfg.hostTopology == null then null else cfg.hostTopology.vendor or null;
@@ -164,8 +156,22 @@ in
       description = ''
         Device nodes QEMU may open besides libvirt's defaults (written to
         `cgroup_device_acl` in qemu.conf together with the default list).
-        The kvmfr devices are added automatically; they also turn off
-        QEMU's private /dev (`namespaces = []`), which lacks them.
+        The kvmfr devices and the VMs' evdev devices are added automatically.
+        QEMU keeps its private /dev, into which libvirt copies every listed
+        node that exists when a VM starts; list nodes that appear only while
+        a VM runs in `deviceAclHotplug` instead.
+      '';
+    };
+
+    deviceAclHotplug = mkOption {
+      type = types.listOf (types.strMatching "/dev/[^[:space:]\"]+");
+      default = [ ];
+      example = [ "/dev/input/by-id/usb-Vendor_Gamepad-event-joystick" ];
+      description = ''
+        Like `deviceAcl`, for device nodes that may appear only after a VM
+        started (a hot-plugged device QEMU opens later). libvirt copies nodes
+        into QEMU's private /dev only when the VM starts, so listing any turns
+        the private /dev off for every VM (`namespaces = []` in qemu.conf).
       '';
     };
   };
@@ -192,16 +198,25 @@ in
       ];
     })
 
-    (mkIf (cfg.deviceAcl != [ ]) {
-      virtualisation.libvirtd.qemu.verbatimConfig =
-        lib.optionalString (outsideNamespace != [ ]) ''
-          namespaces = []
-        ''
-        + ''
-          cgroup_device_acl = [
-          ${lib.concatMapStringsSep ",\n" (dev: "  \"${dev}\"") acl}
-          ]
-        '';
+    (mkIf (cfg.deviceAcl != [ ] || cfg.deviceAclHotplug != [ ]) {
+      # This replaces NixOS's default qemu.conf, `namespaces = []`
+      # (nixos/modules/virtualisation/libvirtd.nix). Without a `namespaces`
+      # line libvirt keeps its own default: a mount namespace per VM whose
+      # private /dev (src/qemu/qemu_namespace.c, qemuDomainBuildNamespace)
+      # holds every cgroup_device_acl node that exists when the VM starts
+      # (qemuDomainPopulateDevices) and the domain's own devices (disks,
+      # /dev/vfio/N of its hostdevs, <input type="evdev">), with the mounts
+      # under /dev carried over (qemuDomainGetPreservedMounts:
+      # /dev/shm/looking-glass, /dev/hugepages). No device these modules
+      # list needs it off: the kvmfr nodes exist from module load
+      # (static_size_mb) and the evdev nodes are domain inputs. Only a node
+      # that appears after the VM started would be missing from it, hence
+      # deviceAclHotplug.
+      virtualisation.libvirtd.qemu.verbatimConfig = ''
+        ${lib.optionalString (cfg.deviceAclHotplug != [ ]) "namespaces = []\n"}cgroup_device_acl = [
+        ${lib.concatMapStringsSep ",\n" (dev: "  \"${dev}\"") acl}
+        ]
+      '';
     })
   ];
 }

@@ -319,6 +319,23 @@ in
         default = false;
         description = "Whether to auto-load connection-tracking helpers.";
       };
+      # nixos/modules/services/networking/firewall-iptables.nix
+      extraCommands = mkOption {
+        type = types.lines;
+        default = "";
+        description = "Additional shell commands executed as part of the firewall initialisation script.";
+      };
+      extraStopCommands = mkOption {
+        type = types.lines;
+        default = "";
+        description = "Additional shell commands executed as part of the firewall shutdown script.";
+      };
+      # nixos/modules/services/networking/firewall-nftables.nix
+      extraInputRules = mkOption {
+        type = types.lines;
+        default = "";
+        description = "Additional nftables rules to be appended to the input-allow chain.";
+      };
       interfaces = mkOption {
         default = { };
         type = with types; attrsOf (submodule [ { options = portOptions; } ]);
@@ -367,6 +384,11 @@ in
         {
           assertion = fw.filterForward -> cfg.nftables.enable;
           message = "filterForward only works with the nftables based firewall";
+        }
+        # nixos/modules/services/networking/firewall-nftables.nix
+        {
+          assertion = cfg.nftables.enable -> fw.extraCommands == "";
+          message = "extraCommands is incompatible with the nftables based firewall: ${fw.extraCommands}";
         }
         {
           assertion = fw.autoLoadConntrackHelpers -> lib.versionOlder config.boot.kernelPackages.kernel.version "6";

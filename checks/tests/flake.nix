@@ -151,6 +151,7 @@ in
           rustPlatform.buildRustPackage = args: args;
           libvirt = null;
           libxml2 = null;
+          util-linux = null;
         };
       };
       # The source's filter, as builtins.path applies it to each entry

@@ -97,17 +97,16 @@ in
 
   testGuideVfioEntryLookingGlassAndScream = {
     expr = {
-      tmpfiles = lib.filter (lib.hasInfix "/dev/") guideVfio.systemd.tmpfiles.rules;
+      shm = guideVfio.systemd.services ? looking-glass-shm;
       scream = guideVfio.systemd.user.services.scream.serviceConfig.ExecStart;
-      firewall = guideVfio.networking.firewall.interfaces.virbr0.allowedUDPPorts;
+      firewall = guideVfio.networking.firewall.extraCommands;
       client = lib.elem "looking-glass-client" (map (p: p.name) guideVfio.environment.systemPackages);
     };
     expected = {
-      tmpfiles = [
-        "f /dev/shm/looking-glass 0660 draxel looking-glass -"
-      ];
+      shm = true;
       scream = "${(import ../stub-pkgs.nix { inherit lib; }).scream}/bin/scream -o pulse -i virbr0";
-      firewall = [ 4010 ];
+      # The MAC vfio-helper derives for win11 (rust/tests/golden/win11.xml).
+      firewall = "iptables -w -A nixos-fw -i virbr0 -p udp --dport 4010 -m mac --mac-source 52:54:00:24:76:83 -j nixos-fw-accept\n";
       client = true;
     };
   };

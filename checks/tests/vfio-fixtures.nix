@@ -56,6 +56,7 @@ rec {
       users = [ "draxel" ];
     };
     modules.vfio.scream.enable = true;
+    users.users.draxel.isNormalUser = true;
   };
 
   intel.modules.vfio.hostTopology = {
@@ -75,6 +76,14 @@ rec {
 
   failedMessages = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
 
+  # What NixOS itself defines on a host with libvirtd (users-groups.nix,
+  # libvirtd.nix, udev.nix), to leave out of comparisons: only what these
+  # modules add is compared.
+  upstream = evalHost { virtualisation.libvirtd.enable = true; };
+  ourGroups = cfg: removeAttrs cfg.users.groups (lib.attrNames upstream.users.groups);
+  ourUsers = cfg: removeAttrs cfg.users.users (lib.attrNames upstream.users.users);
+  ourUdevPackages = cfg: lib.filter (p: !(lib.elem p upstream.services.udev.packages)) cfg.services.udev.packages;
+
   # Everything the VFIO entry adds on top of a plain host, to show that an
   # entry carries none of it.
   isolationOf = cfg: {
@@ -87,7 +96,7 @@ rec {
       ;
     initrd = cfg.boot.initrd.kernelModules;
     udevRules = cfg.services.udev.extraRules;
-    udevPackages = cfg.services.udev.packages;
+    udevPackages = ourUdevPackages cfg;
     tmpfiles = lib.filter (lib.hasInfix "/dev/") cfg.systemd.tmpfiles.rules;
     # The CPU isolation hook belongs to the VMs (cpu.isolate), not to an entry.
     hooks = removeAttrs cfg.virtualisation.libvirtd.hooks.qemu [ "vfio-cpu-isolate" ];
@@ -95,7 +104,8 @@ rec {
     userServices = cfg.systemd.user.services;
     services = lib.filter (lib.hasPrefix "looking-glass") (lib.attrNames cfg.systemd.services);
     firewall = cfg.networking.firewall.interfaces;
-    groups = cfg.users.groups;
+    firewallRules = cfg.networking.firewall.extraCommands;
+    groups = ourGroups cfg;
     packages = lib.filter (n: n == "looking-glass-client") (map (p: p.name) cfg.environment.systemPackages);
   };
 
@@ -114,6 +124,7 @@ rec {
     userServices = { };
     services = [ ];
     firewall = { };
+    firewallRules = "";
     groups = { };
     packages = [ ];
   };

@@ -37,15 +37,21 @@ let
     }
   ];
 
+  # A 6.1 kernel package set, extensible as NixOS's boot.kernelPackages needs.
   kernel61 = {
-    boot.kernelPackages = {
-      kernel.version = "6.1.55";
-      kvmfr = {
-        type = "derivation";
-        name = "kvmfr";
-        outPath = "/nix/store/00000000000000000000000000000000-kvmfr";
-      };
-    };
+    boot.kernelPackages = (import ../stub-pkgs.nix { inherit lib; }).linuxPackages.extend (
+      _: super: {
+        kernel =
+          let
+            k = super.kernel // {
+              version = "6.1.55";
+              modDirVersion = "6.1.55";
+              override = _: k;
+            };
+          in
+          k;
+      }
+    );
   };
 
   hookOf = cfg: cfg.virtualisation.libvirtd.hooks.qemu.vfio-gpu-detach;

@@ -63,8 +63,8 @@ let
     "/dev/kvm"
     "/dev/userfaultfd"
   ];
+  # No `namespaces = []`: QEMU keeps its private /dev.
   qemuConf = devices: ''
-    namespaces = []
     cgroup_device_acl = [
     ${lib.concatMapStringsSep ",\n" (d: "  \"${d}\"") (defaultAcl ++ devices)}
     ]
@@ -118,8 +118,8 @@ in
 
   testShmGroupHasTheUsersOnly = {
     expr = {
-      groups = lib.attrNames shm.users.groups;
-      users = lib.mapAttrs (_: u: u.extraGroups) shm.users.users;
+      groups = lib.attrNames (f.ourGroups shm);
+      users = lib.mapAttrs (_: u: u.extraGroups) (f.ourUsers shm);
     };
     expected = {
       groups = [ "looking-glass" ];
@@ -141,7 +141,8 @@ in
       {
         inherit (cfg.modules.vfio.lookingGlass) shmSize;
         args = builtins.match ".*-looking-glass-shm.sh '?/dev/shm/looking-glass'? '?([0-9]+)'? .*" (shmService cfg).script;
-        path = map (p: p.name) (shmService cfg).path;
+        # NixOS appends its default PATH entries after the service's own.
+        path = lib.take 1 (map (p: p.name) (shmService cfg).path);
       };
     expected = {
       shmSize = 32;
@@ -226,7 +227,7 @@ in
   # QEMU, /dev/vfio/N); uaccess would give the nodes to whoever is at the
   # seat.
   testKvmfrUdevRulePackage = {
-    expr = map (p: { inherit (p) destination text; }) kvmfr.services.udev.packages;
+    expr = map (p: { inherit (p) destination text; }) (f.ourUdevPackages kvmfr);
     expected = [
       {
         destination = "/lib/udev/rules.d/70-kvmfr.rules";
@@ -254,8 +255,8 @@ in
 
   testKvmfrUsersInKvmfrGroupNoShm = {
     expr = {
-      users = lib.mapAttrs (_: u: u.extraGroups) kvmfr.users.users;
-      groups = lib.attrNames kvmfr.users.groups;
+      users = lib.mapAttrs (_: u: u.extraGroups) (f.ourUsers kvmfr);
+      groups = lib.attrNames (f.ourGroups kvmfr);
       tmpfiles = lib.filter (lib.hasInfix "looking-glass") kvmfr.systemd.tmpfiles.rules;
       services = lib.filter (lib.hasPrefix "looking-glass") (lib.attrNames kvmfr.systemd.services);
     };
@@ -302,6 +303,21 @@ in
       ]).virtualisation.libvirtd.qemu.verbatimConfig;
     expected = qemuConf [
       "/dev/input/by-id/kbd-event-kbd"
+      "/dev/kvmfr0"
+    ];
+  };
+
+  # A node that appears only while a VM runs is not copied into QEMU's
+  # private /dev: listing one turns it off.
+  testHotplugDeviceTurnsTheNamespaceOff = {
+    expr =
+      (host [
+        { virtualisation.vms.win11 = kvmfrVm 64 0; }
+        (lgOn [ "draxel" ])
+        { modules.vfio.deviceAclHotplug = [ "/dev/input/by-id/pad-event-joystick" ]; }
+      ]).virtualisation.libvirtd.qemu.verbatimConfig;
+    expected = "namespaces = []\n" + qemuConf [
+      "/dev/input/by-id/pad-event-joystick"
       "/dev/kvmfr0"
     ];
   };
@@ -371,8 +387,12 @@ in
         ];
       }
     ]);
+    # Ours first; NixOS's own (users-groups.nix) follow, since the group
+    # membership declares users.users.alice without an account type.
     expected = [
       "modules.vfio.lookingGlass.users contains \"alice\", which is not a user of this system: NixOS creates an account only for users.users.<name> with isNormalUser or isSystemUser set; put your own user name in modules.vfio.lookingGlass.users, or declare the user, e.g. users.users.alice.isNormalUser = true"
+      "Exactly one of users.users.alice.isSystemUser and users.users.alice.isNormalUser must be set.\n"
+      "users.users.alice.group is unset. This used to default to\nnogroup, but this is unsafe. For example you can create a group\nfor this user with:\nusers.users.alice.group = \"alice\";\nusers.groups.alice = {};\n"
     ];
   };
 
@@ -386,9 +406,11 @@ in
           "lgbot"
           "root"
         ];
-        users.users.lgbot.isSystemUser = true;
-        # As nixos/modules/config/users-groups.nix declares root.
-        users.users.root.uid = 0;
+        users.users.lgbot = {
+          isSystemUser = true;
+          group = "lgbot";
+        };
+        users.groups.lgbot = { };
       }
     ]);
     expected = [ ];
