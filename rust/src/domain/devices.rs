@@ -9,7 +9,55 @@ use crate::ids;
 pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
     let windows = cfg.vm_type.is_windows();
     x.open("devices", &[]);
+    write_disks(x, cfg);
+    x.empty(
+        "controller",
+        &[("type", "usb"), ("model", "qemu-xhci"), ("ports", "15")],
+    );
+    if !plan.gpu_functions.is_empty() {
+        x.empty(
+            "controller",
+            &[
+                ("type", "pci"),
+                ("index", &GPU_GUEST_BUS.to_string()),
+                ("model", "pcie-root-port"),
+            ],
+        );
+    }
+    write_interface(x, cfg);
+    write_channels(x, cfg);
+    write_inputs(x, cfg);
+    if cfg.tpm.enable {
+        x.open("tpm", &[("model", "tpm-crb")]);
+        x.empty("backend", &[("type", "emulator"), ("version", "2.0")]);
+        x.close("tpm");
+    }
+    write_display(x, cfg);
+    write_hostdevs(x, cfg, plan);
+    x.empty("memballoon", &[("model", "none")]);
+    if !windows {
+        x.open("rng", &[("model", "virtio")]);
+        x.text("backend", &[("model", "random")], "/dev/urandom");
+        x.close("rng");
+    }
+    if cfg.looking_glass.enable && cfg.looking_glass.backend == LookingGlassBackend::Shm {
+        x.open("shmem", &[("name", "looking-glass")]);
+        x.empty("model", &[("type", "ivshmem-plain")]);
+        x.text(
+            "size",
+            &[("unit", "M")],
+            &cfg.looking_glass.size.to_string(),
+        );
+        x.close("shmem");
+    }
+    for event in &plan.extra_devices {
+        x.event(event.borrow());
+    }
+    x.close("devices");
+}
 
+/// The system disk (virtio-blk on the IOThread) and the ISOs as SATA CD-ROMs.
+fn write_disks(x: &mut Xml, cfg: &VmConfig) {
     // Boot order: the ISOs while they are set (the installer first), then the
     // disk. Per-device <boot order> rather than <os><boot dev>.
     let mut next_boot = 1u32;
@@ -22,7 +70,6 @@ pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
     let virtio_boot = cfg.storage.virtio_iso.as_ref().map(|_| boot_order());
     let disk_boot = boot_order();
 
-    // System disk: virtio-blk on the IOThread.
     let block = cfg.disk_is_block_device();
     let queues = cfg.vcpus.to_string();
     x.open(
@@ -54,7 +101,6 @@ pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
     x.empty("boot", &[("order", &disk_boot)]);
     x.close("disk");
 
-    // Installer and driver ISOs as SATA CD-ROMs.
     let cdroms = [
         (cfg.storage.windows_iso.as_ref(), "sda", iso_boot),
         (cfg.storage.virtio_iso.as_ref(), "sdb", virtio_boot),
@@ -71,25 +117,11 @@ pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
         }
         x.close("disk");
     }
+}
 
-    x.empty(
-        "controller",
-        &[("type", "usb"), ("model", "qemu-xhci"), ("ports", "15")],
-    );
-    if !plan.gpu_functions.is_empty() {
-        x.empty(
-            "controller",
-            &[
-                ("type", "pci"),
-                ("index", &GPU_GUEST_BUS.to_string()),
-                ("model", "pcie-root-port"),
-            ],
-        );
-    }
-
-    write_interface(x, cfg);
-
-    if !windows {
+/// Serial console and guest agent (Linux), SPICE agent channel.
+fn write_channels(x: &mut Xml, cfg: &VmConfig) {
+    if !cfg.vm_type.is_windows() {
         x.open("serial", &[("type", "pty")]);
         x.empty("target", &[("port", "0")]);
         x.close("serial");
@@ -111,7 +143,10 @@ pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
         );
         x.close("channel");
     }
+}
 
+/// evdev passthrough of the host keyboard and mouse, and virtio input.
+fn write_inputs(x: &mut Xml, cfg: &VmConfig) {
     if let Some(kbd) = &cfg.evdev.keyboard {
         x.open("input", &[("type", "evdev")]);
         x.empty(
@@ -132,13 +167,10 @@ pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
     }
     x.empty("input", &[("type", "keyboard"), ("bus", "virtio")]);
     x.empty("input", &[("type", "mouse"), ("bus", "virtio")]);
+}
 
-    if cfg.tpm.enable {
-        x.open("tpm", &[("model", "tpm-crb")]);
-        x.empty("backend", &[("type", "emulator"), ("version", "2.0")]);
-        x.close("tpm");
-    }
-
+/// `<graphics>` (SPICE or VNC on localhost) and the emulated video card.
+fn write_display(x: &mut Xml, cfg: &VmConfig) {
     match cfg.graphics {
         Graphics::Spice | Graphics::Vnc => {
             let kind = if cfg.graphics == Graphics::Spice {
@@ -160,29 +192,6 @@ pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
     x.open("video", &[]);
     x.empty("model", &[("type", video)]);
     x.close("video");
-
-    write_hostdevs(x, cfg, plan);
-
-    x.empty("memballoon", &[("model", "none")]);
-    if !windows {
-        x.open("rng", &[("model", "virtio")]);
-        x.text("backend", &[("model", "random")], "/dev/urandom");
-        x.close("rng");
-    }
-    if cfg.looking_glass.enable && cfg.looking_glass.backend == LookingGlassBackend::Shm {
-        x.open("shmem", &[("name", "looking-glass")]);
-        x.empty("model", &[("type", "ivshmem-plain")]);
-        x.text(
-            "size",
-            &[("unit", "M")],
-            &cfg.looking_glass.size.to_string(),
-        );
-        x.close("shmem");
-    }
-    for event in &plan.extra_devices {
-        x.event(event.borrow());
-    }
-    x.close("devices");
 }
 
 fn write_interface(x: &mut Xml, cfg: &VmConfig) {
