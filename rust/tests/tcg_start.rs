@@ -8,9 +8,8 @@
 //! * `type='qemu'`; `host-passthrough` becomes the named model `qemu64` with the
 //!   same topology shape (scaled down to at most 2 vCPUs for speed);
 //! * the Hyper-V block (and `<panic model='hyperv'>`), the `hypervclock` timer,
-//!   the `<kvm>` features and the other KVM-only features (`<ioapic
-//!   driver='kvm'>`, `<msrs>`) are removed; hostdevs and evdev inputs are
-//!   removed;
+//!   the `<kvm>` features and the other KVM-only feature (`<ioapic
+//!   driver='kvm'>`) are removed; hostdevs and evdev inputs are removed;
 //! * memory is 1 GiB, from 1 GiB pages when the domain uses hugepages and the
 //!   pages can be reserved (the test says so in one line when they cannot);
 //! * pins are rewritten to CPUs that exist here: declared host CPU `c` becomes
@@ -278,7 +277,6 @@ fn tcg_variant(
         f.remove_where(|e| {
             e.name == "hyperv"
                 || e.name == "kvm"
-                || e.name == "msrs"
                 || (e.name == "ioapic" && e.attr("driver") == Some("kvm"))
         });
     }

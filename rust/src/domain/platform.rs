@@ -167,9 +167,12 @@ fn write_features(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
         x.empty("smm", &[("state", "on")]);
     }
     x.empty("ioapic", &[("driver", "kvm")]);
-    if cfg.vm_type.is_windows() {
-        x.empty("msrs", &[("unknown", "ignore")]);
-    }
+    // No `<msrs unknown="ignore"/>`: libvirt implements it for bhyve only
+    // (docs/formatdomain.rst, "msrs ... Since 5.1.0 (bhyve only)"; the QEMU
+    // driver ignores VIR_DOMAIN_FEATURE_MSRS in src/qemu/qemu_validate.c and
+    // never turns it into a QEMU option). Windows guests that touch MSRs KVM
+    // does not emulate need the host's `kvm ignore_msrs=1`, set by the VFIO
+    // module, not anything in the domain.
     x.close("features");
 }
 

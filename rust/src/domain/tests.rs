@@ -38,6 +38,12 @@ fn win11_renders_core_elements() {
 }
 
 #[test]
+fn no_msrs_element_which_qemu_ignores() {
+    // <msrs> is bhyve-only in libvirt; a Windows domain must not pretend it helps.
+    assert!(!render(&win11(), None).unwrap().contains("msrs"));
+}
+
+#[test]
 fn rendering_is_deterministic() {
     let c = win11();
     assert_eq!(render(&c, None).unwrap(), render(&c, None).unwrap());
