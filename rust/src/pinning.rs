@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::VmConfig;
+use crate::config::{limits, VmConfig};
 use crate::topology::{format_cpu_list, CoreKind, HostTopology};
 
 /// The guest CPU topology (`<cpu><topology …/>`). `cores` is per die, so
@@ -142,6 +142,27 @@ pub enum PinError {
         /// e.g. ", 16 efficiency cores not used for guests"
         excluded: String,
     },
+    #[error("{option} = {value} is more than {max}")]
+    #[diagnostic(
+        code(vfio::pinning::range),
+        help("set {option} to at most {max}: {why}")
+    )]
+    OutOfRange {
+        option: &'static str,
+        value: u32,
+        max: u32,
+        why: &'static str,
+    },
+    #[error("cpu.pinning.startCpu = {start_cpu} with vcpus = {vcpus} pins past CPU {last}, the highest CPU id Linux supports")]
+    #[diagnostic(
+        code(vfio::pinning::past_last_cpu),
+        help("set cpu.pinning.startCpu to the first host CPU for the guest (CPUs below it stay with the host), e.g. 4")
+    )]
+    PastLastCpu {
+        start_cpu: u32,
+        vcpus: u32,
+        last: u32,
+    },
     #[error("the host topology is inconsistent: {reason}")]
     #[diagnostic(
         code(vfio::pinning::host_topology),
@@ -162,8 +183,51 @@ pub enum PinError {
     },
 }
 
+/// Checks the sizes the planner works with against the option types'
+/// limits, so that nothing below allocates or counts past them.
+fn check_bounds(cfg: &VmConfig) -> Result<(), PinError> {
+    let checks = [
+        (
+            "vcpus",
+            cfg.vcpus,
+            limits::VCPUS.1,
+            "libvirt and QEMU take at most 1024 vCPUs here",
+        ),
+        (
+            "cpu.cores",
+            cfg.cpu.cores,
+            limits::CORES.1,
+            "a guest has at most 512 cores",
+        ),
+        (
+            "cpu.threads",
+            cfg.cpu.threads,
+            limits::THREADS.1,
+            "x86 cores have 1 or 2 threads",
+        ),
+        (
+            "cpu.pinning.startCpu",
+            cfg.cpu.pinning.start_cpu,
+            limits::HOST_CPUS - 1,
+            "Linux numbers CPUs below 8192",
+        ),
+    ];
+    for (option, value, max, why) in checks {
+        if value > max {
+            return Err(PinError::OutOfRange {
+                option,
+                value,
+                max,
+                why,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The guest topology the options ask for, checked against `vcpus`.
 pub fn guest_topology(cfg: &VmConfig) -> Result<GuestTopology, PinError> {
+    check_bounds(cfg)?;
     let product = cfg.cpu.cores.saturating_mul(cfg.cpu.threads);
     if product != cfg.vcpus {
         return Err(PinError::TopologyMismatch {
@@ -212,25 +276,40 @@ pub fn plan_with(
         Some(host) if !host.cpus.is_empty() => {
             topology_aware(cfg, host, policy, topology).map(Some)
         }
-        _ => Ok(Some(contiguous(cfg, topology))),
+        _ => {
+            let start = cfg.cpu.pinning.start_cpu.max(1);
+            let last = start.checked_add(cfg.vcpus - 1);
+            if last.map_or(true, |l| l >= limits::HOST_CPUS) {
+                return Err(PinError::PastLastCpu {
+                    start_cpu: cfg.cpu.pinning.start_cpu,
+                    vcpus: cfg.vcpus,
+                    last: limits::HOST_CPUS - 1,
+                });
+            }
+            Ok(Some(contiguous(cfg, topology)))
+        }
     }
 }
 
 /// The map without a host topology: vCPU i on CPU `startCpu + i`.
+///
+/// Callers check the config with [`guest_topology`] first; the sizes are
+/// capped here as well, so that no config makes this allocate more than the
+/// option types' limits allow.
 pub fn contiguous(cfg: &VmConfig, topology: GuestTopology) -> PinMap {
     let mut warnings = Vec::new();
-    let start = cfg.cpu.pinning.start_cpu.max(1);
+    let start = cfg.cpu.pinning.start_cpu.clamp(1, limits::HOST_CPUS - 1);
+    let count = cfg.vcpus.min(limits::VCPUS.1);
+    let last = start.saturating_add(count.saturating_sub(1));
     if cfg.cpu.pinning.start_cpu == 0 {
         warnings.push(
             "cpu.pinning.startCpu = 0 would give CPU 0 to the guest; CPU 0 stays with the host, so the map starts at CPU 1".to_string(),
         );
     }
-    let vcpus: Vec<(u32, u32)> = (0..cfg.vcpus).map(|v| (v, start + v)).collect();
+    let vcpus: Vec<(u32, u32)> = (0..count).map(|v| (v, start.saturating_add(v))).collect();
     let host: Vec<u32> = (0..start).collect();
     warnings.push(format!(
-        "no host CPU topology given: vCPUs are pinned to CPUs {}-{} in order, which splits SMT siblings on many CPUs; run `vfio-helper discover --nix` and set the host topology for a sibling-aware map",
-        start,
-        start + cfg.vcpus.saturating_sub(1)
+        "no host CPU topology given: vCPUs are pinned to CPUs {start}-{last} in order, which splits SMT siblings on many CPUs; run `vfio-helper discover --nix` and set the host topology for a sibling-aware map"
     ));
     PinMap {
         vm_cpus: vcpus.iter().map(|&(_, c)| c).collect(),

@@ -50,7 +50,7 @@ pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
         );
         x.close("shmem");
     }
-    for event in &plan.extra_devices {
+    for event in &plan.extra_devices.events {
         x.event(event.borrow());
     }
     x.close("devices");

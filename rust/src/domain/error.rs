@@ -1,5 +1,6 @@
 //! Why a VM config cannot be turned into a domain.
 
+use crate::config::FieldError;
 use crate::pinning::PinError;
 
 /// Why a VM config cannot be turned into a domain.
@@ -133,6 +134,31 @@ pub enum DomainError {
         help("extraDevicesXml must be one or more complete device elements, e.g. \"<watchdog model='itco' action='reset'/>\"; fix the markup near: {near}")
     )]
     ExtraDevicesXml { reason: String, near: String },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Field(#[from] FieldError),
+
+    #[error("cpu.threads = 2 but the host CPU vendor is unknown (cpu.vendor = null and no host topology)")]
+    #[diagnostic(
+        code(vfio::domain::cpu_vendor),
+        help("set cpu.vendor = \"amd\" or \"intel\": on AMD the guest sees its SMT pairs only with the topoext CPU feature, which is emitted for a known AMD host only. `vfio-helper discover --nix` writes the host topology with its vendor (modules.vfio.hostTopology), which the VMs inherit; or set cpu.threads = 1")
+    )]
+    VendorUnknown,
+
+    #[error("graphics = \"none\" and the guest has no other input: no Looking Glass, no evdev.keyboard or evdev.mouse, and no USB device in extraDevicesXml")]
+    #[diagnostic(
+        code(vfio::domain::no_input),
+        help("set graphics = \"spice\" (or \"vnc\"), or give the guest a keyboard: evdev.keyboard = \"/dev/input/by-id/…-event-kbd\", lookingGlass.enable = true, or a USB device or controller in extraDevicesXml, e.g. <hostdev mode='subsystem' type='usb' managed='yes'><source><vendor id='0x046d'/><product id='0xc52b'/></source></hostdev>")
+    )]
+    NoInput,
+
+    #[error("cpu.pinning.numaNode = {node} but the host has NUMA nodes {nodes} only")]
+    #[diagnostic(
+        code(vfio::domain::numa_node),
+        help("set cpu.pinning.numaNode to one of the host's nodes ({nodes}; the GPU's is in /sys/bus/pci/devices/<address>/numa_node), or null")
+    )]
+    NumaNodeMissing { node: u32, nodes: String },
 
     #[error("could not write the domain XML: {0}")]
     #[diagnostic(code(vfio::domain::write))]

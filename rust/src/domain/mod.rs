@@ -6,11 +6,13 @@
 //!
 //! What the templates contain:
 //!
-//! * `windows-gaming`: UEFI (firmware autoselection, Secure Boot with enrolled
-//!   keys when `secureBoot`), the Hyper-V enlightenments QEMU recommends (with
-//!   their dependencies checked), host-passthrough CPU with the pinned topology,
-//!   1 GiB hugepages, a virtio disk on an IOThread, the GPU functions on one
-//!   guest slot, Looking Glass, evdev input, TPM 2.0, no memory balloon.
+//! * `windows-gaming`: UEFI (firmware autoselection: Secure Boot when
+//!   `secureBoot`, with Microsoft's keys enrolled unless `secureBootKeys =
+//!   "none"`), the Hyper-V enlightenments QEMU recommends (with their
+//!   dependencies checked), host-passthrough CPU with the pinned topology
+//!   (`topoext` on AMD), memory bound to `cpu.pinning.numaNode`, 1 GiB
+//!   hugepages, a virtio disk on an IOThread, the GPU functions on one guest
+//!   slot, Looking Glass, evdev input, TPM 2.0, no memory balloon.
 //! * `linux-server`: the same hygiene without the Windows parts, plus a serial
 //!   console, the QEMU guest agent channel and a virtio RNG.
 //!
@@ -25,9 +27,10 @@ mod platform;
 mod validate;
 mod writer;
 
+pub use crate::config::PciAddress;
 pub use error::DomainError;
 pub use hyperv::{check_hyperv, hyperv_features, HvFeature};
-pub use validate::{cpu_vendor, PciAddress};
+pub use validate::cpu_vendor;
 
 use crate::config::VmConfig;
 use crate::topology::HostTopology;
@@ -44,6 +47,10 @@ pub const MANAGED_PREFIX: &str = "vfio";
 pub const MANAGED_ELEMENT: &str = "managed";
 /// libvirt's QEMU namespace, needed for `<qemu:commandline>`.
 pub const QEMU_NAMESPACE: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
+/// QEMU device id of the kvmfr Looking Glass device (`<qemu:commandline>`),
+/// in libvirt's user-alias namespace (`ua-`), so it never collides with an
+/// alias libvirt gives a device (`shmem0`, …).
+pub const KVMFR_DEVICE_ID: &str = "ua-vfio-kvmfr";
 /// Guest PCI bus of the passed-through GPU. Its functions share slot 0 of this
 /// bus, behind a dedicated `pcie-root-port` (controller index = bus number).
 pub const GPU_GUEST_BUS: u8 = 0x06;

@@ -6,10 +6,10 @@ use super::hyperv::HvFeature;
 use super::validate::Plan;
 use super::writer::{yes_no, Xml};
 use super::{
-    DomainError, MANAGED_ELEMENT, MANAGED_NAMESPACE, MANAGED_PREFIX, QEMU_NAMESPACE,
-    SPINLOCK_RETRIES,
+    DomainError, KVMFR_DEVICE_ID, MANAGED_ELEMENT, MANAGED_NAMESPACE, MANAGED_PREFIX,
+    QEMU_NAMESPACE, SPINLOCK_RETRIES,
 };
-use crate::config::{CpuVendor, LookingGlassBackend, VmConfig};
+use crate::config::{CpuVendor, LookingGlassBackend, SecureBootKeys, VmConfig};
 use crate::ids;
 use crate::pinning::PinMap;
 use crate::topology::format_cpu_list;
@@ -37,26 +37,13 @@ pub(super) fn write_domain(x: &mut Xml, cfg: &VmConfig, plan: &Plan) -> Result<(
     x.empty(&marker, &[(&xmlns, MANAGED_NAMESPACE)]);
     x.close("metadata");
 
-    let memory = cfg.memory.to_string();
-    x.text("memory", &[("unit", "MiB")], &memory);
-    x.text("currentMemory", &[("unit", "MiB")], &memory);
-    x.open("memoryBacking", &[]);
-    if cfg.hugepages.enable {
-        x.open("hugepages", &[]);
-        x.empty("page", &[("size", "1"), ("unit", "G")]);
-        x.close("hugepages");
-    }
-    x.empty("nosharepages", &[]);
-    if cfg.hugepages.enable {
-        x.empty("allocation", &[("mode", "immediate")]);
-    }
-    x.close("memoryBacking");
-
+    write_memory(x, cfg);
     x.text("vcpu", &[("placement", "static")], &cfg.vcpus.to_string());
     x.text("iothreads", &[], "1");
     if let Some(pins) = &plan.pins {
         write_cputune(x, pins);
     }
+    write_numatune(x, plan);
 
     write_os(x, cfg);
     write_features(x, cfg, plan);
@@ -73,26 +60,81 @@ pub(super) fn write_domain(x: &mut Xml, cfg: &VmConfig, plan: &Plan) -> Result<(
     write_devices(x, cfg, plan);
 
     if qemu_ns {
-        x.open("qemu:commandline", &[]);
-        if kvmfr {
-            let size = u64::from(cfg.looking_glass.size) * 1024 * 1024;
-            let device = "{'driver':'ivshmem-plain','id':'shmem0','memdev':'looking-glass'}";
-            let object = format!(
-                "{{'qom-type':'memory-backend-file','id':'looking-glass','mem-path':'/dev/kvmfr{}','size':{},'share':true}}",
-                cfg.looking_glass.kvmfr_index, size
-            );
-            x.empty("qemu:arg", &[("value", "-device")]);
-            x.empty("qemu:arg", &[("value", device)]);
-            x.empty("qemu:arg", &[("value", "-object")]);
-            x.empty("qemu:arg", &[("value", &object)]);
-        }
-        for arg in &cfg.qemu_args {
-            x.empty("qemu:arg", &[("value", arg)]);
-        }
-        x.close("qemu:commandline");
+        write_qemu_commandline(x, cfg, kvmfr);
     }
     x.close("domain");
     Ok(())
+}
+
+fn write_memory(x: &mut Xml, cfg: &VmConfig) {
+    let memory = cfg.memory.to_string();
+    x.text("memory", &[("unit", "MiB")], &memory);
+    x.text("currentMemory", &[("unit", "MiB")], &memory);
+    x.open("memoryBacking", &[]);
+    if cfg.hugepages.enable {
+        // No `nodeset` on the page: it names *guest* NUMA cells, and the
+        // guest has none (libvirt rejects any nodeset then: "hugepages: node
+        // 0 not found", virDomainDefMemtuneValidate in
+        // src/conf/domain_validate.c). Which *host* node the pages come from
+        // is <numatune>'s job.
+        x.open("hugepages", &[]);
+        x.empty("page", &[("size", "1"), ("unit", "G")]);
+        x.close("hugepages");
+    }
+    x.empty("nosharepages", &[]);
+    if cfg.hugepages.enable {
+        x.empty("allocation", &[("mode", "immediate")]);
+    }
+    x.close("memoryBacking");
+}
+
+/// `<numatune>`: with `cpu.pinning.numaNode`, the guest's memory (its
+/// hugepages included) is allocated on the host node(s) its vCPUs run on,
+/// strictly: a start fails rather than silently using a far node.
+fn write_numatune(x: &mut Xml, plan: &Plan) {
+    if plan.memory_nodes.is_empty() {
+        return;
+    }
+    x.open("numatune", &[]);
+    x.empty(
+        "memory",
+        &[
+            ("mode", "strict"),
+            ("nodeset", &format_cpu_list(&plan.memory_nodes)),
+        ],
+    );
+    x.close("numatune");
+}
+
+/// `<qemu:commandline>`: the kvmfr Looking Glass device, then `qemuArgs`.
+///
+/// The kvmfr device's id starts with `ua-`, the prefix of user-chosen device
+/// aliases in libvirt (docs/formatdomain.rst, "Devices": a user alias must
+/// start with `ua-`; src/conf/domain_conf.c keeps no other user alias):
+/// libvirt never generates an alias with it, so no device libvirt adds can
+/// take the id, and `extraDevicesXml` may not use the `ua-vfio-` prefix. The
+/// plain `shmem0` collided with libvirt's alias for the first `<shmem>` (e.g.
+/// a Scream IVSHMEM device) and QEMU refused to start ("Duplicate device ID").
+fn write_qemu_commandline(x: &mut Xml, cfg: &VmConfig, kvmfr: bool) {
+    x.open("qemu:commandline", &[]);
+    if kvmfr {
+        let size = u64::from(cfg.looking_glass.size) * 1024 * 1024;
+        let device = format!(
+            "{{'driver':'ivshmem-plain','id':'{KVMFR_DEVICE_ID}','memdev':'looking-glass'}}"
+        );
+        let object = format!(
+            "{{'qom-type':'memory-backend-file','id':'looking-glass','mem-path':'/dev/kvmfr{}','size':{},'share':true}}",
+            cfg.looking_glass.kvmfr_index, size
+        );
+        x.empty("qemu:arg", &[("value", "-device")]);
+        x.empty("qemu:arg", &[("value", &device)]);
+        x.empty("qemu:arg", &[("value", "-object")]);
+        x.empty("qemu:arg", &[("value", &object)]);
+    }
+    for arg in &cfg.qemu_args {
+        x.empty("qemu:arg", &[("value", arg)]);
+    }
+    x.close("qemu:commandline");
 }
 
 fn write_cputune(x: &mut Xml, pins: &PinMap) {
@@ -124,16 +166,28 @@ fn write_cputune(x: &mut Xml, pins: &PinMap) {
     x.close("cputune");
 }
 
+/// `<os firmware="efi">` with the firmware features libvirt's autoselection
+/// matches against the QEMU firmware descriptors (src/qemu/qemu_firmware.c):
+/// `secure-boot` while `secureBoot` is on, and `enrolled-keys` when the
+/// variable store must come with Microsoft's keys. QEMU's own edk2
+/// descriptors have `secure-boot` but not `enrolled-keys`; the firmware
+/// module installs one that has (see [`crate::firmware`]).
 fn write_os(x: &mut Xml, cfg: &VmConfig) {
     x.open("os", &[("firmware", "efi")]);
     x.text("type", &[("arch", "x86_64"), ("machine", "q35")], "hvm");
-    let enabled = yes_no(cfg.secure_boot);
+    let keys = cfg.secure_boot && cfg.secure_boot_keys == SecureBootKeys::Microsoft;
     x.open("firmware", &[]);
     x.empty(
         "feature",
-        &[("enabled", enabled), ("name", "enrolled-keys")],
+        &[("enabled", yes_no(keys)), ("name", "enrolled-keys")],
     );
-    x.empty("feature", &[("enabled", enabled), ("name", "secure-boot")]);
+    x.empty(
+        "feature",
+        &[
+            ("enabled", yes_no(cfg.secure_boot)),
+            ("name", "secure-boot"),
+        ],
+    );
     x.close("firmware");
     x.close("os");
 }

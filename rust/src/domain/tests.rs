@@ -12,7 +12,7 @@ fn cfg(json: &str) -> VmConfig {
 
 fn win11() -> VmConfig {
     cfg(r#"{"name":"win11","memory":32768,"vcpus":12,
-        "cpu":{"cores":6,"threads":2,"pinning":{"enable":true,"startCpu":4}},
+        "cpu":{"cores":6,"threads":2,"vendor":"amd","pinning":{"enable":true,"startCpu":4}},
         "hugepages":{"enable":true,"count":32},
         "gpu":{"enable":true,"pciId":"10de:2782","audioPciId":"10de:22bc",
                "address":"0000:01:00.0","audioAddress":"0000:01:00.1"},
@@ -41,6 +41,39 @@ fn win11_renders_core_elements() {
 fn no_msrs_element_which_qemu_ignores() {
     // <msrs> is bhyve-only in libvirt; a Windows domain must not pretend it helps.
     assert!(!render(&win11(), None).unwrap().contains("msrs"));
+}
+
+#[test]
+fn secure_boot_keys_choose_the_firmware_features() {
+    use crate::config::SecureBootKeys;
+    let features = |c: &VmConfig| {
+        let xml = render(c, None).unwrap();
+        let start = xml.find("<firmware>").unwrap();
+        let end = xml.find("</firmware>").unwrap();
+        (
+            xml[start..end].to_string(),
+            xml.contains("<smm state=\"on\"/>"),
+        )
+    };
+    let mut c = win11();
+    assert_eq!(c.secure_boot_keys, SecureBootKeys::Microsoft);
+    let (fw, smm) = features(&c);
+    assert!(fw.contains("<feature enabled=\"yes\" name=\"enrolled-keys\"/>"));
+    assert!(fw.contains("<feature enabled=\"yes\" name=\"secure-boot\"/>"));
+    assert!(smm);
+    c.secure_boot_keys = SecureBootKeys::None;
+    let (fw, smm) = features(&c);
+    assert!(fw.contains("<feature enabled=\"no\" name=\"enrolled-keys\"/>"));
+    assert!(fw.contains("<feature enabled=\"yes\" name=\"secure-boot\"/>"));
+    assert!(smm);
+    for keys in [SecureBootKeys::Microsoft, SecureBootKeys::None] {
+        c.secure_boot = false;
+        c.secure_boot_keys = keys;
+        let (fw, smm) = features(&c);
+        assert!(fw.contains("<feature enabled=\"no\" name=\"enrolled-keys\"/>"));
+        assert!(fw.contains("<feature enabled=\"no\" name=\"secure-boot\"/>"));
+        assert!(!smm);
+    }
 }
 
 #[test]
@@ -235,6 +268,74 @@ fn extra_devices_xml_must_be_well_formed() {
 }
 
 #[test]
+fn extra_devices_xml_is_checked_like_an_xml_parser_would() {
+    // What quick-xml alone lets through, and XML 1.0 does not.
+    for (bad, why) in [
+        ("<1abc/>", "element name"),
+        ("<watchdog model='i<tco'/>", "contains `<`"),
+        ("<panic>]]></panic>", "]]>"),
+        ("<panic><!-- a -- b --></panic>", "--"),
+        ("<panic><!-- a ---></panic>", "--"),
+        ("<panic model='hyperv'>\u{1}</panic>", "U+0001"),
+        ("<panic model='&#1;'/>", "U+0001"),
+        ("<panic>&#0;</panic>", ""),
+        ("<panic x:y='1'/>", "namespace"),
+        ("<qemu:arg value='x'/>", "namespace"),
+        ("<panic 1a='1'/>", "attribute name"),
+        ("<watchdogs model='itco'/>", "not a libvirt device element"),
+        (
+            "<memballoon model='virtio'/>",
+            "not a libvirt device element",
+        ),
+        (
+            "<emulator>/usr/bin/qemu</emulator>",
+            "not a libvirt device element",
+        ),
+        (
+            "<shmem name='x'><alias name='ua-vfio-kvmfr'/></shmem>",
+            "reserves",
+        ),
+        (
+            "<watchdog model='i6300esb'/><watchdog model='ib700'/>",
+            "at most one <watchdog>",
+        ),
+    ] {
+        let mut c = win11();
+        c.extra_devices_xml = bad.into();
+        match render(&c, None) {
+            Err(DomainError::ExtraDevicesXml { reason, near }) => {
+                assert!(reason.contains(why), "{bad:?}: {reason}");
+                assert!(
+                    !near.contains('\u{1}'),
+                    "control characters are escaped: {near}"
+                );
+            }
+            other => panic!("{bad:?} accepted: {other:?}"),
+        }
+    }
+    // Depth and size are bounded, so the re-indented output stays linear.
+    let mut c = win11();
+    c.extra_devices_xml = format!("{}{}", "<disk>".repeat(33), "</disk>".repeat(33));
+    assert!(matches!(
+        render(&c, None),
+        Err(DomainError::ExtraDevicesXml { reason, .. }) if reason.contains("nested more than 32")
+    ));
+    let ok = format!("{}{}", "<disk>".repeat(32), "</disk>".repeat(32));
+    c.extra_devices_xml = ok.clone();
+    assert!(render(&c, None).is_ok());
+    c.extra_devices_xml = "<panic model='hyperv'/>".repeat(3000);
+    assert!(c.extra_devices_xml.len() > 64 * 1024);
+    assert!(matches!(render(&c, None), Err(DomainError::Field(e)) if e.path == "extraDevicesXml"));
+    // The largest fragment allowed, nested as deep as allowed, renders to a
+    // bounded multiple of its size.
+    let unit = format!("{}{}", "<disk>".repeat(32), "</disk>".repeat(32));
+    c.extra_devices_xml = unit.repeat(65_536 / unit.len());
+    let base = render(&win11(), None).unwrap().len();
+    let out = render(&c, None).unwrap().len();
+    assert!(out - base < 40 * c.extra_devices_xml.len(), "{out}");
+}
+
+#[test]
 fn extra_devices_xml_is_reindented_inside_devices() {
     let mut c = win11();
     c.extra_devices_xml =
@@ -246,6 +347,67 @@ fn extra_devices_xml_is_reindented_inside_devices() {
         .unwrap();
     let panic = xml.find("    <panic model=\"hyperv\"/>\n").unwrap();
     assert!(watchdog < panic && panic < devices_end);
+}
+
+#[test]
+fn graphics_none_needs_another_input() {
+    let mut c = win11();
+    c.graphics = Graphics::None;
+    c.looking_glass.enable = false;
+    let err = render(&c, None).unwrap_err();
+    assert_eq!(err, DomainError::NoInput);
+    let help = miette::Diagnostic::help(&err).unwrap().to_string();
+    assert!(help.contains("graphics = \"spice\"") && help.contains("evdev.keyboard"));
+    // Any of these gives the guest a keyboard or a port to plug one into.
+    let with = |f: &dyn Fn(&mut VmConfig)| {
+        let mut c = c.clone();
+        f(&mut c);
+        render(&c, None)
+    };
+    assert!(with(&|c| c.looking_glass.enable = true).is_ok());
+    assert!(with(&|c| c.evdev.keyboard = Some("/dev/input/by-id/kbd".into())).is_ok());
+    assert!(with(&|c| c.evdev.mouse = Some("/dev/input/by-id/mouse".into())).is_ok());
+    for extra in [
+        "<hostdev mode='subsystem' type='usb' managed='yes'><source><vendor id='0x046d'/><product id='0xc52b'/></source></hostdev>",
+        "<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x0c' slot='0x00' function='0x3'/></source></hostdev>",
+        "<redirdev bus='usb' type='spicevmc'/>",
+        "<input type='evdev'><source dev='/dev/input/event3'/></input>",
+    ] {
+        assert!(with(&|c| c.extra_devices_xml = extra.into()).is_ok(), "{extra}");
+    }
+    // A virtio keyboard without a display to type into does not count.
+    assert!(with(&|c| c.extra_devices_xml = "<input type='keyboard' bus='usb'/>".into()).is_err());
+}
+
+#[test]
+fn kvmfr_device_id_cannot_collide_with_libvirt_aliases() {
+    let mut c = win11();
+    c.looking_glass.backend = LookingGlassBackend::Kvmfr;
+    c.extra_devices_xml =
+        "<shmem name='scream-ivshmem'><model type='ivshmem-plain'/><size unit='M'>2</size></shmem>"
+            .into();
+    let xml = render(&c, None).unwrap();
+    assert!(xml.contains(&format!("'id':'{KVMFR_DEVICE_ID}'")));
+    assert!(KVMFR_DEVICE_ID.starts_with("ua-"));
+    // libvirt names the first <shmem> shmem0: the kvmfr device must not.
+    assert!(!xml.contains("shmem0"));
+}
+
+#[test]
+fn field_rules_apply_to_configs_built_in_code() {
+    let mut c = win11();
+    c.looking_glass.kvmfr_index = 12;
+    let err = render(&c, None).unwrap_err();
+    assert!(
+        err.to_string().starts_with("lookingGlass.kvmfrIndex = 12:"),
+        "{err}"
+    );
+    let mut c = win11();
+    c.network.mac = Some("01:00:5e:00:00:01".into());
+    assert!(matches!(render(&c, None), Err(DomainError::Field(e)) if e.path == "network.mac"));
+    let mut c = win11();
+    c.qemu_args = vec!["ok".into(), "bad\u{0}".into()];
+    assert!(matches!(render(&c, None), Err(DomainError::Field(e)) if e.path == "qemuArgs[1]"));
 }
 
 #[test]
@@ -315,6 +477,7 @@ fn vendor_falls_back_to_the_host_topology() {
         ..HostTopology::default()
     };
     let mut c = win11();
+    c.cpu.vendor = None;
     c.cpu.pinning.enable = false; // keep the empty topology out of pinning
     assert!(render(&c, Some(&host)).unwrap().contains("topoext"));
     c.cpu.evmcs = true;
@@ -335,8 +498,38 @@ fn topoext_only_on_amd() {
     assert!(render(&c, None)
         .unwrap()
         .contains("<feature policy=\"require\" name=\"topoext\"/>"));
-    c.cpu.vendor = None;
+    c.cpu.vendor = Some(CpuVendor::Intel);
     assert!(!render(&c, None).unwrap().contains("topoext"));
+}
+
+#[test]
+fn smt_guest_needs_a_known_vendor() {
+    // Without the vendor, an AMD host's guest would silently lose topoext
+    // and with it its SMT pairs: an error naming cpu.vendor and the fix.
+    let mut c = win11();
+    c.cpu.vendor = None;
+    let err = render(&c, None).unwrap_err();
+    assert_eq!(err, DomainError::VendorUnknown);
+    assert!(err.to_string().contains("cpu.threads = 2"));
+    let help = miette::Diagnostic::help(&err).unwrap().to_string();
+    assert!(
+        help.contains("cpu.vendor") && help.contains("discover --nix"),
+        "{help}"
+    );
+    // Threads = 1 has no pairs to lose.
+    c.cpu.threads = 1;
+    c.vcpus = 6;
+    let xml = render(&c, None).unwrap();
+    assert!(!xml.contains("topoext"));
+    // A host topology's vendor is enough.
+    c.cpu.threads = 2;
+    c.vcpus = 12;
+    c.cpu.pinning.enable = false;
+    let host = HostTopology {
+        vendor: Some(CpuVendor::Amd),
+        ..HostTopology::default()
+    };
+    assert!(render(&c, Some(&host)).unwrap().contains("topoext"));
 }
 
 #[test]
@@ -403,7 +596,9 @@ fn hyperv_dependency_rules() {
 
 #[test]
 fn linux_server_has_no_windows_parts() {
-    let c = cfg(r#"{"name":"srv","type":"linux-server","vcpus":4,"cpu":{"cores":2,"threads":2}}"#);
+    let c = cfg(
+        r#"{"name":"srv","type":"linux-server","vcpus":4,"cpu":{"cores":2,"threads":2,"vendor":"intel"}}"#,
+    );
     let xml = render(&c, None).unwrap();
     assert!(!xml.contains("hyperv"));
     assert!(!xml.contains("localtime"));
@@ -419,10 +614,15 @@ fn linux_server_has_no_windows_parts() {
 #[test]
 fn values_are_escaped() {
     let mut c = win11();
+    // Names cannot carry markup at all (they are libvirt names and file
+    // names); paths and QEMU arguments can, and are escaped.
     c.name = "a<b&'c\"".into();
+    assert!(matches!(render(&c, None), Err(DomainError::Field(e)) if e.path == "name"));
+    c.name = "win11".into();
+    c.storage.disk = "/var/lib/images/a&b<'c'>.qcow2".into();
     c.qemu_args = vec!["-x".into(), "it's \"quoted\" & <odd>".into()];
     let xml = render(&c, None).unwrap();
-    assert!(xml.contains("<name>a&lt;b&amp;'c\"</name>"));
+    assert!(xml.contains("<source file=\"/var/lib/images/a&amp;b&lt;'c'&gt;.qcow2\"/>"));
     assert!(xml.contains("value=\"it's &quot;quoted&quot; &amp; &lt;odd&gt;\""));
     assert!(xml.contains(&format!("xmlns:qemu=\"{QEMU_NAMESPACE}\"")));
 }

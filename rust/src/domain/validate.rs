@@ -1,52 +1,11 @@
 //! Validation: everything that can be wrong is found before writing starts.
 
-use quick_xml::events::Event;
-
-use super::extra::parse_extra_devices;
+use super::extra::{parse_extra_devices, ExtraDevices};
 use super::hyperv::{check_hyperv, hyperv_features, HvFeature};
 use super::{DomainError, HUGEPAGE_MIB};
-use crate::config::{CpuVendor, NetworkType, VmConfig};
+use crate::config::{CpuVendor, Graphics, NetworkType, PciAddress, VmConfig};
 use crate::pinning::{self, PinMap};
-use crate::topology::HostTopology;
-
-/// A PCI address `DDDD:BB:SS.F`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PciAddress {
-    pub domain: u16,
-    pub bus: u8,
-    pub slot: u8,
-    pub function: u8,
-}
-
-impl PciAddress {
-    /// Parses `DDDD:BB:SS.F` (or `BB:SS.F`, domain 0) in hex.
-    pub fn parse(text: &str) -> Option<PciAddress> {
-        let text = text.trim();
-        let (rest, function) = text.rsplit_once('.')?;
-        let parts: Vec<&str> = rest.split(':').collect();
-        let (domain, bus, slot) = match parts.as_slice() {
-            [d, b, s] => (*d, *b, *s),
-            [b, s] => ("0", *b, *s),
-            _ => return None,
-        };
-        let hex = |s: &str, max_len: usize| -> Option<u32> {
-            if s.is_empty() || s.len() > max_len || !s.chars().all(|c| c.is_ascii_hexdigit()) {
-                return None;
-            }
-            u32::from_str_radix(s, 16).ok()
-        };
-        let domain = u16::try_from(hex(domain, 4)?).ok()?;
-        let bus = u8::try_from(hex(bus, 2)?).ok()?;
-        let slot = u8::try_from(hex(slot, 2)?).ok().filter(|s| *s <= 0x1f)?;
-        let function = u8::try_from(hex(function, 1)?).ok().filter(|f| *f <= 7)?;
-        Some(PciAddress {
-            domain,
-            bus,
-            slot,
-            function,
-        })
-    }
-}
+use crate::topology::{format_cpu_list, HostTopology};
 
 /// Everything derived from the config that the writer needs.
 pub(super) struct Plan {
@@ -57,7 +16,9 @@ pub(super) struct Plan {
     pub(super) vendor: Option<CpuVendor>,
     pub(super) hyperv: Vec<HvFeature>,
     pub(super) hypervclock: bool,
-    pub(super) extra_devices: Vec<Event<'static>>,
+    pub(super) extra_devices: ExtraDevices,
+    /// Host NUMA nodes for `<numatune>` (empty: no binding).
+    pub(super) memory_nodes: Vec<u32>,
 }
 
 /// The host CPU vendor: `cpu.vendor`, else the vendor of the host topology.
@@ -77,6 +38,7 @@ pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Pl
     let topology = pins.as_ref().map_or(topology, |p| p.topology);
 
     let vendor = cpu_vendor(cfg, host);
+    check_vendor(cfg, vendor)?;
     let gpu_functions = gpu_functions(cfg)?;
     if let Some(rom) = &cfg.gpu.rom_file {
         if cfg.gpu.enable && !rom.starts_with('/') {
@@ -87,6 +49,9 @@ pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Pl
     check_looking_glass(cfg)?;
     check_evdev(cfg)?;
     check_network(cfg)?;
+    // The per-field rules of the option tree (names, paths, ranges), for
+    // configs built in code; `VmConfig::from_json` has checked them already.
+    cfg.check_fields()?;
 
     let (hyperv, hypervclock) = if cfg.vm_type.is_windows() {
         let features = hyperv_features(cfg, vendor)?;
@@ -99,6 +64,8 @@ pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Pl
     };
 
     let extra_devices = parse_extra_devices(&cfg.extra_devices_xml)?;
+    check_input(cfg, &extra_devices)?;
+    let memory_nodes = memory_nodes(cfg, pins.as_ref(), host)?;
 
     Ok(Plan {
         pins,
@@ -108,7 +75,62 @@ pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Pl
         hyperv,
         hypervclock,
         extra_devices,
+        memory_nodes,
     })
+}
+
+/// With SMT pairs in the guest, the CPU vendor must be known: on AMD the
+/// guest sees the pairs only with `topoext`, which `host-passthrough` does
+/// not turn on by itself, and which is emitted only for `cpu.vendor = "amd"`.
+fn check_vendor(cfg: &VmConfig, vendor: Option<CpuVendor>) -> Result<(), DomainError> {
+    if cfg.cpu.threads == 2 && vendor.is_none() {
+        return Err(DomainError::VendorUnknown);
+    }
+    Ok(())
+}
+
+/// `graphics = "none"` leaves no emulated display to type into: the guest
+/// needs Looking Glass, evdev, or a USB (or PCI USB controller) device.
+fn check_input(cfg: &VmConfig, extra: &ExtraDevices) -> Result<(), DomainError> {
+    let input = cfg.looking_glass.enable
+        || cfg.evdev.keyboard.is_some()
+        || cfg.evdev.mouse.is_some()
+        || extra.has_input();
+    if cfg.graphics == Graphics::None && !input {
+        return Err(DomainError::NoInput);
+    }
+    Ok(())
+}
+
+/// The host NUMA nodes the guest's memory is bound to, when
+/// `cpu.pinning.numaNode` is set: the nodes the pinned vCPUs run on (the
+/// chosen node, unless the pinning had to fall back to others, which it
+/// warns about), or the chosen node itself without a host topology.
+fn memory_nodes(
+    cfg: &VmConfig,
+    pins: Option<&PinMap>,
+    host: Option<&HostTopology>,
+) -> Result<Vec<u32>, DomainError> {
+    let Some(node) = cfg.cpu.pinning.numa_node else {
+        return Ok(Vec::new());
+    };
+    if let Some(host) = host.filter(|h| !h.cpus.is_empty()) {
+        let nodes: Vec<u32> = host.cpus.iter().map(|c| c.numa_node).collect();
+        if !nodes.contains(&node) {
+            let mut known = nodes;
+            known.sort_unstable();
+            known.dedup();
+            return Err(DomainError::NumaNodeMissing {
+                node,
+                nodes: format_cpu_list(&known),
+            });
+        }
+    }
+    let planned = pins
+        .and_then(|p| p.quality.as_ref())
+        .map(|q| q.numa_nodes.clone())
+        .filter(|n| !n.is_empty());
+    Ok(planned.unwrap_or_else(|| vec![node]))
 }
 
 fn gpu_functions(cfg: &VmConfig) -> Result<Vec<PciAddress>, DomainError> {
