@@ -73,10 +73,11 @@ fn write_memory(x: &mut Xml, cfg: &VmConfig) {
     x.open("memoryBacking", &[]);
     if cfg.hugepages.enable {
         // No `nodeset` on the page: it names *guest* NUMA cells, and the
-        // guest has none (libvirt rejects any nodeset then: "hugepages: node
-        // 0 not found", virDomainDefMemtuneValidate in
-        // src/conf/domain_validate.c). Which *host* node the pages come from
-        // is <numatune>'s job.
+        // guest has none. libvirt drops nodeset="0" (the one implicit cell)
+        // and rejects any other ("hugepages: node 1 not found",
+        // virDomainDefMemtuneValidate in src/conf/domain_validate.c), so it
+        // can never choose a host node. Which *host* node the pages come
+        // from is <numatune>'s job (write_numatune).
         x.open("hugepages", &[]);
         x.empty("page", &[("size", "1"), ("unit", "G")]);
         x.close("hugepages");
