@@ -516,6 +516,30 @@ fn tcg_variant(
     }
 }
 
+/// The /dev/shm files of a domain's `<shmem>`s that do not exist yet:
+/// libvirt creates them, the guard removes them.
+struct ShmFiles(Vec<PathBuf>);
+
+impl ShmFiles {
+    fn new(names: &[String]) -> ShmFiles {
+        ShmFiles(
+            names
+                .iter()
+                .map(|n| Path::new("/dev/shm").join(n))
+                .filter(|p| !p.exists())
+                .collect(),
+        )
+    }
+}
+
+impl Drop for ShmFiles {
+    fn drop(&mut self) {
+        for file in &self.0 {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
 /// Runs a command with a deadline; returns (success, stdout+stderr).
 fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> (bool, String) {
     let out_path = std::env::temp_dir().join(format!("vfiotest-cmd-{}.out", std::process::id()));
@@ -914,13 +938,7 @@ fn every_golden_domain_starts_under_tcg_as_declared() {
         let golden = std::fs::read_to_string(case).unwrap();
         let mut variant = tcg_variant(&golden, &name, dir.path(), &host, &hugepages);
         // libvirt creates /dev/shm/<name> for each <shmem>; remove the new ones after.
-        let shm_new: Vec<PathBuf> = variant
-            .expect
-            .shm_files
-            .iter()
-            .map(|n| Path::new("/dev/shm").join(n))
-            .filter(|p| !p.exists())
-            .collect();
+        let shm = ShmFiles::new(&variant.expect.shm_files);
         let began = Instant::now();
         println!("== {stem}");
         for n in &variant.notes {
@@ -960,9 +978,7 @@ fn every_golden_domain_starts_under_tcg_as_declared() {
         for f in &variant.extra_files {
             let _ = std::fs::remove_file(f);
         }
-        for file in &shm_new {
-            let _ = std::fs::remove_file(file);
-        }
+        drop(shm);
     }
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
 }
@@ -1073,6 +1089,7 @@ fn secure_boot_with_microsoft_keys_starts_only_with_our_descriptor() {
     let no_pages: Result<String, String> = Err("not needed here".into());
     let variant = tcg_variant(&golden, name, dir.path(), &host, &no_pages);
     assert!(variant.expect.secure_boot && variant.expect.enrolled_keys);
+    let _shm = ShmFiles::new(&variant.expect.shm_files);
 
     {
         let _absent = Descriptor::set(false);
