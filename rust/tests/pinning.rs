@@ -462,6 +462,27 @@ fn dual_socket_follows_the_gpu_node() {
 }
 
 #[test]
+fn dual_socket_falls_back_from_a_full_gpu_node_and_says_so() {
+    // startCpu 12 keeps cores 0-11 (node 0) with the host: 4 free on the
+    // GPU's node 0, too few for 8, so the VM runs on node 1.
+    let policy = PinPolicy {
+        gpu_numa_node: Some(0),
+        ..PinPolicy::default()
+    };
+    let map = map_of(&vm(16, 8, 2, 12), &dual_socket(), policy);
+    let expected: Vec<u32> = (16..24).flat_map(|k| [k, k + 32]).collect();
+    assert_eq!(pins(&map), expected);
+    assert!(
+        has_warning(
+            &map,
+            "the GPU is on NUMA node 0 but its node has too few free cores; the VM runs on node 1"
+        ),
+        "{:?}",
+        map.warnings
+    );
+}
+
+#[test]
 fn dual_socket_spanning_nodes_says_so() {
     // 24 cores with cores 0-3 reserved: 12 free on node 0, 16 on node 1.
     let map = map_of(&vm(48, 24, 2, 4), &dual_socket(), PinPolicy::default());
