@@ -92,7 +92,7 @@ fn range<T: PartialOrd + std::fmt::Display + Copy>(
         return Err(err(
             path,
             value.to_string(),
-            &format!("out of range {min}..{max}"),
+            &format!("is outside {min} to {max}"),
             format!("set {path} to a value from {min} to {max}{fix}"),
         ));
     }

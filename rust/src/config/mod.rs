@@ -435,7 +435,7 @@ pub enum ConfigError {
     #[error("the VM config is not valid JSON: {0}")]
     #[diagnostic(code(vfio::config::json), help("the file should be the JSON the NixOS module writes for one VM (builtins.toJSON of virtualisation.vms.<name> plus `name`)"))]
     Json(#[source] serde_json::Error),
-    #[error("{}: the key `{key}` appears twice ({source})", if path.is_empty() { "the VM config" } else { path.as_str() })]
+    #[error("{}: the key `{key}` appears twice", if path.is_empty() { "the VM config" } else { path.as_str() })]
     #[diagnostic(
         code(vfio::config::duplicate_key),
         help("remove one of the two `{key}` entries; JSON readers disagree on which one counts, so neither is used")
