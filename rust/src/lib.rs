@@ -10,6 +10,7 @@
 //! | [`topology`] | the host CPU topology model and kernel CPU lists |
 //! | [`pinning`] | vCPU → host CPU maps, emulator/IOThread pins, guest topology |
 //! | [`domain`] | libvirt domain XML from a VM config |
+//! | [`firmware`] | the QEMU firmware descriptor for OVMF with Microsoft's keys |
 //! | [`ids`] | UUIDs and MACs derived from names |
 //! | [`discover`] | sysfs → GPUs, IOMMU groups, topology; its Nix output |
 //! | [`nixedit`] | reading and editing host `.nix` files (rnix), comments kept |
@@ -29,6 +30,7 @@ pub mod diagnostics;
 pub mod discover;
 pub mod doctor;
 pub mod domain;
+pub mod firmware;
 pub mod ids;
 pub mod nixedit;
 pub mod pinning;

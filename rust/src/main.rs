@@ -35,6 +35,9 @@ enum Command {
     Check(cli::check::Args),
     /// Diagnose this host: can the VM start?
     Doctor(cli::doctor::Args),
+    /// Print the QEMU firmware descriptor of an OVMF build with Microsoft's
+    /// Secure Boot keys (for libvirt's firmware autoselection).
+    FirmwareDescriptor(cli::firmware::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Pinning(args) => cli::pinning::run(args),
         Command::Check(args) => cli::check::run(args),
         Command::Doctor(args) => cli::doctor::run(args),
+        Command::FirmwareDescriptor(args) => cli::firmware::run(args),
     };
     match result {
         Ok(code) => code,

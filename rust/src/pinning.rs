@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::VmConfig;
+use crate::config::{limits, VmConfig};
 use crate::topology::{format_cpu_list, CoreKind, HostTopology};
 
 /// The guest CPU topology (`<cpu><topology …/>`). `cores` is per die, so
@@ -142,6 +142,27 @@ pub enum PinError {
         /// e.g. ", 16 efficiency cores not used for guests"
         excluded: String,
     },
+    #[error("{option} = {value} is more than {max}")]
+    #[diagnostic(
+        code(vfio::pinning::range),
+        help("set {option} to at most {max}: {why}")
+    )]
+    OutOfRange {
+        option: &'static str,
+        value: u32,
+        max: u32,
+        why: &'static str,
+    },
+    #[error("cpu.pinning.startCpu = {start_cpu} with vcpus = {vcpus} pins past CPU {last}, the highest CPU id Linux supports")]
+    #[diagnostic(
+        code(vfio::pinning::past_last_cpu),
+        help("set cpu.pinning.startCpu to the first host CPU for the guest (CPUs below it stay with the host), e.g. 4")
+    )]
+    PastLastCpu {
+        start_cpu: u32,
+        vcpus: u32,
+        last: u32,
+    },
     #[error("the host topology is inconsistent: {reason}")]
     #[diagnostic(
         code(vfio::pinning::host_topology),
@@ -162,8 +183,51 @@ pub enum PinError {
     },
 }
 
+/// Checks the sizes the planner works with against the option types'
+/// limits, so that nothing below allocates or counts past them.
+fn check_bounds(cfg: &VmConfig) -> Result<(), PinError> {
+    let checks = [
+        (
+            "vcpus",
+            cfg.vcpus,
+            limits::VCPUS.1,
+            "libvirt and QEMU take at most 1024 vCPUs here",
+        ),
+        (
+            "cpu.cores",
+            cfg.cpu.cores,
+            limits::CORES.1,
+            "a guest has at most 512 cores",
+        ),
+        (
+            "cpu.threads",
+            cfg.cpu.threads,
+            limits::THREADS.1,
+            "x86 cores have 1 or 2 threads",
+        ),
+        (
+            "cpu.pinning.startCpu",
+            cfg.cpu.pinning.start_cpu,
+            limits::HOST_CPUS - 1,
+            "Linux numbers CPUs below 8192",
+        ),
+    ];
+    for (option, value, max, why) in checks {
+        if value > max {
+            return Err(PinError::OutOfRange {
+                option,
+                value,
+                max,
+                why,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The guest topology the options ask for, checked against `vcpus`.
 pub fn guest_topology(cfg: &VmConfig) -> Result<GuestTopology, PinError> {
+    check_bounds(cfg)?;
     let product = cfg.cpu.cores.saturating_mul(cfg.cpu.threads);
     if product != cfg.vcpus {
         return Err(PinError::TopologyMismatch {
@@ -212,25 +276,40 @@ pub fn plan_with(
         Some(host) if !host.cpus.is_empty() => {
             topology_aware(cfg, host, policy, topology).map(Some)
         }
-        _ => Ok(Some(contiguous(cfg, topology))),
+        _ => {
+            let start = cfg.cpu.pinning.start_cpu.max(1);
+            let last = start.checked_add(cfg.vcpus - 1);
+            if last.map_or(true, |l| l >= limits::HOST_CPUS) {
+                return Err(PinError::PastLastCpu {
+                    start_cpu: cfg.cpu.pinning.start_cpu,
+                    vcpus: cfg.vcpus,
+                    last: limits::HOST_CPUS - 1,
+                });
+            }
+            Ok(Some(contiguous(cfg, topology)))
+        }
     }
 }
 
 /// The map without a host topology: vCPU i on CPU `startCpu + i`.
+///
+/// Callers check the config with [`guest_topology`] first; the sizes are
+/// capped here as well, so that no config makes this allocate more than the
+/// option types' limits allow.
 pub fn contiguous(cfg: &VmConfig, topology: GuestTopology) -> PinMap {
     let mut warnings = Vec::new();
-    let start = cfg.cpu.pinning.start_cpu.max(1);
+    let start = cfg.cpu.pinning.start_cpu.clamp(1, limits::HOST_CPUS - 1);
+    let count = cfg.vcpus.min(limits::VCPUS.1);
+    let last = start.saturating_add(count.saturating_sub(1));
     if cfg.cpu.pinning.start_cpu == 0 {
         warnings.push(
             "cpu.pinning.startCpu = 0 would give CPU 0 to the guest; CPU 0 stays with the host, so the map starts at CPU 1".to_string(),
         );
     }
-    let vcpus: Vec<(u32, u32)> = (0..cfg.vcpus).map(|v| (v, start + v)).collect();
+    let vcpus: Vec<(u32, u32)> = (0..count).map(|v| (v, start.saturating_add(v))).collect();
     let host: Vec<u32> = (0..start).collect();
     warnings.push(format!(
-        "no host CPU topology given: vCPUs are pinned to CPUs {}-{} in order, which splits SMT siblings on many CPUs; run `vfio-helper discover --nix` and set the host topology for a sibling-aware map",
-        start,
-        start + cfg.vcpus.saturating_sub(1)
+        "no host CPU topology given: vCPUs are pinned to CPUs {start}-{last} in order, which splits SMT siblings on many CPUs; run `vfio-helper discover --nix` and set the host topology for a sibling-aware map"
     ));
     PinMap {
         vm_cpus: vcpus.iter().map(|&(_, c)| c).collect(),
@@ -320,10 +399,81 @@ fn topology_aware(
     policy: PinPolicy,
     requested: GuestTopology,
 ) -> Result<PinMap, PinError> {
-    let start_cpu = cfg.cpu.pinning.start_cpu;
-    let cores = host_cores(host, start_cpu)?;
+    let cores = host_cores(host, cfg.cpu.pinning.start_cpu)?;
     let mut warnings = Vec::new();
+    let pick = candidates(cfg, &cores, requested, &mut warnings)?;
+    let domains = l3_domains(host, &cores, &pick.candidates);
+    let rank = Ranking::new(host, policy, &domains);
+    let (mut taken, single) = if let Some(di) = rank.single(&domains, pick.needed) {
+        rank.warn_single(&domains, di, pick.needed, &mut warnings);
+        let d = &domains[di];
+        (vec![(di, d.free[..pick.needed as usize].to_vec())], true)
+    } else {
+        (rank.spanning(&domains, pick.needed, &mut warnings), false)
+    };
+    // Deterministic guest order: by domain id, then by host CPU.
+    taken.sort_by_key(|(di, _)| (domains[*di].id, domains[*di].free.first().copied()));
+    for (_, list) in &mut taken {
+        list.sort_by_key(|&i| cores[i].cpus[0]);
+    }
+    let dies = if single {
+        1
+    } else {
+        let per = taken[0].1.len();
+        if taken.iter().all(|(_, l)| l.len() == per) {
+            taken.len() as u32
+        } else {
+            1
+        }
+    };
+    let mut map = assemble(host, &cores, &taken, pick.threads, warnings);
+    let vm_nodes: BTreeSet<u32> = taken
+        .iter()
+        .flat_map(|(_, l)| l.iter().map(|&i| cores[i].numa))
+        .collect();
+    if let (Some(gpu), Some(&vm)) = (policy.gpu_numa_node, vm_nodes.first()) {
+        if !vm_nodes.contains(&gpu) && vm_nodes.len() == 1 {
+            map.warnings.push(format!(
+                "the GPU is on NUMA node {gpu} but its node has too few free cores; the VM runs on node {vm}"
+            ));
+        }
+    }
+    if pick.hybrid_efficiency > 0 {
+        map.warnings.push(format!(
+            "hybrid CPU: the guest gets performance cores only; the {} efficiency cores stay with the host",
+            pick.hybrid_efficiency
+        ));
+    }
+    map.topology = GuestTopology {
+        sockets: 1,
+        dies,
+        cores: pick.needed / dies,
+        threads: pick.threads,
+    };
+    map.quality = Some(quality(&map, host));
+    Ok(map)
+}
 
+/// The cores a guest may get and how it uses them.
+struct Candidates {
+    /// Guest threads per core (the request, or 1 without SMT).
+    threads: u32,
+    /// Host cores the guest needs.
+    needed: u32,
+    /// Indices of the eligible cores (free, of the right kind and width).
+    candidates: Vec<usize>,
+    /// Efficiency cores left out on a hybrid CPU (0 elsewhere).
+    hybrid_efficiency: usize,
+}
+
+/// Rules 1, 3 and 5: the free cores of the right kind, and whether the guest
+/// gets its SMT pairs on them.
+fn candidates(
+    cfg: &VmConfig,
+    cores: &[Core],
+    requested: GuestTopology,
+    warnings: &mut Vec<String>,
+) -> Result<Candidates, PinError> {
     let hybrid = cores.iter().any(|c| c.kind == CoreKind::Performance);
     let eligible_kind = |c: &Core| !hybrid || c.kind == CoreKind::Performance;
     let efficiency_cores = cores.iter().filter(|c| !eligible_kind(c)).count();
@@ -359,7 +509,7 @@ fn topology_aware(
     if asked <= 1 && eligible.iter().any(|&i| cores[i].cpus.len() > 1) {
         warnings.push(format!(
             "cpu.threads = 1 on an SMT host: each vCPU gets a whole core and its sibling thread stays idle; set cpu.threads = 2 and vcpus = {} to use both threads",
-            cfg.vcpus * 2
+            cfg.vcpus.saturating_mul(2)
         ));
     }
 
@@ -370,7 +520,7 @@ fn topology_aware(
             free: candidates.len() as u32,
             total: cores.len() as u32,
             reserved: reserved_count as u32,
-            start_cpu,
+            start_cpu: cfg.cpu.pinning.start_cpu,
             kind: if threads > 1 {
                 format!(" with {threads} threads each")
             } else {
@@ -383,8 +533,16 @@ fn topology_aware(
             },
         });
     }
+    Ok(Candidates {
+        threads,
+        needed,
+        candidates,
+        hybrid_efficiency: if hybrid { efficiency_cores } else { 0 },
+    })
+}
 
-    // Group by L3 domain.
+/// The L3 domains that hold candidate cores, fastest cores first in each.
+fn l3_domains(host: &HostTopology, cores: &[Core], candidates: &[usize]) -> Vec<Domain> {
     let mut domains: Vec<Domain> = Vec::new();
     for (i, core) in cores.iter().enumerate() {
         let pos = match domains.iter().position(|d| d.id == core.l3) {
@@ -416,49 +574,74 @@ fn topology_aware(
         d.free
             .sort_by_key(|&i| (Reverse(cores[i].mhz), cores[i].cpus[0]));
     }
+    domains
+}
 
-    let sizes: BTreeSet<u64> = host
-        .l3
-        .iter()
-        .map(|d| d.size_kib)
-        .filter(|&s| s > 0)
-        .collect();
-    let asymmetric = sizes.len() > 1;
-    let policy_rank = |d: &Domain| -> i128 {
-        if !asymmetric {
+/// Rule 4's preferences between L3 domains.
+struct Ranking {
+    /// The host's L3 domains differ in size (X3D).
+    asymmetric: bool,
+    prefer: Prefer,
+    /// The GPU's NUMA node, when some domain is on it.
+    gpu_node: Option<u32>,
+}
+
+impl Ranking {
+    fn new(host: &HostTopology, policy: PinPolicy, domains: &[Domain]) -> Ranking {
+        let sizes: BTreeSet<u64> = host
+            .l3
+            .iter()
+            .map(|d| d.size_kib)
+            .filter(|&s| s > 0)
+            .collect();
+        Ranking {
+            asymmetric: sizes.len() > 1,
+            prefer: policy.prefer,
+            gpu_node: policy
+                .gpu_numa_node
+                .filter(|n| domains.iter().any(|d| d.numa == *n)),
+        }
+    }
+
+    /// Lower is better: the policy's choice on asymmetric-L3 parts.
+    fn policy(&self, d: &Domain) -> i128 {
+        if !self.asymmetric {
             return 0;
         }
-        match policy.prefer {
+        match self.prefer {
             Prefer::Auto | Prefer::Cache => -i128::from(d.size_kib),
             Prefer::Frequency => i128::from(d.size_kib),
         }
-    };
-    let gpu_node = policy
-        .gpu_numa_node
-        .filter(|n| domains.iter().any(|d| d.numa == *n));
-    let numa_miss = |d: &Domain| gpu_node.is_some_and(|n| d.numa != n);
+    }
 
-    let single = domains
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.free.len() as u32 >= needed)
-        .min_by_key(|(_, d)| (numa_miss(d), policy_rank(d), d.host_cores > 0, d.id))
-        .map(|(i, _)| i);
+    /// The domain is off the GPU's node.
+    fn numa_miss(&self, d: &Domain) -> bool {
+        self.gpu_node.is_some_and(|n| d.numa != n)
+    }
 
-    // (domain index, cores taken from it)
-    let mut taken: Vec<(usize, Vec<usize>)> = Vec::new();
-    if let Some(di) = single {
+    /// The best domain that fits the request alone, if any.
+    fn single(&self, domains: &[Domain], needed: u32) -> Option<usize> {
+        domains
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.free.len() as u32 >= needed)
+            .min_by_key(|(_, d)| (self.numa_miss(d), self.policy(d), d.host_cores > 0, d.id))
+            .map(|(i, _)| i)
+    }
+
+    /// Says when the chosen single domain is not the preferred one, or is
+    /// shared with the host.
+    fn warn_single(&self, domains: &[Domain], di: usize, needed: u32, warnings: &mut Vec<String>) {
         let d = &domains[di];
-        taken.push((di, d.free[..needed as usize].to_vec()));
-        if asymmetric {
+        if self.asymmetric {
             let best = domains
                 .iter()
-                .min_by_key(|d| (policy_rank(d), d.id))
+                .min_by_key(|d| (self.policy(d), d.id))
                 .map(|d| d.id);
             if best != Some(d.id) {
                 warnings.push(format!(
                     "cpu.pinning.prefer = \"{}\" asks for L3 domain {} but it has too few free cores for {} guest cores; using L3 domain {} ({} KiB)",
-                    policy.prefer.as_str(),
+                    self.prefer.as_str(),
                     show_id(best.flatten()),
                     needed,
                     show_id(d.id),
@@ -473,20 +656,34 @@ fn topology_aware(
                 d.host_cores
             ));
         }
-    } else {
-        // Span as few domains as possible, on the GPU's node when it suffices.
+    }
+
+    /// A request no single domain holds: as few domains as possible, on the
+    /// GPU's node when it suffices, evenly when they allow. Returns
+    /// (domain index, cores taken from it).
+    fn spanning(
+        &self,
+        domains: &[Domain],
+        needed: u32,
+        warnings: &mut Vec<String>,
+    ) -> Vec<(usize, Vec<usize>)> {
         let node_total: u32 = domains
             .iter()
-            .filter(|d| !numa_miss(d))
+            .filter(|d| !self.numa_miss(d))
             .map(|d| d.free.len() as u32)
             .sum();
-        let stay_on_node = gpu_node.is_some() && node_total >= needed;
+        let stay_on_node = self.gpu_node.is_some() && node_total >= needed;
         let mut order: Vec<usize> = (0..domains.len())
-            .filter(|&i| !stay_on_node || !numa_miss(&domains[i]))
+            .filter(|&i| !stay_on_node || !self.numa_miss(&domains[i]))
             .collect();
         order.sort_by_key(|&i| {
             let d = &domains[i];
-            (numa_miss(d), Reverse(d.free.len()), policy_rank(d), d.id)
+            (
+                self.numa_miss(d),
+                Reverse(d.free.len()),
+                self.policy(d),
+                d.id,
+            )
         });
         let mut k = 0;
         let mut sum = 0u32;
@@ -499,6 +696,7 @@ fn topology_aware(
             && chosen
                 .iter()
                 .all(|&i| domains[i].free.len() as u32 >= needed / k as u32);
+        let mut taken = Vec::new();
         if even {
             for &i in chosen {
                 taken.push((i, domains[i].free[..(needed / k as u32) as usize].to_vec()));
@@ -521,27 +719,24 @@ fn topology_aware(
                 String::new()
             }
         ));
+        taken
     }
-    // Deterministic guest order: by domain id, then by host CPU.
-    taken.sort_by_key(|(di, _)| (domains[*di].id, domains[*di].free.first().copied()));
-    for (_, list) in &mut taken {
-        list.sort_by_key(|&i| cores[i].cpus[0]);
-    }
-    let dies = if single.is_none() {
-        let n = taken.len() as u32;
-        let per = taken[0].1.len();
-        if taken.iter().all(|(_, l)| l.len() == per) {
-            n
-        } else {
-            1
-        }
-    } else {
-        1
-    };
+}
 
+/// Rules 2 and 6: the vCPU map over the taken cores, the CPUs the VM owns
+/// and leaves, and the emulator/IOThread CPUs (host-reserved, on the VM's
+/// NUMA node when there are some). The topology and quality are filled in by
+/// the caller.
+fn assemble(
+    host: &HostTopology,
+    cores: &[Core],
+    taken: &[(usize, Vec<usize>)],
+    threads: u32,
+    mut warnings: Vec<String>,
+) -> PinMap {
     let mut vcpus = Vec::new();
     let mut vm_cpus = Vec::new();
-    for (_, list) in &taken {
+    for (_, list) in taken {
         for &i in list {
             let core = &cores[i];
             for t in 0..threads as usize {
@@ -588,38 +783,21 @@ fn topology_aware(
                 .join(", ")
         ));
     }
-    if let (Some(gpu), Some(vm)) = (policy.gpu_numa_node, vm_nodes.first()) {
-        if !vm_nodes.contains(&gpu) && vm_nodes.len() == 1 {
-            warnings.push(format!(
-                "the GPU is on NUMA node {gpu} but its node has too few free cores; the VM runs on node {vm}"
-            ));
-        }
-    }
-    if hybrid {
-        warnings.push(format!(
-            "hybrid CPU: the guest gets performance cores only; the {efficiency_cores} efficiency cores stay with the host"
-        ));
-    }
-
-    let total_cores = needed;
-    let topology = GuestTopology {
-        sockets: 1,
-        dies,
-        cores: total_cores / dies,
-        threads,
-    };
-    let mut map = PinMap {
+    PinMap {
         vcpus,
         iothread: emulator.clone(),
         emulator,
-        topology,
+        topology: GuestTopology {
+            sockets: 1,
+            dies: 1,
+            cores: 0,
+            threads,
+        },
         warnings,
         vm_cpus,
         host_cpus,
         quality: None,
-    };
-    map.quality = Some(quality(&map, host));
-    Ok(map)
+    }
 }
 
 fn show_id(id: Option<u32>) -> String {

@@ -32,6 +32,12 @@ const REQUIRED_CASES: &[&str] = &[
     "graphics-none",
     "kvmfr",
     "evdev",
+    // cpu.pinning.numaNode: <numatune> binds the memory to the host node.
+    "numa",
+    // secureBootKeys = "none": Secure Boot without enrolled keys.
+    "secure-boot-no-keys",
+    // kvmfr next to a second <shmem> (Scream): distinct QEMU device ids.
+    "kvmfr-scream",
 ];
 
 fn golden_dir() -> PathBuf {

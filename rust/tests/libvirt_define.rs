@@ -12,17 +12,121 @@
 //!
 //! Each domain is defined as `vfiotest-<case>` and undefined again (with its
 //! NVRAM and TPM state) by a drop guard, also when an assertion fails.
+//!
+//! Firmware: the host's QEMU firmware descriptors must be laid out as on
+//! NixOS 25.11 (QEMU's own edk2 descriptors only, none with
+//! `enrolled-keys`: `bash checks/firmware-env.sh nixos`, then restart
+//! libvirtd). The tests install the project's descriptor
+//! (`vfio-helper firmware-descriptor`, pointing at this machine's OVMF build
+//! with Microsoft's keys) under /etc/qemu/firmware, the SYSCONFDIR of
+//! Debian's libvirt, and remove it again afterwards.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use vfio_helper::config::VmConfig;
 use vfio_helper::domain::{self, MANAGED_NAMESPACE};
+use vfio_helper::firmware;
 
 const URI: &str = "qemu:///system";
+
+/// The tests of this file change the host's firmware descriptors: one at a time.
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn lock() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `SYSCONFDIR/qemu/firmware` of Debian's libvirt (NixOS: /var/lib/qemu/firmware).
+const FIRMWARE_DIR: &str = "/etc/qemu/firmware";
+/// QEMU's own descriptors (`DATADIR/qemu/firmware`).
+const QEMU_FIRMWARE_DIR: &str = "/usr/share/qemu/firmware";
+/// Debian's OVMF build with Microsoft's keys in the variable template.
+const MS_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
+const MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+const NO_FIRMWARE: &str = "Unable to find any firmware to satisfy 'efi'";
+
+/// Our descriptor installed (or removed) while alive; whatever was at its
+/// path before comes back on drop.
+struct Descriptor {
+    path: PathBuf,
+    before: Option<Vec<u8>>,
+}
+
+impl Descriptor {
+    fn set(installed: bool) -> Descriptor {
+        let path = Path::new(FIRMWARE_DIR).join(firmware::DESCRIPTOR_FILE);
+        let before = std::fs::read(&path).ok();
+        if installed {
+            std::fs::create_dir_all(FIRMWARE_DIR).unwrap();
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, firmware::descriptor(MS_CODE, MS_VARS).unwrap()).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        } else if before.is_some() {
+            std::fs::remove_file(&path).unwrap();
+        }
+        Descriptor { path, before }
+    }
+}
+
+impl Drop for Descriptor {
+    fn drop(&mut self) {
+        match &self.before {
+            Some(bytes) => {
+                let _ = std::fs::write(&self.path, bytes);
+            }
+            None => {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// Panics unless the firmware descriptors are laid out as on NixOS 25.11:
+/// none but ours offers `enrolled-keys`.
+fn require_nixos_shaped_firmware() {
+    for dir in [QEMU_FIRMWARE_DIR, FIRMWARE_DIR] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                name == firmware::DESCRIPTOR_FILE || !text.contains("\"enrolled-keys\""),
+                "{} offers enrolled-keys, which a NixOS 25.11 host has no descriptor for; \
+                 run `bash checks/firmware-env.sh nixos` and restart libvirtd",
+                path.display()
+            );
+        }
+    }
+}
+
+/// The code image libvirt's firmware autoselection picks for the domain in
+/// `file` (`virsh domxml-to-native` runs the selection without starting
+/// anything), or its error.
+fn selected_firmware(file: &Path) -> Result<String, String> {
+    let out = virsh(&[
+        "domxml-to-native",
+        "qemu-argv",
+        "--xml",
+        file.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    text.split("\"filename\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(str::to_string)
+        .ok_or(format!("no pflash file in {text}"))
+}
 
 fn virsh(args: &[&str]) -> Output {
     Command::new("virsh")
@@ -153,6 +257,8 @@ const KEPT: &[&str] = &[
     "domain/cpu/topology",
     "domain/cpu/feature",
     "domain/qemu:commandline/qemu:arg",
+    "domain/numatune/memory",
+    "domain/os/firmware/feature",
 ];
 
 fn same(generated: &Node, kept: &Node) -> bool {
@@ -253,6 +359,10 @@ fn check_case(case: &str, json_path: &Path) -> Vec<String> {
 #[test]
 #[ignore = "needs libvirtd"]
 fn golden_domains_define_in_libvirt() {
+    let _lock = lock();
+    // Domains asking for Microsoft's keys need the project's descriptor where
+    // libvirt selects the firmware at define time.
+    let _descriptor = Descriptor::set(true);
     let probe = virsh(&["version"]);
     assert!(
         probe.status.success(),
@@ -285,4 +395,129 @@ fn golden_domains_define_in_libvirt() {
         );
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Renders `json` as domain `name` into `dir`; returns the file.
+fn render_to(dir: &Path, name: &str, json: &str) -> PathBuf {
+    let mut cfg = VmConfig::from_json(json).unwrap();
+    cfg.name = name.to_string();
+    let file = dir.join(format!("{name}.xml"));
+    std::fs::write(&file, domain::render(&cfg, None).unwrap()).unwrap();
+    file
+}
+
+/// Defines `file`; on libvirts that select the firmware at define time the
+/// selection's error comes from here, on older ones (9.0) from
+/// `selected_firmware`.
+fn define(file: &Path) -> Result<(), String> {
+    let out = virsh(&["define", file.to_str().unwrap()]);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Issue 11.1 on a host whose firmware descriptors are NixOS 25.11's: a
+/// Secure Boot domain with Microsoft's keys finds no firmware without the
+/// project's descriptor, and finds that one (its code image) with it; a
+/// Secure Boot domain without keys is served by QEMU's own descriptor.
+#[test]
+#[ignore = "needs libvirtd"]
+fn firmware_autoselection_on_nixos_shaped_descriptors() {
+    let _lock = lock();
+    assert!(
+        virsh(&["version"]).status.success(),
+        "libvirtd is not reachable at {URI}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ms = "vfiotest-fw-ms";
+    let none = "vfiotest-fw-none";
+    let _guards = (Defined { name: ms.into() }, Defined { name: none.into() });
+    undefine(ms);
+    undefine(none);
+    let base = r#"{"name":"x","cpu":{"vendor":"amd"},"network":{"type":"user"}"#;
+    let ms_file = render_to(dir.path(), ms, &format!("{base}}}"));
+    let none_file = render_to(
+        dir.path(),
+        none,
+        &format!(r#"{base},"secureBootKeys":"none"}}"#),
+    );
+    assert!(std::fs::read_to_string(&ms_file)
+        .unwrap()
+        .contains("<feature enabled=\"yes\" name=\"enrolled-keys\"/>"));
+
+    // Without our descriptor: no firmware for Microsoft's keys.
+    {
+        let _absent = Descriptor::set(false);
+        require_nixos_shaped_firmware();
+        let failure = match define(&ms_file) {
+            Err(e) => e,
+            Ok(()) => selected_firmware(&ms_file).expect_err("a firmware was found"),
+        };
+        assert!(failure.contains(NO_FIRMWARE), "{failure}");
+        undefine(ms);
+
+        // secureBootKeys = "none": QEMU's own Secure Boot descriptor suffices.
+        define(&none_file).unwrap();
+        let code = selected_firmware(&none_file).unwrap();
+        assert_ne!(code, MS_CODE);
+        let qemu_secure = std::fs::read_dir(QEMU_FIRMWARE_DIR)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+            .any(|d| d.contains(&format!("\"{code}\"")) && d.contains("\"secure-boot\""));
+        assert!(
+            qemu_secure,
+            "{code} is not a Secure Boot image of QEMU's descriptors"
+        );
+        undefine(none);
+    }
+
+    // With it: the Microsoft-keys build is chosen, and only for that domain.
+    let _installed = Descriptor::set(true);
+    define(&ms_file).unwrap();
+    assert_eq!(selected_firmware(&ms_file).unwrap(), MS_CODE);
+    define(&none_file).unwrap();
+    assert_ne!(selected_firmware(&none_file).unwrap(), MS_CODE);
+}
+
+/// Issue 11.10: the hugepage `nodeset` names guest NUMA cells, so on a
+/// domain without `<numa>` cells libvirt drops `nodeset="0"` (the implicit
+/// cell) and rejects any other: it cannot pick a host node. The host node
+/// comes from `<numatune>`, which libvirt keeps.
+#[test]
+#[ignore = "needs libvirtd"]
+fn hugepage_nodeset_needs_guest_numa_cells_numatune_does_not() {
+    let _lock = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "vfiotest-numa";
+    let _guard = Defined { name: name.into() };
+    undefine(name);
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/numa.json");
+    let file = render_to(dir.path(), name, &std::fs::read_to_string(golden).unwrap());
+    let xml = std::fs::read_to_string(&file).unwrap();
+    assert!(xml.contains("<memory mode=\"strict\" nodeset=\"0\"/>"));
+
+    let with_nodeset = |node: u32| {
+        let path = dir.path().join(format!("nodeset{node}.xml"));
+        let page = format!("<page size=\"1\" unit=\"G\" nodeset=\"{node}\"/>");
+        std::fs::write(&path, xml.replace("<page size=\"1\" unit=\"G\"/>", &page)).unwrap();
+        path
+    };
+    let err = define(&with_nodeset(1)).unwrap_err();
+    assert!(err.contains("hugepages: node 1 not found"), "{err}");
+    define(&with_nodeset(0)).unwrap();
+    let dumped = String::from_utf8(virsh(&["dumpxml", "--inactive", name]).stdout).unwrap();
+    assert!(
+        dumped.contains("<page size='1048576' unit='KiB'/>"),
+        "{dumped}"
+    );
+    undefine(name);
+
+    define(&file).unwrap();
+    let dumped = String::from_utf8(virsh(&["dumpxml", "--inactive", name]).stdout).unwrap();
+    assert!(
+        dumped.contains("<memory mode='strict' nodeset='0'/>"),
+        "{dumped}"
+    );
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use vfio_helper::config::VmConfig;
+use vfio_helper::domain;
 use vfio_helper::pinning::{
     check_overlaps, plan, plan_with, render, report, static_isolation_cpus, PinError, PinMap,
     PinPolicy, Prefer,
@@ -461,6 +462,27 @@ fn dual_socket_follows_the_gpu_node() {
 }
 
 #[test]
+fn dual_socket_falls_back_from_a_full_gpu_node_and_says_so() {
+    // startCpu 12 keeps cores 0-11 (node 0) with the host: 4 free on the
+    // GPU's node 0, too few for 8, so the VM runs on node 1.
+    let policy = PinPolicy {
+        gpu_numa_node: Some(0),
+        ..PinPolicy::default()
+    };
+    let map = map_of(&vm(16, 8, 2, 12), &dual_socket(), policy);
+    let expected: Vec<u32> = (16..24).flat_map(|k| [k, k + 32]).collect();
+    assert_eq!(pins(&map), expected);
+    assert!(
+        has_warning(
+            &map,
+            "the GPU is on NUMA node 0 but its node has too few free cores; the VM runs on node 1"
+        ),
+        "{:?}",
+        map.warnings
+    );
+}
+
+#[test]
 fn dual_socket_spanning_nodes_says_so() {
     // 24 cores with cores 0-3 reserved: 12 free on node 0, 16 on node 1.
     let map = map_of(&vm(48, 24, 2, 4), &dual_socket(), PinPolicy::default());
@@ -873,4 +895,62 @@ fn numa_node_option_steers_the_plan() {
     let expected: Vec<u32> = (16..24).flat_map(|k| [k, k + 32]).collect();
     assert_eq!(pins(&map), expected);
     assert_eq!(map.quality.as_ref().unwrap().numa_nodes, vec![1]);
+}
+
+// ------------------------------------------- NUMA binding in the domain XML
+
+fn numa_vm(node: Option<u32>, vcpus: u32, cores: u32) -> VmConfig {
+    let node = node.map_or("null".to_string(), |n| n.to_string());
+    VmConfig::from_json(&format!(
+        r#"{{"name":"win11","vcpus":{vcpus},"hugepages":{{"enable":true,"count":8}},
+            "cpu":{{"cores":{cores},"threads":2,"vendor":"intel","pinning":{{"startCpu":4,"numaNode":{node}}}}}}}"#
+    ))
+    .unwrap()
+}
+
+fn numatune_of(xml: &str) -> Option<String> {
+    let start = xml.find("<numatune>")?;
+    let end = xml.find("</numatune>")?;
+    Some(xml[start..end].to_string())
+}
+
+#[test]
+fn numa_node_binds_the_memory_where_the_vcpus_run() {
+    let host = dual_socket();
+    // The GPU's node 1: cores and memory from node 1.
+    let xml = domain::render(&numa_vm(Some(1), 16, 8), Some(&host)).unwrap();
+    assert!(
+        numatune_of(&xml)
+            .unwrap()
+            .contains("<memory mode=\"strict\" nodeset=\"1\"/>"),
+        "{xml}"
+    );
+    assert!(xml.contains("<vcpupin vcpu=\"0\" cpuset=\"16\"/>"));
+    // Hugepages stay without a nodeset: it would name guest NUMA cells,
+    // which the guest does not have.
+    assert!(xml.contains("<page size=\"1\" unit=\"G\"/>"));
+    assert!(!xml.contains("<page size=\"1\" unit=\"G\" nodeset"));
+
+    // 24 cores do not fit on node 1 (16 free): the vCPUs span both nodes
+    // and the memory follows them.
+    let xml = domain::render(&numa_vm(Some(1), 48, 24), Some(&host)).unwrap();
+    assert!(numatune_of(&xml)
+        .unwrap()
+        .contains("<memory mode=\"strict\" nodeset=\"0-1\"/>"));
+
+    // A node the host does not have is an error naming the option.
+    let err = domain::render(&numa_vm(Some(3), 16, 8), Some(&host)).unwrap_err();
+    assert!(
+        err.to_string().contains("cpu.pinning.numaNode = 3") && err.to_string().contains("0-1"),
+        "{err}"
+    );
+
+    // Without a host topology the chosen node is bound as given.
+    let xml = domain::render(&numa_vm(Some(1), 16, 8), None).unwrap();
+    assert!(numatune_of(&xml)
+        .unwrap()
+        .contains("<memory mode=\"strict\" nodeset=\"1\"/>"));
+    // No numaNode, no binding.
+    let xml = domain::render(&numa_vm(None, 16, 8), Some(&host)).unwrap();
+    assert_eq!(numatune_of(&xml), None);
 }

@@ -222,7 +222,7 @@ fn vm_cpus_match_the_domain_xml_pins() {
     let vm = write(
         dir.path(),
         "vm.json",
-        r#"{"name":"win11","vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":1}},"gpu":{"enable":true,"pciId":"10de:2782","address":"0000:01:00.0"}}"#,
+        r#"{"name":"win11","vcpus":4,"cpu":{"cores":2,"threads":2,"vendor":"amd","pinning":{"startCpu":1}},"gpu":{"enable":true,"pciId":"10de:2782","address":"0000:01:00.0"}}"#,
     );
     for topology in [None, Some(path(&host))] {
         let mut pin_args = vec!["pinning", "--config", path(&vm), "--vm-cpus"];
@@ -255,4 +255,62 @@ fn vm_cpus_match_the_domain_xml_pins() {
         pinned.dedup();
         assert_eq!(listed, pinned, "topology: {topology:?}");
     }
+}
+
+/// Values near 2^32 (which the Nix integer types let through) are errors
+/// naming the option, found before anything is allocated: the command
+/// answers at once instead of asking for tens of GB.
+#[test]
+fn huge_cpu_numbers_are_errors_not_allocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = smt_host(dir.path());
+    for (json, option) in [
+        (
+            r#"{"name":"w","cpu":{"pinning":{"startCpu":4294967295}}}"#,
+            "cpu.pinning.startCpu",
+        ),
+        (
+            r#"{"name":"w","cpu":{"pinning":{"startCpu":4294967000}}}"#,
+            "cpu.pinning.startCpu",
+        ),
+        (
+            r#"{"name":"w","vcpus":4294967294,"cpu":{"cores":2147483647,"threads":2}}"#,
+            "vcpus",
+        ),
+        (
+            r#"{"name":"w","vcpus":1024,"cpu":{"cores":1024,"threads":1}}"#,
+            "cpu.cores",
+        ),
+    ] {
+        let vm = write(dir.path(), "vm.json", json);
+        for extra in [None, Some(path(&host))] {
+            let mut args = vec!["pinning", "--config", path(&vm)];
+            if let Some(t) = extra {
+                args.extend(["--topology", t]);
+            }
+            let started = std::time::Instant::now();
+            let out = run(&args);
+            assert_eq!(out.status.code(), Some(2), "{json}: {}", stderr(&out));
+            assert!(stderr(&out).contains(option), "{json}: {}", stderr(&out));
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        }
+    }
+    // startCpu fits, but the last vCPU would not: the library says so too.
+    let mut cfg = vfio_helper::config::VmConfig {
+        vcpus: 8,
+        ..Default::default()
+    };
+    cfg.cpu.pinning.start_cpu = 8190;
+    assert!(matches!(
+        vfio_helper::pinning::plan(&cfg, None),
+        Err(vfio_helper::pinning::PinError::PastLastCpu { .. })
+    ));
+    cfg.cpu.pinning.start_cpu = u32::MAX;
+    cfg.vcpus = u32::MAX;
+    cfg.cpu.cores = u32::MAX;
+    cfg.cpu.threads = 1;
+    assert!(matches!(
+        vfio_helper::pinning::plan(&cfg, None),
+        Err(vfio_helper::pinning::PinError::OutOfRange { .. })
+    ));
 }

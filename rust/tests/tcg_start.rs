@@ -8,9 +8,8 @@
 //! * `type='qemu'`; `host-passthrough` becomes the named model `qemu64` with the
 //!   same topology shape (scaled down to at most 2 vCPUs for speed);
 //! * the Hyper-V block (and `<panic model='hyperv'>`), the `hypervclock` timer,
-//!   the `<kvm>` features and the other KVM-only features (`<ioapic
-//!   driver='kvm'>`, `<msrs>`) are removed; hostdevs and evdev inputs are
-//!   removed;
+//!   the `<kvm>` features and the other KVM-only feature (`<ioapic
+//!   driver='kvm'>`) are removed; hostdevs and evdev inputs are removed;
 //! * memory is 1 GiB, from 1 GiB pages when the domain uses hugepages and the
 //!   pages can be reserved (the test says so in one line when they cannot);
 //! * pins are rewritten to CPUs that exist here: declared host CPU `c` becomes
@@ -24,6 +23,13 @@
 //! Everything else stays as generated. The domain is started, and libvirt
 //! (`vcpupin`, `emulatorpin`, `iothreadinfo`) and QEMU's command line in
 //! `/var/log/libvirt/qemu/<name>.log` are checked against what was declared.
+//!
+//! Firmware is chosen by libvirt from QEMU firmware descriptors laid out as
+//! on NixOS 25.11 (`bash checks/firmware-env.sh nixos`, then restart
+//! libvirtd): QEMU's own edk2 descriptors plus the project's
+//! (`vfio-helper firmware-descriptor`, installed here as
+//! /etc/qemu/firmware/30-vfio-helper-ovmf-ms.json for this machine's OVMF
+//! build with Microsoft's keys, and removed afterwards).
 //!
 //! 1 GiB pages need, before libvirtd starts:
 //!
@@ -42,7 +48,98 @@ use std::time::{Duration, Instant};
 
 use common_sync::dom::{self, Elem};
 use common_sync::*;
+use vfio_helper::firmware;
 use vfio_helper::topology::parse_cpu_list;
+
+/// `SYSCONFDIR/qemu/firmware` of Debian's libvirt (NixOS: /var/lib/qemu/firmware).
+const FIRMWARE_DIR: &str = "/etc/qemu/firmware";
+/// QEMU's own descriptors (`DATADIR/qemu/firmware`).
+const QEMU_FIRMWARE_DIR: &str = "/usr/share/qemu/firmware";
+/// Debian's OVMF build with Microsoft's keys in the variable template.
+const MS_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
+const MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+/// A certificate only a variable store with Microsoft's keys carries.
+const MS_KEK: &[u8] = b"Microsoft Corporation KEK CA";
+
+/// Our descriptor installed (or removed) while alive; whatever was at its
+/// path before comes back on drop.
+struct Descriptor {
+    path: PathBuf,
+    before: Option<Vec<u8>>,
+}
+
+impl Descriptor {
+    fn set(installed: bool) -> Descriptor {
+        let path = Path::new(FIRMWARE_DIR).join(firmware::DESCRIPTOR_FILE);
+        let before = std::fs::read(&path).ok();
+        if installed {
+            std::fs::create_dir_all(FIRMWARE_DIR).unwrap();
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, firmware::descriptor(MS_CODE, MS_VARS).unwrap()).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        } else if before.is_some() {
+            std::fs::remove_file(&path).unwrap();
+        }
+        Descriptor { path, before }
+    }
+}
+
+impl Drop for Descriptor {
+    fn drop(&mut self) {
+        match &self.before {
+            Some(bytes) => {
+                let _ = std::fs::write(&self.path, bytes);
+            }
+            None => {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// Every firmware descriptor libvirt reads here: (file name, JSON).
+fn descriptors() -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for dir in [FIRMWARE_DIR, QEMU_FIRMWARE_DIR] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                out.push((name, serde_json::from_str(&text).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+fn features(descriptor: &serde_json::Value) -> Vec<&str> {
+    descriptor["features"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str())
+        .collect()
+}
+
+/// Panics unless the descriptors are NixOS 25.11's: none but ours offers
+/// `enrolled-keys`.
+fn require_nixos_shaped_firmware() {
+    for (name, d) in descriptors() {
+        assert!(
+            name == firmware::DESCRIPTOR_FILE || !features(&d).contains(&"enrolled-keys"),
+            "{name} offers enrolled-keys, which a NixOS 25.11 host has no descriptor for; \
+             run `bash checks/firmware-env.sh nixos` and restart libvirtd"
+        );
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
 
 const START_TIMEOUT: Duration = Duration::from_secs(300);
 const HUGEPAGES_1G: &str = "/sys/kernel/mm/hugepages/hugepages-1048576kB";
@@ -119,9 +216,18 @@ struct Expect {
     iothreadpins: Vec<(u32, BTreeSet<u32>)>,
     hugepages_mount: Option<String>,
     prealloc: bool,
-    shmem_bytes: Option<u64>,
+    /// Sizes of the ivshmem devices (libvirt's <shmem> and kvmfr's).
+    shmem_bytes: Vec<u64>,
+    /// QEMU device ids that must appear (the kvmfr device's).
+    device_ids: Vec<String>,
     tpm_model: Option<String>,
     secure_boot: bool,
+    /// The domain asks for Microsoft's keys (`enrolled-keys` yes).
+    enrolled_keys: bool,
+    /// `<numatune><memory mode nodeset>`.
+    numatune: Option<(String, String)>,
+    /// `<shmem name>`s: libvirt creates /dev/shm/<name>.
+    shm_files: Vec<String>,
     disk_iothread: Option<String>,
     nic_driver: Option<String>,
 }
@@ -278,16 +384,25 @@ fn tcg_variant(
         f.remove_where(|e| {
             e.name == "hyperv"
                 || e.name == "kvm"
-                || e.name == "msrs"
                 || (e.name == "ioapic" && e.attr("driver") == Some("kvm"))
         });
     }
     if let Some(c) = root.child_mut("clock") {
         c.remove_where(|e| e.name == "timer" && e.attr("name") == Some("hypervclock"));
     }
-    expect.secure_boot = root.find(&["os", "firmware"]).is_some_and(|fw| {
-        fw.elems()
-            .any(|f| f.attr("name") == Some("secure-boot") && f.attr("enabled") == Some("yes"))
+    let firmware_feature = |name: &str| {
+        root.find(&["os", "firmware"]).is_some_and(|fw| {
+            fw.elems()
+                .any(|f| f.attr("name") == Some(name) && f.attr("enabled") == Some("yes"))
+        })
+    };
+    expect.secure_boot = firmware_feature("secure-boot");
+    expect.enrolled_keys = firmware_feature("enrolled-keys");
+    expect.numatune = root.find(&["numatune", "memory"]).map(|m| {
+        (
+            m.attr("mode").unwrap_or("strict").to_string(),
+            m.attr("nodeset").unwrap_or("").to_string(),
+        )
     });
 
     // Devices.
@@ -341,7 +456,8 @@ fn tcg_variant(
                 });
             }
             "shmem" if d.child("model").and_then(|m| m.attr("type")) == Some("ivshmem-plain") => {
-                expect.shmem_bytes = d.child("size").map(mib_to_bytes);
+                expect.shmem_bytes.extend(d.child("size").map(mib_to_bytes));
+                expect.shm_files.extend(d.attr("name").map(str::to_string));
             }
             "tpm" => expect.tpm_model = d.attr("model").map(str::to_string),
             _ => {}
@@ -353,7 +469,8 @@ fn tcg_variant(
         for arg in cl.elems_mut() {
             let v = arg.attr("value").unwrap_or("").to_string();
             if v.contains("ivshmem-plain") {
-                expect.shmem_bytes = None;
+                let id = v.split("'id':'").nth(1).and_then(|s| s.split('\'').next());
+                expect.device_ids.extend(id.map(str::to_string));
             }
             if let Some(start) = v.find("/dev/kvmfr") {
                 let end = start + v[start..].find('\'').unwrap();
@@ -377,7 +494,7 @@ fn tcg_variant(
                     std::os::unix::fs::chown(&file, Some(owner.uid()), Some(owner.gid())).unwrap();
                 }
                 extra_files.push(file.clone());
-                expect.shmem_bytes = Some(size);
+                expect.shmem_bytes.push(size);
                 notes.push(format!(
                     "kvmfr device {} replaced by {}",
                     &v[start..end],
@@ -396,6 +513,30 @@ fn tcg_variant(
         expect,
         notes,
         extra_files,
+    }
+}
+
+/// The /dev/shm files of a domain's `<shmem>`s that do not exist yet:
+/// libvirt creates them, the guard removes them.
+struct ShmFiles(Vec<PathBuf>);
+
+impl ShmFiles {
+    fn new(names: &[String]) -> ShmFiles {
+        ShmFiles(
+            names
+                .iter()
+                .map(|n| Path::new("/dev/shm").join(n))
+                .filter(|p| !p.exists())
+                .collect(),
+        )
+    }
+}
+
+impl Drop for ShmFiles {
+    fn drop(&mut self) {
+        for file in &self.0 {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 
@@ -557,36 +698,22 @@ fn check_running(name: &str, expect: &Expect) -> Vec<(String, Result<String, Str
             },
         );
     }
-    if let Some(bytes) = expect.shmem_bytes {
-        let dev = has(&|w| w.contains("ivshmem-plain"));
-        let res = match dev {
-            None => Err("no ivshmem-plain device".to_string()),
-            Some(dev) => {
-                // libvirt's JSON and the single-quoted JSON of
-                // <qemu:commandline> (shell-quoted in the log) alike.
-                let strip = |w: &str| w.replace(['\'', '"', '\\'], "");
-                let norm = strip(&dev);
-                let memdev = norm
-                    .split("memdev:")
-                    .nth(1)
-                    .and_then(|s| s.split([',', '}']).next())
-                    .unwrap_or("")
-                    .to_string();
-                let obj = has(&|w| {
-                    let w = strip(w);
-                    w.contains(&format!("id:{memdev},")) && w.contains("memory-backend")
-                });
-                match obj {
-                    Some(o) if strip(&o).contains(&format!("size:{bytes}")) => {
-                        Ok(format!("{dev} {o}"))
-                    }
-                    other => Err(format!(
-                        "memdev {memdev} of size {bytes} not found: {other:?}"
-                    )),
-                }
-            }
-        };
-        check("ivshmem", res);
+    if !expect.shmem_bytes.is_empty() {
+        check("ivshmem", check_ivshmem(&words, &expect.shmem_bytes));
+    }
+    for id in &expect.device_ids {
+        // Quotes and shell quoting removed, as for the ivshmem check.
+        let dev = has(&|w| {
+            let w = w.replace(['\'', '"', '\\'], "");
+            w.contains(&format!("id:{id},")) || w.contains(&format!("id:{id}}}"))
+        });
+        check(
+            "device id",
+            dev.ok_or_else(|| format!("no device with id {id} on QEMU's command line")),
+        );
+    }
+    if let Some((mode, nodes)) = &expect.numatune {
+        check("numatune", check_numatune(name, mode, nodes));
     }
     if let Some(model) = &expect.tpm_model {
         let dev = has(&|w| w.contains(&format!("\"driver\":\"{model}\"")));
@@ -601,7 +728,10 @@ fn check_running(name: &str, expect: &Expect) -> Vec<(String, Result<String, Str
         );
     }
     if expect.secure_boot {
-        check("secure boot", check_secure_boot(name, &words));
+        check(
+            "secure boot",
+            check_secure_boot(name, &words, expect.enrolled_keys),
+        );
     }
     if let Some(iothread) = &expect.disk_iothread {
         let disk = has(&|w| w.contains("\"driver\":\"virtio-blk-pci\""));
@@ -620,9 +750,97 @@ fn check_running(name: &str, expect: &Expect) -> Vec<(String, Result<String, Str
     out
 }
 
-/// The running loader is a firmware whose descriptor has secure-boot and
-/// enrolled-keys, and QEMU got it with the secure pflash flag.
-fn check_secure_boot(name: &str, words: &[String]) -> Result<String, String> {
+/// Every ivshmem-plain device has a memory backend of one of the declared
+/// sizes, one device per declared size.
+fn check_ivshmem(words: &[String], sizes: &[u64]) -> Result<String, String> {
+    // libvirt's JSON and the single-quoted JSON of <qemu:commandline>
+    // (shell-quoted in the log) alike.
+    let strip = |w: &str| w.replace(['\'', '"', '\\'], "");
+    let devices: Vec<String> = words
+        .iter()
+        .filter(|w| w.contains("ivshmem-plain"))
+        .map(|w| strip(w))
+        .collect();
+    let mut found = Vec::new();
+    for dev in &devices {
+        let memdev = dev
+            .split("memdev:")
+            .nth(1)
+            .and_then(|s| s.split([',', '}']).next())
+            .unwrap_or("")
+            .to_string();
+        let backend = words
+            .iter()
+            .map(|w| strip(w))
+            .find(|w| w.contains(&format!("id:{memdev},")) && w.contains("memory-backend"))
+            .ok_or(format!("no memory backend {memdev} for {dev}"))?;
+        let size: u64 = backend
+            .split("size:")
+            .nth(1)
+            .and_then(|s| s.split([',', '}']).next())
+            .and_then(|s| s.parse().ok())
+            .ok_or(format!("no size in {backend}"))?;
+        found.push(size);
+    }
+    let (mut want, mut got) = (sizes.to_vec(), found.clone());
+    want.sort_unstable();
+    got.sort_unstable();
+    if want == got {
+        Ok(format!("{devices:?}"))
+    } else {
+        Err(format!(
+            "declared ivshmem sizes {want:?}, running {got:?}: {devices:?}"
+        ))
+    }
+}
+
+/// libvirt applies the declared `<numatune>`: its mode and node set, and the
+/// QEMU process's memory may only come from those nodes (cgroup cpuset.mems
+/// or the RAM backend's host-nodes policy).
+fn check_numatune(name: &str, mode: &str, nodes: &str) -> Result<String, String> {
+    let out = virsh_ok(&["numatune", "--domain", name]);
+    let field = |key: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let (got_mode, got_nodes) = (field("numa_mode"), field("numa_nodeset"));
+    if got_mode != mode || set(&got_nodes) != set(nodes) {
+        return Err(format!(
+            "declared {mode} {nodes}, libvirt has {got_mode} {got_nodes}"
+        ));
+    }
+    let pid = qemu_pid(name);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Mems_allowed_list:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default();
+    let words = qemu_cmdline(name);
+    let bound = words
+        .iter()
+        .find(|w| w.contains("\"id\":\"pc.ram\""))
+        .is_some_and(|w| w.contains("\"host-nodes\"") && w.contains("\"policy\":\"bind\""));
+    if set(&allowed).is_subset(&set(nodes)) || bound {
+        Ok(format!(
+            "{got_mode} {got_nodes}; QEMU Mems_allowed_list {allowed}, RAM backend bound: {bound}"
+        ))
+    } else {
+        Err(format!(
+            "QEMU may allocate on nodes {allowed} (declared {nodes}) and its RAM backend is not bound"
+        ))
+    }
+}
+
+/// The running loader comes from a descriptor that matches the domain's
+/// request: with `enrolled-keys`, the project's descriptor, its code image
+/// and its variable template with Microsoft's keys (also in the VM's own
+/// NVRAM copy); without, a Secure Boot descriptor without enrolled keys and
+/// a key store without them. QEMU got the loader with the secure pflash flag.
+fn check_secure_boot(name: &str, words: &[String], enrolled: bool) -> Result<String, String> {
     let live = dom::parse(&virsh_ok(&["dumpxml", "--domain", name]));
     let loader = live
         .find(&["os", "loader"])
@@ -631,24 +849,39 @@ fn check_secure_boot(name: &str, words: &[String]) -> Result<String, String> {
     if loader.attr("secure") != Some("yes") {
         return Err(format!("loader {path} not secure"));
     }
-    let mut descriptor_ok = false;
-    for entry in std::fs::read_dir("/usr/share/qemu/firmware").map_err(|e| e.to_string())? {
-        let text =
-            std::fs::read_to_string(entry.map_err(|e| e.to_string())?.path()).unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        if v["mapping"]["executable"]["filename"] == path.as_str() {
-            let feats: Vec<&str> = v["features"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|f| f.as_str())
-                .collect();
-            descriptor_ok = feats.contains(&"secure-boot") && feats.contains(&"enrolled-keys");
-        }
-    }
-    if !descriptor_ok {
+    let chosen = descriptors()
+        .into_iter()
+        .find(|(_, d)| d["mapping"]["executable"]["filename"] == path.as_str())
+        .ok_or(format!("no firmware descriptor has the loader {path}"))?;
+    let feats = features(&chosen.1);
+    if !feats.contains(&"secure-boot") || feats.contains(&"enrolled-keys") != enrolled {
         return Err(format!(
-            "{path} is not described as secure-boot + enrolled-keys"
+            "{path} comes from {} with features {feats:?}; the domain asked for enrolled-keys = {enrolled}",
+            chosen.0
+        ));
+    }
+    let nvram = live
+        .find(&["os", "nvram"])
+        .ok_or("no <nvram> in the live XML")?;
+    let template = nvram.attr("template").unwrap_or("").to_string();
+    let vars = std::fs::read(nvram.text()).map_err(|e| format!("{}: {e}", nvram.text()))?;
+    let template_keys = contains(&std::fs::read(&template).unwrap_or_default(), MS_KEK);
+    if enrolled {
+        if chosen.0 != firmware::DESCRIPTOR_FILE || path != MS_CODE || template != MS_VARS {
+            return Err(format!(
+                "Microsoft keys asked for, but {} chose {path} with template {template}",
+                chosen.0
+            ));
+        }
+        if !template_keys || !contains(&vars, MS_KEK) {
+            return Err(format!(
+                "the variable store {} (from {template}) lacks Microsoft's KEK",
+                nvram.text()
+            ));
+        }
+    } else if template_keys || contains(&vars, MS_KEK) {
+        return Err(format!(
+            "no keys asked for, but {template} has Microsoft's KEK"
         ));
     }
     let in_cmdline = words.iter().any(|w| w.contains(&path));
@@ -669,6 +902,8 @@ fn check_secure_boot(name: &str, words: &[String]) -> Result<String, String> {
 fn every_golden_domain_starts_under_tcg_as_declared() {
     let _lock = lock();
     require_libvirtd();
+    require_nixos_shaped_firmware();
+    let _descriptor = Descriptor::set(true);
     let host = online_cpus();
     let (_pool, hugepages) = reserve_one_gib_page();
     if let Err(why) = &hugepages {
@@ -701,8 +936,9 @@ fn every_golden_domain_starts_under_tcg_as_declared() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let golden = std::fs::read_to_string(case).unwrap();
-        let shm_before = Path::new("/dev/shm/looking-glass").exists();
         let mut variant = tcg_variant(&golden, &name, dir.path(), &host, &hugepages);
+        // libvirt creates /dev/shm/<name> for each <shmem>; remove the new ones after.
+        let shm = ShmFiles::new(&variant.expect.shm_files);
         let began = Instant::now();
         println!("== {stem}");
         for n in &variant.notes {
@@ -742,9 +978,7 @@ fn every_golden_domain_starts_under_tcg_as_declared() {
         for f in &variant.extra_files {
             let _ = std::fs::remove_file(f);
         }
-        if !shm_before {
-            let _ = std::fs::remove_file("/dev/shm/looking-glass");
-        }
+        drop(shm);
     }
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
 }
@@ -833,4 +1067,43 @@ fn sync_redefines_a_running_domain_without_restarting_it() {
         smp_of(&qemu_cmdline(name))
     );
     assert!(virsh_ok(&["dumpxml", "--domain", name]).contains("<vcpu placement='static'>2</vcpu>"));
+}
+
+/// Issue 11.1: on NixOS-shaped firmware descriptors a Windows domain with
+/// Secure Boot and Microsoft's keys cannot start without the project's
+/// descriptor ("Unable to find any firmware to satisfy 'efi'"), and starts
+/// with it on that descriptor's code and Microsoft-keys variable template.
+#[test]
+#[ignore = "needs libvirtd"]
+fn secure_boot_with_microsoft_keys_starts_only_with_our_descriptor() {
+    let _lock = lock();
+    require_libvirtd();
+    require_nixos_shaped_firmware();
+    let host = online_cpus();
+    let name = "vfiotest-tcg-secure-boot";
+    let _guard = DomainGuard::new(&[name]);
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let golden = std::fs::read_to_string(golden_dir().join("win11.xml")).unwrap();
+    let no_pages: Result<String, String> = Err("not needed here".into());
+    let variant = tcg_variant(&golden, name, dir.path(), &host, &no_pages);
+    assert!(variant.expect.secure_boot && variant.expect.enrolled_keys);
+    let _shm = ShmFiles::new(&variant.expect.shm_files);
+
+    {
+        let _absent = Descriptor::set(false);
+        let err = define_and_start(name, dir.path(), &variant.xml).unwrap_err();
+        assert!(
+            err.contains("Unable to find any firmware to satisfy 'efi'"),
+            "{err}"
+        );
+        let _ = virsh(&["undefine", "--domain", name, "--nvram", "--tpm"]);
+    }
+
+    let _installed = Descriptor::set(true);
+    define_and_start(name, dir.path(), &variant.xml).unwrap();
+    let words = qemu_cmdline(name);
+    let loader = check_secure_boot(name, &words, true).unwrap();
+    assert_eq!(loader, MS_CODE);
 }

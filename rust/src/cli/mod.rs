@@ -5,6 +5,7 @@ pub mod config;
 pub mod discover;
 pub mod doctor;
 pub mod domain;
+pub mod firmware;
 pub mod pinning;
 pub mod sync;
 

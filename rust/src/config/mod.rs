@@ -10,8 +10,15 @@
 //! `secureBoot`, `tpm.enable`, `cpu.isolate`); [`VmConfig::from_json`] fills
 //! those in before deserialising, exactly as the module's `default`s do.
 
+mod fields;
+mod json;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use fields::{
+    ifname_problem, limits, name_problem, path_problem, show, xml_forbidden, FieldError,
+};
 
 /// VM template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -48,8 +55,10 @@ pub struct VmConfig {
     pub graphics: Graphics,
     pub looking_glass: LookingGlass,
     pub autostart: bool,
-    /// Secure Boot firmware with Microsoft keys enrolled (needs SMM).
+    /// UEFI firmware with Secure Boot enabled (needs SMM).
     pub secure_boot: bool,
+    /// Keys enrolled in the firmware's variable store while `secureBoot` is on.
+    pub secure_boot_keys: SecureBootKeys,
     pub tpm: Tpm,
     /// Domain UUID; derived from the name when null.
     pub uuid: Option<String>,
@@ -76,6 +85,7 @@ impl Default for VmConfig {
             looking_glass: LookingGlass::default(),
             autostart: false,
             secure_boot: true,
+            secure_boot_keys: SecureBootKeys::Microsoft,
             tpm: Tpm::default(),
             uuid: None,
             evdev: Evdev::default(),
@@ -83,6 +93,22 @@ impl Default for VmConfig {
             qemu_args: Vec::new(),
         }
     }
+}
+
+/// The Secure Boot keys the firmware starts with (`secureBootKeys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureBootKeys {
+    /// The variable store ships Microsoft's KEK and db certificates (and a
+    /// platform key), so Secure Boot is on and Windows, signed shims and
+    /// anti-cheat that insists on Secure Boot work from the first boot.
+    /// Needs a firmware descriptor with the `enrolled-keys` feature
+    /// (`vfio-helper firmware-descriptor`).
+    #[default]
+    Microsoft,
+    /// Secure Boot capable firmware with an empty key store (Setup Mode):
+    /// Secure Boot stays off until keys are enrolled in the guest.
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,32 +390,109 @@ pub struct Evdev {
     pub grab_toggle: GrabToggle,
 }
 
+/// A PCI address `DDDD:BB:SS.F`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciAddress {
+    pub domain: u16,
+    pub bus: u8,
+    pub slot: u8,
+    pub function: u8,
+}
+
+impl PciAddress {
+    /// Parses `DDDD:BB:SS.F` (or `BB:SS.F`, domain 0) in hex.
+    pub fn parse(text: &str) -> Option<PciAddress> {
+        let text = text.trim();
+        let (rest, function) = text.rsplit_once('.')?;
+        let parts: Vec<&str> = rest.split(':').collect();
+        let (domain, bus, slot) = match parts.as_slice() {
+            [d, b, s] => (*d, *b, *s),
+            [b, s] => ("0", *b, *s),
+            _ => return None,
+        };
+        let hex = |s: &str, max_len: usize| -> Option<u32> {
+            if s.is_empty() || s.len() > max_len || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            u32::from_str_radix(s, 16).ok()
+        };
+        let domain = u16::try_from(hex(domain, 4)?).ok()?;
+        let bus = u8::try_from(hex(bus, 2)?).ok()?;
+        let slot = u8::try_from(hex(slot, 2)?).ok().filter(|s| *s <= 0x1f)?;
+        let function = u8::try_from(hex(function, 1)?).ok().filter(|f| *f <= 7)?;
+        Some(PciAddress {
+            domain,
+            bus,
+            slot,
+            function,
+        })
+    }
+}
+
 /// Why a VM JSON could not be read.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ConfigError {
     #[error("the VM config is not valid JSON: {0}")]
     #[diagnostic(code(vfio::config::json), help("the file should be the JSON the NixOS module writes for one VM (builtins.toJSON of virtualisation.vms.<name> plus `name`)"))]
     Json(#[source] serde_json::Error),
-    #[error("the VM config does not match the option tree: {0}")]
+    #[error("{}: the key `{key}` appears twice", if path.is_empty() { "the VM config" } else { path.as_str() })]
+    #[diagnostic(
+        code(vfio::config::duplicate_key),
+        help("remove one of the two `{key}` entries; JSON readers disagree on which one counts, so neither is used")
+    )]
+    DuplicateKey {
+        path: String,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: {message}")]
     #[diagnostic(code(vfio::config::schema), help("option names are those of virtualisation.vms.<name> (camelCase, e.g. `audioPciId`); check the spelling and the value's type"))]
-    Schema(#[source] serde_json::Error),
+    Schema { path: String, message: String },
     #[error("the VM config has no `name`")]
     #[diagnostic(
         code(vfio::config::name),
         help("add \"name\": \"win11\" (the attribute name under virtualisation.vms)")
     )]
     MissingName,
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Field(#[from] FieldError),
 }
 
 impl VmConfig {
-    /// Reads a VM's JSON, filling name- and template-dependent defaults first.
+    /// Reads a VM's JSON, filling name- and template-dependent defaults
+    /// first, and checks every field ([`VmConfig::check_fields`]). Duplicate
+    /// keys are an error; every error names the option's path.
     pub fn from_json(text: &str) -> Result<VmConfig, ConfigError> {
-        let mut value: Value = serde_json::from_str(text).map_err(ConfigError::Json)?;
-        fill_dependent_defaults(&mut value);
-        let cfg: VmConfig = serde_json::from_value(value).map_err(ConfigError::Schema)?;
-        if cfg.name.is_empty() {
+        let mut value = json::parse(text).map_err(|(e, dup)| match dup {
+            Some(json::Duplicate { path, key }) => ConfigError::DuplicateKey {
+                path,
+                key,
+                source: e,
+            },
+            None => ConfigError::Json(e),
+        })?;
+        if !value.is_object() {
+            return Err(ConfigError::Schema {
+                path: "the VM config".into(),
+                message: "is not a JSON object of options".into(),
+            });
+        }
+        if value.get("name").is_none() {
             return Err(ConfigError::MissingName);
         }
+        fill_dependent_defaults(&mut value);
+        let cfg: VmConfig = match serde_json::from_value(value.clone()) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                let base = serde_json::to_value(VmConfig::default()).unwrap_or_default();
+                let (path, message) = json::locate::<VmConfig>(&value, &base)
+                    .unwrap_or_else(|| ("the VM config".into(), e.to_string()));
+                return Err(ConfigError::Schema { path, message });
+            }
+        };
+        cfg.check_fields()?;
         Ok(cfg)
     }
 
@@ -454,66 +557,4 @@ fn set_nested_default(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn minimal_json_gets_module_defaults() {
-        let cfg = VmConfig::from_json(r#"{"name":"win11"}"#).unwrap();
-        assert_eq!(cfg.vm_type, VmType::WindowsGaming);
-        assert_eq!(cfg.memory, 8192);
-        assert_eq!(cfg.vcpus, 8);
-        assert_eq!(cfg.cpu.cores, 4);
-        assert_eq!(cfg.cpu.threads, 2);
-        assert!(cfg.cpu.pinning.enable);
-        assert_eq!(cfg.cpu.pinning.start_cpu, 4);
-        assert!(cfg.secure_boot);
-        assert!(cfg.tpm.enable);
-        assert!(cfg.cpu.isolate);
-        assert!(!cfg.looking_glass.enable);
-        assert_eq!(cfg.storage.disk, "/var/lib/libvirt/images/win11.qcow2");
-        assert_eq!(cfg.network.bridge, "br0");
-        assert_eq!(cfg.graphics, Graphics::Spice);
-        assert_eq!(cfg.hugepages.count, 32);
-    }
-
-    #[test]
-    fn linux_server_template_defaults() {
-        let cfg = VmConfig::from_json(r#"{"name":"srv","type":"linux-server"}"#).unwrap();
-        assert!(!cfg.secure_boot);
-        assert!(!cfg.tpm.enable);
-        assert!(!cfg.cpu.isolate);
-    }
-
-    #[test]
-    fn looking_glass_follows_gpu() {
-        let cfg = VmConfig::from_json(r#"{"name":"w","gpu":{"enable":true}}"#).unwrap();
-        assert!(cfg.looking_glass.enable);
-        let cfg = VmConfig::from_json(
-            r#"{"name":"w","gpu":{"enable":true},"lookingGlass":{"enable":false}}"#,
-        )
-        .unwrap();
-        assert!(!cfg.looking_glass.enable);
-    }
-
-    #[test]
-    fn unknown_field_is_rejected() {
-        let err = VmConfig::from_json(r#"{"name":"w","gpu":{"pciID":"10de:2782"}}"#).unwrap_err();
-        assert!(err.to_string().contains("pciID"), "{err}");
-    }
-
-    #[test]
-    fn missing_name_is_rejected() {
-        assert!(matches!(
-            VmConfig::from_json("{}"),
-            Err(ConfigError::MissingName)
-        ));
-    }
-
-    #[test]
-    fn round_trip_is_stable() {
-        let cfg = VmConfig::from_json(r#"{"name":"win11","memory":32768}"#).unwrap();
-        let text = serde_json::to_string(&cfg).unwrap();
-        assert_eq!(VmConfig::from_json(&text).unwrap(), cfg);
-    }
-}
+mod tests;

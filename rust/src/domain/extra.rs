@@ -1,0 +1,268 @@
+//! extraDevicesXml: parsed, checked and re-serialised (so it is indented like
+//! the rest and guaranteed well-formed).
+//!
+//! quick-xml is a fast, forgiving reader: with its checks on it finds
+//! mismatched end tags, duplicate attributes, bad references and `--` in
+//! comments (`--->` included), but not what XML 1.0 forbids beyond that. The
+//! rest is checked here: names (`<1abc/>`), `<` in attribute values, `]]>`
+//! in text, characters outside XML's `Char` production (also
+//! as character references), declarations and DOCTYPEs. Size (64 KiB) and
+//! nesting depth (32) are bounded, so the re-indented output stays linear in
+//! the input. The top-level elements must be libvirt devices (the children
+//! of `<devices>` in libvirt's domaincommon.rng), so a typo fails here with
+//! a clear message, not in the schema check.
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+use super::DomainError;
+use crate::config::{limits, xml_forbidden};
+
+/// Children of `<devices>` a fragment may add (libvirt's
+/// docs/schemas/domaincommon.rng, `devices`). Not `emulator` (no store paths
+/// in domains) and not `memballoon` (the domain has one, and only one is
+/// allowed).
+pub const DEVICE_ELEMENTS: &[&str] = &[
+    "disk",
+    "controller",
+    "lease",
+    "filesystem",
+    "interface",
+    "input",
+    "sound",
+    "audio",
+    "hostdev",
+    "graphics",
+    "video",
+    "console",
+    "parallel",
+    "serial",
+    "channel",
+    "smartcard",
+    "hub",
+    "redirdev",
+    "redirfilter",
+    "rng",
+    "tpm",
+    "shmem",
+    "memory",
+    "watchdog",
+    "nvram",
+    "panic",
+    "iommu",
+    "vsock",
+    "crypto",
+    "pstore",
+];
+
+/// Devices a domain has at most one of (`optional` rather than
+/// `zeroOrMore` in the schema's `devices`).
+const SINGLE_DEVICES: &[&str] = &["watchdog", "nvram", "iommu", "vsock"];
+
+/// Device ids and aliases starting with this belong to the generated domain
+/// (e.g. the kvmfr device); a fragment may not use them.
+pub const RESERVED_ALIAS_PREFIX: &str = "ua-vfio-";
+
+/// A parsed fragment: its events, and its top-level devices (element name
+/// and `type` attribute) for the rules that look at them.
+#[derive(Debug, Default)]
+pub(super) struct ExtraDevices {
+    pub(super) events: Vec<Event<'static>>,
+    pub(super) devices: Vec<(String, Option<String>)>,
+}
+
+impl ExtraDevices {
+    /// True when the fragment gives the guest a keyboard or mouse (or a way
+    /// to plug one): a passed-through USB or PCI device (a USB controller),
+    /// USB redirection, or an evdev / passthrough input.
+    pub(super) fn has_input(&self) -> bool {
+        self.devices.iter().any(|(name, kind)| match name.as_str() {
+            "hostdev" | "redirdev" => true,
+            "input" => matches!(kind.as_deref(), Some("evdev" | "passthrough")),
+            _ => false,
+        })
+    }
+}
+
+/// Why `name` is not an element or attribute name this fragment may use:
+/// ASCII `[A-Za-z_][A-Za-z0-9_.-]*`, no namespace prefix (libvirt's device
+/// XML has none, and an unbound prefix is not namespace-well-formed).
+fn name_problem(name: &[u8]) -> Option<&'static str> {
+    let Some(&first) = name.first() else {
+        return Some("is empty");
+    };
+    if name.contains(&b':') {
+        return Some("has a namespace prefix, which device XML does not use");
+    }
+    if !(first.is_ascii_alphabetic() || first == b'_') {
+        return Some("does not start with a letter or `_`");
+    }
+    if !name
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b))
+    {
+        return Some("has characters other than ASCII letters, digits and _ . -");
+    }
+    None
+}
+
+/// Text around byte `pos` of `text`, for the error message.
+fn near(text: &str, pos: u64) -> String {
+    let start = usize::try_from(pos).unwrap_or(0).min(text.len());
+    let start = (0..=start)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    crate::config::show(&text[start..].chars().take(40).collect::<String>())
+}
+
+fn forbidden_char(s: &str) -> Option<char> {
+    s.chars().find(|&c| xml_forbidden(c))
+}
+
+/// Parses and checks the fragment.
+pub(super) fn parse_extra_devices(text: &str) -> Result<ExtraDevices, DomainError> {
+    let err = |reason: String, pos: u64| DomainError::ExtraDevicesXml {
+        reason,
+        near: near(text, pos),
+    };
+    if text.len() > limits::EXTRA_XML_BYTES {
+        return Err(err(
+            format!("it is {} bytes long, more than 64 KiB", text.len()),
+            0,
+        ));
+    }
+    if let Some((pos, c)) = text.char_indices().find(|&(_, c)| xml_forbidden(c)) {
+        return Err(err(
+            format!("character U+{:04X} is not allowed in XML", u32::from(c)),
+            pos as u64,
+        ));
+    }
+    let mut reader = Reader::from_str(text);
+    reader.config_mut().trim_text(true);
+    reader.config_mut().enable_all_checks(true);
+    let mut out = ExtraDevices::default();
+    let mut open: Vec<String> = Vec::new();
+    loop {
+        let pos = reader.buffer_position();
+        let event = reader
+            .read_event()
+            .map_err(|e| err(e.to_string(), reader.error_position()))?;
+        match &event {
+            Event::Start(start) | Event::Empty(start) => {
+                let name = check_element(start, open.len()).map_err(|r| err(r, pos))?;
+                if open.is_empty() {
+                    if SINGLE_DEVICES.contains(&name.as_str())
+                        && out.devices.iter().any(|(n, _)| *n == name)
+                    {
+                        return Err(err(format!("a domain has at most one <{name}>"), pos));
+                    }
+                    let kind = attribute(start, "type");
+                    out.devices.push((name.clone(), kind));
+                }
+                if matches!(event, Event::Start(_)) {
+                    open.push(name);
+                }
+            }
+            Event::End(_) => {
+                open.pop();
+            }
+            Event::Text(t) => {
+                if open.is_empty() {
+                    return Err(err("text outside of any element".into(), pos));
+                }
+                if t.windows(3).any(|w| w == b"]]>") {
+                    return Err(err("`]]>` in text (write `]]&gt;`)".into(), pos));
+                }
+                let value = t.unescape().map_err(|e| err(e.to_string(), pos))?;
+                if let Some(c) = forbidden_char(&value) {
+                    return Err(err(
+                        format!(
+                            "a reference to U+{:04X}, which XML does not allow",
+                            u32::from(c)
+                        ),
+                        pos,
+                    ));
+                }
+            }
+            Event::CData(_) if open.is_empty() => {
+                return Err(err("CDATA outside of any element".into(), pos));
+            }
+            Event::CData(_) | Event::Comment(_) => {}
+            Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {
+                return Err(err(
+                    "declarations, processing instructions and DOCTYPEs are not allowed in a device fragment".into(),
+                    pos,
+                ));
+            }
+            Event::Eof => {
+                if let Some(name) = open.last() {
+                    return Err(err(
+                        format!("element <{name}> is never closed"),
+                        reader.buffer_position(),
+                    ));
+                }
+                break;
+            }
+        }
+        out.events.push(event.into_owned());
+    }
+    Ok(out)
+}
+
+/// The unescaped value of attribute `key`, if present and valid.
+fn attribute(start: &BytesStart, key: &str) -> Option<String> {
+    start
+        .try_get_attribute(key)
+        .ok()
+        .flatten()
+        .and_then(|a| a.unescape_value().ok())
+        .map(|v| v.into_owned())
+}
+
+/// Checks one start tag at nesting `depth` (0 = a top-level device) and
+/// returns its name.
+fn check_element(start: &BytesStart, depth: usize) -> Result<String, String> {
+    let raw = start.name();
+    let name = String::from_utf8_lossy(raw.as_ref()).into_owned();
+    if let Some(p) = name_problem(raw.as_ref()) {
+        return Err(format!("element name <{name}> {p}"));
+    }
+    if depth >= limits::EXTRA_XML_DEPTH {
+        return Err(format!(
+            "elements are nested more than {} deep",
+            limits::EXTRA_XML_DEPTH
+        ));
+    }
+    if depth == 0 && !DEVICE_ELEMENTS.contains(&name.as_str()) {
+        return Err(format!(
+            "<{name}> is not a libvirt device element; the fragment goes inside <devices>, so its top-level elements are devices: {}",
+            DEVICE_ELEMENTS.join(", ")
+        ));
+    }
+    for attr in start.attributes().with_checks(true) {
+        let attr = attr.map_err(|e| e.to_string())?;
+        let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
+        if let Some(p) = name_problem(attr.key.as_ref()) {
+            return Err(format!("attribute name `{key}` of <{name}> {p}"));
+        }
+        if attr.value.contains(&b'<') {
+            return Err(format!(
+                "the value of `{key}` on <{name}> contains `<` (write `&lt;`)"
+            ));
+        }
+        let value = attr.unescape_value().map_err(|e| e.to_string())?;
+        if let Some(c) = forbidden_char(&value) {
+            return Err(format!(
+                "the value of `{key}` on <{name}> refers to U+{:04X}, which XML does not allow",
+                u32::from(c)
+            ));
+        }
+        if (name == "alias" && key == "name") && value.starts_with(RESERVED_ALIAS_PREFIX) {
+            return Err(format!(
+                "the alias `{value}` starts with `{RESERVED_ALIAS_PREFIX}`, which the generated domain reserves for its own devices"
+            ));
+        }
+    }
+    Ok(name)
+}

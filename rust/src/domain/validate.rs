@@ -1,0 +1,249 @@
+//! Validation: everything that can be wrong is found before writing starts.
+
+use super::extra::{parse_extra_devices, ExtraDevices};
+use super::hyperv::{check_hyperv, hyperv_features, HvFeature};
+use super::{DomainError, HUGEPAGE_MIB};
+use crate::config::{CpuVendor, Graphics, NetworkType, PciAddress, VmConfig};
+use crate::pinning::{self, PinMap};
+use crate::topology::{format_cpu_list, HostTopology};
+
+/// Everything derived from the config that the writer needs.
+pub(super) struct Plan {
+    pub(super) pins: Option<PinMap>,
+    pub(super) topology: pinning::GuestTopology,
+    /// GPU functions in guest-function order: (host address, is the GPU itself).
+    pub(super) gpu_functions: Vec<PciAddress>,
+    pub(super) vendor: Option<CpuVendor>,
+    pub(super) hyperv: Vec<HvFeature>,
+    pub(super) hypervclock: bool,
+    pub(super) extra_devices: ExtraDevices,
+    /// Host NUMA nodes for `<numatune>` (empty: no binding).
+    pub(super) memory_nodes: Vec<u32>,
+}
+
+/// The host CPU vendor: `cpu.vendor`, else the vendor of the host topology.
+pub fn cpu_vendor(cfg: &VmConfig, host: Option<&HostTopology>) -> Option<CpuVendor> {
+    cfg.cpu.vendor.or_else(|| host.and_then(|h| h.vendor))
+}
+
+pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Plan, DomainError> {
+    if cfg.vcpus == 0 {
+        return Err(DomainError::NoVcpus);
+    }
+    if cfg.memory == 0 {
+        return Err(DomainError::NoMemory);
+    }
+    let topology = pinning::guest_topology(cfg)?;
+    let pins = pinning::plan(cfg, host)?;
+    let topology = pins.as_ref().map_or(topology, |p| p.topology);
+
+    let vendor = cpu_vendor(cfg, host);
+    check_vendor(cfg, vendor)?;
+    let gpu_functions = gpu_functions(cfg)?;
+    if let Some(rom) = &cfg.gpu.rom_file {
+        if cfg.gpu.enable && !rom.starts_with('/') {
+            return Err(DomainError::RomFileNotAbsolute { value: rom.clone() });
+        }
+    }
+    check_hugepages(cfg)?;
+    check_looking_glass(cfg)?;
+    check_evdev(cfg)?;
+    check_network(cfg)?;
+    // The per-field rules of the option tree (names, paths, ranges), for
+    // configs built in code; `VmConfig::from_json` has checked them already.
+    cfg.check_fields()?;
+
+    let (hyperv, hypervclock) = if cfg.vm_type.is_windows() {
+        let features = hyperv_features(cfg, vendor)?;
+        // hv-time (the hypervclock timer) is always present in the Windows
+        // clock; the check keeps the feature list honest if that changes.
+        check_hyperv(&features, true)?;
+        (features, true)
+    } else {
+        (Vec::new(), false)
+    };
+
+    let extra_devices = parse_extra_devices(&cfg.extra_devices_xml)?;
+    check_input(cfg, &extra_devices)?;
+    let memory_nodes = memory_nodes(cfg, pins.as_ref(), host)?;
+
+    Ok(Plan {
+        pins,
+        topology,
+        gpu_functions,
+        vendor,
+        hyperv,
+        hypervclock,
+        extra_devices,
+        memory_nodes,
+    })
+}
+
+/// With SMT pairs in the guest, the CPU vendor must be known: on AMD the
+/// guest sees the pairs only with `topoext`, which `host-passthrough` does
+/// not turn on by itself, and which is emitted only for `cpu.vendor = "amd"`.
+fn check_vendor(cfg: &VmConfig, vendor: Option<CpuVendor>) -> Result<(), DomainError> {
+    if cfg.cpu.threads == 2 && vendor.is_none() {
+        return Err(DomainError::VendorUnknown);
+    }
+    Ok(())
+}
+
+/// `graphics = "none"` leaves no emulated display to type into: the guest
+/// needs Looking Glass, evdev, or a USB (or PCI USB controller) device.
+fn check_input(cfg: &VmConfig, extra: &ExtraDevices) -> Result<(), DomainError> {
+    let input = cfg.looking_glass.enable
+        || cfg.evdev.keyboard.is_some()
+        || cfg.evdev.mouse.is_some()
+        || extra.has_input();
+    if cfg.graphics == Graphics::None && !input {
+        return Err(DomainError::NoInput);
+    }
+    Ok(())
+}
+
+/// The host NUMA nodes the guest's memory is bound to, when
+/// `cpu.pinning.numaNode` is set: the nodes the pinned vCPUs run on (the
+/// chosen node, unless the pinning had to fall back to others, which it
+/// warns about), or the chosen node itself without a host topology.
+fn memory_nodes(
+    cfg: &VmConfig,
+    pins: Option<&PinMap>,
+    host: Option<&HostTopology>,
+) -> Result<Vec<u32>, DomainError> {
+    let Some(node) = cfg.cpu.pinning.numa_node else {
+        return Ok(Vec::new());
+    };
+    if let Some(host) = host.filter(|h| !h.cpus.is_empty()) {
+        let nodes: Vec<u32> = host.cpus.iter().map(|c| c.numa_node).collect();
+        if !nodes.contains(&node) {
+            let mut known = nodes;
+            known.sort_unstable();
+            known.dedup();
+            return Err(DomainError::NumaNodeMissing {
+                node,
+                nodes: format_cpu_list(&known),
+            });
+        }
+    }
+    let planned = pins
+        .and_then(|p| p.quality.as_ref())
+        .map(|q| q.numa_nodes.clone())
+        .filter(|n| !n.is_empty());
+    Ok(planned.unwrap_or_else(|| vec![node]))
+}
+
+fn gpu_functions(cfg: &VmConfig) -> Result<Vec<PciAddress>, DomainError> {
+    if !cfg.gpu.enable {
+        return Ok(Vec::new());
+    }
+    let Some(address) = &cfg.gpu.address else {
+        return Err(DomainError::GpuWithoutAddress);
+    };
+    let mut named: Vec<(String, &String)> = vec![("gpu.address".into(), address)];
+    if let Some(audio) = &cfg.gpu.audio_address {
+        named.push(("gpu.audioAddress".into(), audio));
+    }
+    for (i, extra) in cfg.gpu.extra_addresses.iter().enumerate() {
+        named.push((format!("gpu.extraAddresses[{i}]"), extra));
+    }
+    if named.len() > 8 {
+        return Err(DomainError::TooManyGpuFunctions { count: named.len() });
+    }
+    let mut out = Vec::with_capacity(named.len());
+    for (option, value) in named {
+        let Some(addr) = PciAddress::parse(value) else {
+            return Err(DomainError::BadPciAddress {
+                option,
+                value: value.clone(),
+            });
+        };
+        if out.contains(&addr) {
+            return Err(DomainError::DuplicatePciAddress {
+                option,
+                value: value.clone(),
+            });
+        }
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+fn check_hugepages(cfg: &VmConfig) -> Result<(), DomainError> {
+    if !cfg.hugepages.enable {
+        return Ok(());
+    }
+    if cfg.memory % HUGEPAGE_MIB != 0 {
+        return Err(DomainError::HugepagesMemoryNotAligned {
+            memory: cfg.memory,
+            suggested: cfg.memory.div_ceil(HUGEPAGE_MIB) * HUGEPAGE_MIB,
+        });
+    }
+    let count_mib = u64::from(cfg.hugepages.count) * HUGEPAGE_MIB;
+    if count_mib != cfg.memory {
+        return Err(DomainError::HugepagesCountMismatch {
+            count: cfg.hugepages.count,
+            count_mib,
+            memory: cfg.memory,
+            expected: cfg.memory / HUGEPAGE_MIB,
+        });
+    }
+    Ok(())
+}
+
+fn check_looking_glass(cfg: &VmConfig) -> Result<(), DomainError> {
+    let size = cfg.looking_glass.size;
+    if cfg.looking_glass.enable && !size.is_power_of_two() {
+        return Err(DomainError::LookingGlassSize {
+            size,
+            suggested: u64::from(size.max(1)).next_power_of_two(),
+        });
+    }
+    Ok(())
+}
+
+fn check_evdev(cfg: &VmConfig) -> Result<(), DomainError> {
+    let devices = [
+        ("keyboard", "kbd", &cfg.evdev.keyboard),
+        ("mouse", "mouse", &cfg.evdev.mouse),
+    ];
+    for (which, short, path) in devices {
+        if let Some(path) = path {
+            let ok = path.strip_prefix("/dev/input/").is_some_and(|rest| {
+                !rest.is_empty()
+                    && !rest.ends_with('/')
+                    && rest
+                        .split('/')
+                        .all(|c| !c.is_empty() && c != "." && c != "..")
+            });
+            if !ok {
+                return Err(DomainError::EvdevPath {
+                    which,
+                    short,
+                    value: path.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_network(cfg: &VmConfig) -> Result<(), DomainError> {
+    match cfg.network.net_type {
+        NetworkType::Bridge if cfg.network.bridge.trim().is_empty() => {
+            Err(DomainError::NetworkSetting {
+                net_type: "bridge",
+                option: "network.bridge",
+                example: "the host bridge, e.g. \"br0\"",
+            })
+        }
+        NetworkType::Macvtap if cfg.network.interface.trim().is_empty() => {
+            Err(DomainError::NetworkSetting {
+                net_type: "macvtap",
+                option: "network.interface",
+                example: "the host's physical NIC, e.g. \"enp6s0\" (see `ip link`)",
+            })
+        }
+        _ => Ok(()),
+    }
+}
