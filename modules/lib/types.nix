@@ -8,7 +8,8 @@ let
   # unit files, shell hooks and libvirt XML unquoted (systemd-tmpfiles splits
   # its lines at white space, so a space breaks a rule and a newline starts a
   # new one).
-  safePathRegex = "/[^[:space:][:cntrl:]]*";
+  # At most 4095 bytes (PATH_MAX with the NUL), no trailing "/".
+  safePathRegex = "/|/[^[:space:][:cntrl:]]*[^/[:space:][:cntrl:]]";
 in
 rec {
   pciId =
@@ -29,18 +30,20 @@ rec {
       description = "UUID in lower-case hex, e.g. \"4f6c2b1e-7a3d-4c55-9e21-0b8d3f6a1c42\"";
     };
 
+  # Unicast (the first octet even): libvirt refuses a multicast MAC.
   mac =
-    types.strMatching "[0-9a-f]{2}(:[0-9a-f]{2}){5}"
+    types.strMatching "[0-9a-f][02468ace](:[0-9a-f]{2}){5}"
     // {
-      description = "MAC address in lower-case hex, e.g. \"52:54:00:12:34:56\"";
+      description = "unicast MAC address in lower-case hex, e.g. \"52:54:00:12:34:56\"";
     };
 
-  # Linux network interface names: IFNAMSIZ is 16 with the NUL.
-  interfaceNameRegex = "[A-Za-z0-9_.:-]{1,15}";
+  # Linux network interface names: IFNAMSIZ is 16 with the NUL, and the
+  # kernel refuses "/", ":", white space, "." and ".." (dev_valid_name).
   interfaceName =
-    types.strMatching interfaceNameRegex
+    types.addCheck (types.strMatching "[A-Za-z0-9_.-]{1,15}") (s: s != "." && s != "..")
     // {
-      description = "network interface name (at most 15 characters: letters, digits, _ . : -)";
+      name = "interfaceName";
+      description = "network interface name (at most 15 characters: letters, digits, _ . -; not . or ..)";
     };
 
   # VM (libvirt domain) names. They become file names (<name>.xml,
@@ -74,7 +77,10 @@ rec {
     description = "absolute path without white space or control characters (kept in place, not copied into the Nix store)";
     descriptionClass = "noun";
     check =
-      x: (builtins.isString x || builtins.typeOf x == "path") && builtins.match safePathRegex (toString x) != null;
+      x:
+      (builtins.isString x || builtins.typeOf x == "path")
+      && builtins.stringLength (toString x) <= 4095
+      && builtins.match safePathRegex (toString x) != null;
     merge = lib.mergeEqualOption;
   };
   keepPath = p: if p == null then null else toString p;

@@ -106,7 +106,7 @@ in
     };
 
     interface = mkOption {
-      type = types.nullOr (types.strMatching "[A-Za-z0-9_.:-]{1,15}");
+      type = types.nullOr (import ../lib/types.nix { inherit lib; }).interfaceName;
       default = if interfaces == [ ] then null else lib.head interfaces;
       defaultText = lib.literalMD "`virbr0` for `network.type = \"nat\"`, the VM's `network.bridge` for `\"bridge\"`: of the first GPU VM that has either, else null";
       description = ''

@@ -14,10 +14,16 @@ let
   vfioTypes = import ../lib/types.nix { inherit lib; };
   inherit (import ../lib/numbers.nix { inherit lib; }) isPowerOfTwo nextPowerOfTwo;
 
-  # A USB device passed through by hand: the guest then has its own input.
+  # A device in extraDevicesXml that gives the guest a keyboard or a port to
+  # plug one into (as vfio-helper's domain check counts them): a USB or PCI
+  # (USB controller) hostdev, a USB redirection, an evdev or passthrough input.
   hasUsbInput =
     vm:
-    builtins.match ".*<hostdev[^>]*type=['\"]usb['\"].*" (lib.replaceStrings [ "\n" ] [ " " ] vm.extraDevicesXml) != null;
+    let
+      xml = lib.replaceStrings [ "\n" ] [ " " ] vm.extraDevicesXml;
+    in
+    builtins.match ".*<(hostdev|redirdev)[ >].*" xml != null
+    || builtins.match ".*<input[^>]*type=['\"](evdev|passthrough)['\"].*" xml != null;
 
 
   vmAssertions =
@@ -82,8 +88,20 @@ let
         message = "${p}: cpu.threads = 2 but the host CPU vendor is unknown (cpu.vendor and modules.vfio.cpuVendor are null); on AMD the guest then sees no SMT pairs (topoext is only turned on for cpu.vendor = \"amd\"). Run `vfio-helper discover --nix` and import its output (it sets modules.vfio.hostTopology and cpuVendor), or set modules.vfio.cpuVendor = \"amd\" or \"intel\" (or cpu.threads = 1 on a host without SMT)";
       }
       {
-        assertion = vm.type != "windows-gaming" || vm.graphics != "none" || lookingGlass.enable || vm.evdev.keyboard != null || hasUsbInput vm;
-        message = "${p}: graphics = \"none\" without Looking Glass, an evdev keyboard or a passed-through USB device leaves the Windows guest without keyboard and mouse; set graphics = \"spice\" (or \"vnc\"), lookingGlass.enable = true, evdev.keyboard, or pass a USB keyboard through in extraDevicesXml";
+        assertion = vm.type != "windows-gaming" || vm.graphics != "none" || vm.evdev.keyboard != null || vm.evdev.mouse != null || hasUsbInput vm;
+        message = "${p}: graphics = \"none\" without an evdev keyboard or a passed-through USB device leaves the Windows guest without keyboard and mouse (Looking Glass sends input over SPICE, which graphics = \"none\" removes); set graphics = \"spice\" (or \"vnc\"), evdev.keyboard, or pass a USB keyboard or controller through in extraDevicesXml";
+      }
+      {
+        assertion = lib.length gpu.extraPciIds <= 6 && lib.length gpu.extraAddresses <= 6;
+        message = "${p}: gpu.extraPciIds or gpu.extraAddresses lists more than 6 functions; a card has at most 8 functions (the GPU, its audio and 6 more): list only the card's own functions";
+      }
+      {
+        assertion = builtins.stringLength vm.extraDevicesXml <= 65536;
+        message = "${p}: extraDevicesXml is ${toString (builtins.stringLength vm.extraDevicesXml)} bytes; at most 65536 are accepted: keep only the devices the VM needs";
+      }
+      {
+        assertion = lib.length vm.qemuArgs <= 256 && lib.all (a: builtins.stringLength a <= 4096) vm.qemuArgs;
+        message = "${p}: qemuArgs has more than 256 arguments or one longer than 4096 bytes; pass fewer, shorter arguments";
       }
       {
         assertion = vm.type != "windows-gaming" || vm.memory >= 4096;

@@ -2,7 +2,10 @@
 //!
 //! Both are name-based (UUID version 5 in a namespace of our own), so the same
 //! VM name always gives the same UUID and MACs, on every host and every build.
-//! NVRAM and TPM state are keyed by the UUID, so it must never change by accident.
+//! libvirt keys a VM's TPM state by its UUID (/var/lib/libvirt/swtpm/<uuid>)
+//! and its NVRAM by its name (<nvram dir>/<name>_VARS.fd), so neither may
+//! change by accident; `vfio-helper sync` moves the NVRAM along when a VM
+//! with a fixed `uuid` is renamed.
 
 use uuid::Uuid;
 

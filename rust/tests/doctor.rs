@@ -74,7 +74,7 @@ fn vm(json: &str) -> VmFacts {
 }
 
 /// The RTX 4080 VM of the AM5 fixture (01:00.0 + 01:00.1, group 12).
-const AM5_VM: &str = r#"{"name":"win11","memory":16384,"vcpus":8,
+const AM5_VM: &str = r#"{"name":"win11","memory":16384,"vcpus":8,"cpu":{"vendor":"amd"},
   "hugepages":{"enable":true,"count":16},
   "gpu":{"enable":true,"pciId":"10de:2704","audioPciId":"10de:22bb",
          "address":"0000:01:00.0","audioAddress":"0000:01:00.1"}}"#;

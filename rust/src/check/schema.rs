@@ -146,6 +146,7 @@ pub const VM_OPTIONS: &[Opt] = &[
     opt("lookingGlass.kvmfrIndex", between(0, 9)),
     opt("autostart", Kind::Bool),
     opt("secureBoot", Kind::Bool),
+    opt("secureBootKeys", Kind::Enum(&["microsoft", "none"])),
     opt("tpm.enable", Kind::Bool),
     null_or("uuid", Kind::Fmt(Format::Uuid)),
     null_or("evdev.keyboard", Kind::Fmt(Format::Evdev)),

@@ -149,7 +149,7 @@ pub enum DomainError {
     #[error("graphics = \"none\" and the guest has no other input: no Looking Glass, no evdev.keyboard or evdev.mouse, and no USB device in extraDevicesXml")]
     #[diagnostic(
         code(vfio::domain::no_input),
-        help("set graphics = \"spice\" (or \"vnc\"), or give the guest a keyboard: evdev.keyboard = \"/dev/input/by-id/…-event-kbd\", lookingGlass.enable = true, or a USB device or controller in extraDevicesXml, e.g. <hostdev mode='subsystem' type='usb' managed='yes'><source><vendor id='0x046d'/><product id='0xc52b'/></source></hostdev>")
+        help("set graphics = \"spice\" (or \"vnc\"), or give the guest a keyboard: evdev.keyboard = \"/dev/input/by-id/…-event-kbd\", or a USB device or controller in extraDevicesXml, e.g. <hostdev mode='subsystem' type='usb' managed='yes'><source><vendor id='0x046d'/><product id='0xc52b'/></source></hostdev>")
     )]
     NoInput,
 

@@ -89,14 +89,14 @@ fn check_vendor(cfg: &VmConfig, vendor: Option<CpuVendor>) -> Result<(), DomainE
     Ok(())
 }
 
-/// `graphics = "none"` leaves no emulated display to type into: the guest
-/// needs Looking Glass, evdev, or a USB (or PCI USB controller) device.
+/// `graphics = "none"` leaves a Windows guest no emulated display to type
+/// into: it needs evdev, or a USB (or PCI USB controller) device. Looking
+/// Glass does not count: its client sends keyboard and mouse over the SPICE
+/// channel, which `graphics = "none"` removes. A Linux server has its serial
+/// console (`virsh console`).
 fn check_input(cfg: &VmConfig, extra: &ExtraDevices) -> Result<(), DomainError> {
-    let input = cfg.looking_glass.enable
-        || cfg.evdev.keyboard.is_some()
-        || cfg.evdev.mouse.is_some()
-        || extra.has_input();
-    if cfg.graphics == Graphics::None && !input {
+    let input = cfg.evdev.keyboard.is_some() || cfg.evdev.mouse.is_some() || extra.has_input();
+    if cfg.vm_type.is_windows() && cfg.graphics == Graphics::None && !input {
         return Err(DomainError::NoInput);
     }
     Ok(())

@@ -257,7 +257,8 @@ mod tests {
 
     #[test]
     fn generated_domain_xml_carries_the_marker_sync_reads() {
-        let cfg = crate::config::VmConfig::from_json(r#"{"name":"win11"}"#).unwrap();
+        let cfg = crate::config::VmConfig::from_json(r#"{"name":"win11","cpu":{"vendor":"amd"}}"#)
+            .unwrap();
         let rendered = crate::domain::render(&cfg, None).unwrap();
         let facts = xml_facts(&rendered).unwrap();
         assert_eq!(facts.name.as_deref(), Some("win11"));
