@@ -342,7 +342,7 @@ prepare() {
   unbind_vtcons || fail "a virtual console could not be unbound"
   unbind_framebuffers || fail "the firmware framebuffer could not be unbound"
   detach_tried=1
-  run_detach prepare begin || fail "the GPU could not be handed to vfio-pci"
+  run_detach prepare begin || fail "the GPU could not be handed to vfio-pci (a service that keeps it open belongs in modules.vfio.singleGpu.stopUnits)"
   committed=1
 }
 
@@ -367,7 +367,7 @@ release() {
   # The functions go back first (gpu-detach.sh keeps them while another VM
   # uses them), so the host driver has the GPU when the display manager starts.
   if ! run_detach release end; then
-    log "the GPU functions of $domain stay with vfio-pci; the display is restored anyway"
+    log "could not give the GPU functions of $domain back to the host (they stay with vfio-pci)"
     rc=1
   fi
   [ -e "$dstate/users/$domain" ] || exit "$rc"

@@ -491,7 +491,7 @@ fn a_held_gpu_halfway_gives_the_host_its_display_back() {
         "{err}"
     );
     assert!(
-        err.contains("the GPU could not be handed to vfio-pci; giving the host its display back"),
+        err.contains("the GPU could not be handed to vfio-pci (a service that keeps it open belongs in modules.vfio.singleGpu.stopUnits); giving the host its display back"),
         "{err}"
     );
     assert!(err.contains("the host's display is back"), "{err}");
