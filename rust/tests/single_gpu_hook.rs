@@ -42,6 +42,7 @@ case $1 in
   stop)
     echo "systemctl $*$(snap)" >>"$root/calls.log"
     [ -e "$root/fail-stop-$2" ] && { echo "Job for $2 failed" >&2; exit 1; }
+    [ -e "$root/hang-stop-$2" ] && exec sleep 30
     kill_pids "$root/units/$2.pids"
     rm -f "$root/units/$2"
     ;;
@@ -566,6 +567,27 @@ fn a_display_manager_that_does_not_stop_is_started_again() {
     assert_eq!(
         host.read("sys/bus/platform/drivers/efi-framebuffer/unbind"),
         ""
+    );
+    assert_eq!(host.read("sys/bus/pci/drivers/amdgpu/unbind"), "");
+}
+
+#[test]
+fn a_display_manager_stop_that_hangs_times_out_and_rolls_back() {
+    let host = Host::new();
+    host.write(&format!("hang-stop-{DM}"), "");
+    let started = std::time::Instant::now();
+    let out = host.run(&["win11", "prepare", "begin", "-"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // VFIO_DISPLAY_TIMEOUT is 2 s here.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(
+        stderr(&out).contains(&format!("could not stop {DM}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        host.calls().last().unwrap(),
+        &format!("systemctl start {DM} {UNTOUCHED}")
     );
     assert_eq!(host.read("sys/bus/pci/drivers/amdgpu/unbind"), "");
 }
