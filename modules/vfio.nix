@@ -9,6 +9,8 @@
 #
 # One file per concern:
 #   vfio/isolation.nix     IOMMU, vfio-pci binding (boot time or by hook)
+#   vfio/single-gpu.nix    the host's only GPU lent to a VM; the boot GPU rule
+#   vfio/reset-bug.nix     vendor-reset for AMD cards with the reset bug
 #   vfio/hugepages.nix     1 GiB pages for the VMs that use them
 #   vfio/dual-boot.nix     host and VFIO boot entries
 #   vfio/looking-glass.nix /dev/shm/looking-glass or kvmfr
@@ -56,6 +58,8 @@ in
 {
   imports = [
     ./vfio/isolation.nix
+    ./vfio/single-gpu.nix
+    ./vfio/reset-bug.nix
     ./vfio/hugepages.nix
     ./vfio/dual-boot.nix
     ./vfio/looking-glass.nix

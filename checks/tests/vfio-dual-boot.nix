@@ -214,6 +214,45 @@ in
     };
   };
 
+  # vendor-reset (an RX 580 with the AMD reset bug) only where the card is
+  # passed: the host entry keeps it on amdgpu without the out-of-tree module.
+  testVendorResetOnlyInTheVfioEntry = {
+    expr =
+      let
+        cfg = host [
+          (f.kernelWithVendorReset "6.12.0")
+          {
+            virtualisation.vms.rx580 = {
+              gpu = f.gpuRx580;
+              lookingGlass.enable = false;
+            };
+          }
+          f.guideVfio
+        ];
+        pick = c: {
+          packages = c.boot.extraModulePackages;
+          modules = lib.filter (m: m == "vendor-reset") c.boot.kernelModules;
+          warned = lib.any (lib.hasInfix "AMD reset bug") c.warnings;
+        };
+      in
+      {
+        host = pick cfg;
+        vfio = pick cfg.specialisation.vfio.configuration;
+      };
+    expected = {
+      host = {
+        packages = [ ];
+        modules = [ ];
+        warned = false;
+      };
+      vfio = {
+        packages = [ f.vendorResetPackage ];
+        modules = [ "vendor-reset" ];
+        warned = true;
+      };
+    };
+  };
+
   testNoDualBootNoSpecialisation = {
     expr =
       let

@@ -27,6 +27,47 @@ rec {
     ];
   };
 
+  # RX 580 (Polaris 10): in vendor-reset's device list (the AMD reset bug).
+  gpuRx580 = {
+    enable = true;
+    pciId = "1002:67df";
+    audioPciId = "1002:aaf0";
+    address = "0000:03:00.0";
+    audioAddress = "0000:03:00.1";
+  };
+
+  # RX 6800 XT (Navi 21): resets by itself, not in vendor-reset's list.
+  gpuRx6800 = {
+    enable = true;
+    pciId = "1002:73bf";
+    audioPciId = "1002:ab28";
+    address = "0000:03:00.0";
+    audioAddress = "0000:03:00.1";
+  };
+
+  # The stub kernel package set with vendor-reset, as nixpkgs' linuxPackages
+  # has it (pkgs/os-specific/linux/vendor-reset); `version` picks the kernel.
+  stubPkgs = import ../stub-pkgs.nix { inherit lib; };
+  vendorResetPackage = stubPkgs.runCommand "vendor-reset" { } "";
+  kernelWithVendorReset =
+    version:
+    {
+      boot.kernelPackages = stubPkgs.linuxPackages.extend (
+        _: super: {
+          vendor-reset = vendorResetPackage;
+          kernel =
+            let
+              k = super.kernel // {
+                inherit version;
+                modDirVersion = version;
+                override = _: k;
+              };
+            in
+            k;
+        }
+      );
+    };
+
   # The guide's VM ("2. Define Your VM").
   win11 = {
     type = "windows-gaming";

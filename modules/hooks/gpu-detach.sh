@@ -8,7 +8,9 @@
 #   gpu-detach.sh <domain> <operation> <sub-operation> <extra>
 #
 # and acts on "prepare begin" and "release end" of the domains listed in
-# VFIO_GPU_DEVICES; everything else is a no-op.
+# VFIO_GPU_DEVICES; everything else is a no-op. On a host with a single GPU
+# (modules.vfio.singleGpu) it is not a hook of its own: single-gpu.sh runs it
+# after taking the host's display down, and undoes both when it fails.
 #
 # Before touching anything, it refuses (exit 1, so libvirt does not start the
 # VM) while a host process still has one of the GPU's device nodes open:

@@ -5,7 +5,9 @@
 # softdeps, blacklist).
 # primaryMode = false: nothing is bound at boot; a libvirt qemu hook
 # (hooks/gpu-detach.sh) hands the functions to vfio-pci when a GPU VM is
-# prepared and back to their host drivers when it is released.
+# prepared and back to their host drivers when it is released; with
+# singleGpu (vfio/single-gpu.nix) hooks/single-gpu.sh runs it between taking
+# the host's display down and bringing it back.
 {
   config,
   lib,
@@ -74,6 +76,27 @@ let
     export VFIO_GPU_DEVICES=${lib.escapeShellArg deviceMap}
     exec ${pkgs.bash}/bin/bash ${../hooks/gpu-detach.sh} "$@"
   '';
+
+  # On a single-GPU host (vfio/single-gpu.nix) the one GPU hook: it takes the
+  # host's display down, runs gpu-detach.sh, and gives the display back.
+  # libvirt runs the scripts of qemu.d in name order and carries on after a
+  # failed one (src/util/virhook.c, virHookCall), so the detach cannot be a
+  # hook of its own: it would run before the display is down.
+  singleGpuHook = pkgs.writeShellScript "vfio-single-gpu" ''
+    export PATH=${
+      lib.makeBinPath [
+        pkgs.coreutils
+        pkgs.kmod
+        pkgs.util-linux
+        config.systemd.package
+      ]
+    }
+    export VFIO_GPU_DEVICES=${lib.escapeShellArg deviceMap}
+    export VFIO_GPU_DETACH=${lib.escapeShellArg "${pkgs.bash}/bin/bash ${../hooks/gpu-detach.sh}"}
+    export VFIO_DISPLAY_UNITS=${lib.escapeShellArg (lib.concatStringsSep " " cfg.singleGpu.stopUnits)}
+    export VFIO_DISPLAY_TIMEOUT=${toString cfg.singleGpu.timeout}
+    exec ${pkgs.bash}/bin/bash ${../hooks/single-gpu.sh} "$@"
+  '';
 in
 {
   config = mkIf cfg.enable (mkMerge [
@@ -111,7 +134,8 @@ in
 
     (mkIf (!cfg.primaryMode) {
       boot.kernelModules = vfioModules;
-      virtualisation.libvirtd.hooks.qemu.vfio-gpu-detach = detachHook;
+      virtualisation.libvirtd.hooks.qemu =
+        if cfg.singleGpu.enable then { vfio-single-gpu = singleGpuHook; } else { vfio-gpu-detach = detachHook; };
     })
   ]);
 }
