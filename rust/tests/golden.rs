@@ -199,18 +199,33 @@ fn golden_xml_passes_libvirt_schema() {
 /// backends": pipewire "Since 9.10.0, qemu").
 const NEWER_AUDIO_BACKENDS: &[(&str, &str)] = &[("pipewire", "9.10.0")];
 
-/// libvirt's domain schema as `virt-xml-validate` reads it:
-/// `<prefix>/share/libvirt/schemas/domaincommon.rng` next to the
-/// `<prefix>/bin/virt-xml-validate` on PATH.
+/// libvirt's domain schema as `virt-xml-validate` reads it: the schema
+/// directory the script names (`SCHEMA="/usr/share/libvirt/schemas/${TYPE}.rng"`
+/// in libvirt's tools/virt-xml-validate.in), else
+/// `<prefix>/share/libvirt/schemas` next to `<prefix>/bin/virt-xml-validate`.
 fn local_domain_schema() -> String {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let rng = std::env::split_paths(&path)
+    let bin = std::env::split_paths(&path)
         .map(|dir| dir.join("virt-xml-validate"))
         .find(|bin| bin.is_file())
         .and_then(|bin| std::fs::canonicalize(bin).ok())
-        .and_then(|bin| bin.parent()?.parent().map(Path::to_path_buf))
-        .map(|prefix| prefix.join("share/libvirt/schemas/domaincommon.rng"))
         .expect("virt-xml-validate on PATH");
+    let script = std::fs::read_to_string(&bin).unwrap_or_default();
+    let named = script.lines().find_map(|l| {
+        let dir = l
+            .trim()
+            .strip_prefix("SCHEMA=\"")?
+            .strip_suffix("/${TYPE}.rng\"")?;
+        Some(PathBuf::from(dir))
+    });
+    let dir = named.unwrap_or_else(|| {
+        let prefix = bin
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"));
+        prefix.join("share/libvirt/schemas")
+    });
+    let rng = dir.join("domaincommon.rng");
     std::fs::read_to_string(&rng)
         .unwrap_or_else(|e| panic!("cannot read libvirt's schema {}: {e}", rng.display()))
 }
