@@ -371,6 +371,16 @@ in
         mouse = null;
         grabToggle = "ctrl-ctrl";
       };
+      audio = {
+        backend = "spice";
+        pipewireUser = null;
+        pipewireRuntimeDir = null;
+      };
+      usb = {
+        devices = [ ];
+        controllers = [ ];
+      };
+      pci.devices = [ ];
       extraDevicesXml = "";
       qemuArgs = [ ];
     };

@@ -28,6 +28,16 @@ let
     ++ vm.gpu.extraAddresses;
 
   gpuVmNames = pick (vm: vm.gpu.enable);
+
+  # Whole PCI devices a VM passes through besides its GPU: pci.devices and
+  # usb.controllers. Bound like the GPU's functions: by ID at boot when the
+  # entry names its pciId, by address in the detach hook (primaryMode =
+  # false) with the GPU of a GPU VM, and by libvirt (managed="yes") at VM
+  # start otherwise.
+  vmDevices = vm: vm.pci.devices ++ vm.usb.controllers;
+  devicePciIds = vm: nonNull (map (d: d.pciId) (vmDevices vm));
+  deviceAddresses = vm: map (d: d.address) (vmDevices vm);
+  deviceVmNames = pick (vm: vmDevices vm != [ ]);
   lgVmNames = pick (vm: vm.lookingGlass.enable);
   shmVmNames = lib.filter (name: vms.${name}.lookingGlass.backend == "shm") lgVmNames;
   kvmfrVmNames = lib.filter (name: vms.${name}.lookingGlass.backend == "kvmfr") lgVmNames;
@@ -50,6 +60,9 @@ rec {
     vms
     vmPciIds
     vmAddresses
+    devicePciIds
+    deviceAddresses
+    deviceVmNames
     gpuVmNames
     lgVmNames
     shmVmNames
@@ -58,13 +71,20 @@ rec {
     screamInterface
     ;
 
-  pciIds = lib.unique (lib.concatMap (name: vmPciIds vms.${name}) gpuVmNames);
-  pciAddresses = lib.unique (lib.concatMap (name: vmAddresses vms.${name}) gpuVmNames);
+  pciIds = lib.unique (
+    lib.concatMap (name: vmPciIds vms.${name}) gpuVmNames
+    ++ lib.concatMap (name: devicePciIds vms.${name}) deviceVmNames
+  );
+  pciAddresses = lib.unique (
+    lib.concatMap (name: vmAddresses vms.${name}) gpuVmNames
+    ++ lib.concatMap (name: deviceAddresses vms.${name}) deviceVmNames
+  );
 
-  # GPU VMs and the addresses of their GPU functions, for the detach hook.
+  # GPU VMs and the addresses of their GPU functions and other passed PCI
+  # devices, for the detach hook.
   gpuDevices = map (name: {
     inherit name;
-    addresses = vmAddresses vms.${name};
+    addresses = vmAddresses vms.${name} ++ deviceAddresses vms.${name};
   }) gpuVmNames;
 
   # Largest shared-memory size (MiB) over the VMs using /dev/shm/looking-glass;

@@ -14,15 +14,19 @@ let
   vfioTypes = import ../lib/types.nix { inherit lib; };
   inherit (import ../lib/numbers.nix { inherit lib; }) isPowerOfTwo nextPowerOfTwo;
 
-  # A device in extraDevicesXml that gives the guest a keyboard or a port to
-  # plug one into (as vfio-helper's domain check counts them): a USB or PCI
-  # (USB controller) hostdev, a USB redirection, an evdev or passthrough input.
+  # A device that gives the guest a keyboard or a port to plug one into (as
+  # vfio-helper's domain check counts them): a passed-through USB device or
+  # USB controller (usb.devices, usb.controllers), or in extraDevicesXml a
+  # USB or PCI (USB controller) hostdev, a USB redirection, an evdev or
+  # passthrough input.
   hasUsbInput =
     vm:
     let
       xml = lib.replaceStrings [ "\n" ] [ " " ] vm.extraDevicesXml;
     in
-    builtins.match ".*<(hostdev|redirdev)[ >].*" xml != null
+    vm.usb.devices != [ ]
+    || vm.usb.controllers != [ ]
+    || builtins.match ".*<(hostdev|redirdev)[ >].*" xml != null
     || builtins.match ".*<input[^>]*type=['\"](evdev|passthrough)['\"].*" xml != null;
 
 
@@ -89,7 +93,7 @@ let
       }
       {
         assertion = vm.type != "windows-gaming" || vm.graphics != "none" || vm.evdev.keyboard != null || vm.evdev.mouse != null || hasUsbInput vm;
-        message = "${p}: graphics = \"none\" without an evdev keyboard or a passed-through USB device leaves the Windows guest without keyboard and mouse (Looking Glass sends input over SPICE, which graphics = \"none\" removes); set graphics = \"spice\" (or \"vnc\"), evdev.keyboard, or pass a USB keyboard or controller through in extraDevicesXml";
+        message = "${p}: graphics = \"none\" without an evdev keyboard or a passed-through USB device leaves the Windows guest without keyboard and mouse (Looking Glass sends input over SPICE, which graphics = \"none\" removes); set graphics = \"spice\" (or \"vnc\"), evdev.keyboard, or pass a USB keyboard or controller through (usb.devices, usb.controllers)";
       }
       {
         assertion = lib.length gpu.extraPciIds <= 6 && lib.length gpu.extraAddresses <= 6;
@@ -118,7 +122,8 @@ let
         vm.gpu.audioAddress
       ]
       ++ vm.gpu.extraAddresses
-    );
+    )
+    ++ map (d: d.address) (vm.pci.devices ++ vm.usb.controllers);
 
   sharedAddresses =
     let
@@ -131,6 +136,118 @@ let
     in
     lib.filterAttrs (_: names: lib.length names > 1) owners;
 
+  # --- audio, usb.*, pci.devices (the same rules as vfio-helper's domain
+  # check, rust/src/domain/audio.rs, usb.rs and pci.rs) ----------------------
+
+  # An account NixOS creates (as in scream.nix and NixOS's users-groups.nix).
+  isAccount =
+    name:
+    let
+      u = config.users.users.${name} or { };
+      uid = u.uid or null;
+    in
+    (u.isNormalUser or false) || (u.isSystemUser or false) || (uid != null && uid < 1000);
+
+  runAsRoot = config.virtualisation.libvirtd.qemu.runAsRoot or true;
+
+  # Entries of `list` (strings) that occur more than once, each once.
+  duplicates = list: lib.unique (lib.filter (x: lib.count (y: y == x) list > 1) list);
+
+  deviceAssertions =
+    name: vm:
+    let
+      p = "virtualisation.vms.${name}";
+      inherit (vm) audio usb pci;
+      pipewire = audio.backend == "pipewire";
+      user = audio.pipewireUser;
+      usbIds = map (d: "${d.vendorId}:${d.productId}") usb.devices;
+      gpuAddresses =
+        lib.filter (a: a != null) [
+          vm.gpu.address
+          vm.gpu.audioAddress
+        ]
+        ++ vm.gpu.extraAddresses;
+      # Each address with the option it is listed in.
+      listed =
+        map (a: {
+          inherit a;
+          o = "gpu.*";
+        }) (if vm.gpu.enable then gpuAddresses else [ ])
+        ++ map (d: {
+          a = d.address;
+          o = "pci.devices";
+        }) pci.devices
+        ++ map (d: {
+          a = d.address;
+          o = "usb.controllers";
+        }) usb.controllers;
+      # Listed twice, once at least in pci.devices or usb.controllers (the
+      # GPU's own functions are checked with gpu.*).
+      twice = lib.filter (a: lib.any (l: l.a == a && l.o != "gpu.*") listed) (
+        duplicates (map (l: l.a) listed)
+      );
+      whereListed = a: lib.unique (map (l: l.o) (lib.filter (l: l.a == a) listed));
+    in
+    [
+      {
+        assertion = audio.backend != "spice" || vm.graphics == "spice";
+        message = "${p}: audio.backend = \"spice\" plays the guest's sound through the SPICE display, but graphics = \"${vm.graphics}\"; set graphics = \"spice\", or audio.backend = \"pipewire\" (the host's PipeWire session) or \"none\"";
+      }
+      {
+        assertion = !pipewire || user != null || audio.pipewireRuntimeDir != null;
+        message = "${p}: audio.backend = \"pipewire\" needs audio.pipewireUser, the user whose PipeWire session plays the guest's sound (e.g. audio.pipewireUser = \"alice\")";
+      }
+      {
+        assertion = !pipewire || user == null || audio.pipewireRuntimeDir != null;
+        message = "${p}: audio.backend = \"pipewire\" plays into the session of audio.pipewireUser = \"${toString user}\", whose runtime directory /run/user/<uid> must be known at build time, but users.users.${toString user}.uid is null (NixOS picks it at activation); set users.users.${toString user}.uid = 1000 (the number `id -u ${toString user}` prints), or audio.pipewireRuntimeDir = \"/run/user/1000\"";
+      }
+      {
+        assertion = !pipewire || user == null || isAccount user;
+        message = "${p}: audio.pipewireUser = \"${toString user}\" is not a user of this system (NixOS creates an account only for users.users.<name> with isNormalUser or isSystemUser set); name your own user, or declare it, e.g. users.users.${toString user}.isNormalUser = true";
+      }
+      {
+        assertion = !pipewire || runAsRoot;
+        message = "${p}: audio.backend = \"pipewire\" needs QEMU to run as root (virtualisation.libvirtd.qemu.runAsRoot = true, NixOS's default): as qemu-libvirtd it cannot open the PipeWire socket in ${toString audio.pipewireRuntimeDir}, a directory only its owner may enter; set virtualisation.libvirtd.qemu.runAsRoot = true, or audio.backend = \"spice\"";
+      }
+      {
+        assertion = lib.length usb.devices <= 15;
+        message = "${p}: usb.devices lists ${toString (lib.length usb.devices)} devices, but the VM's USB controller has 15 ports; pass at most 15, or pass a whole USB controller through (usb.controllers)";
+      }
+      {
+        assertion = duplicates usbIds == [ ];
+        message = "${p}: usb.devices lists ${lib.concatStringsSep " and " (duplicates usbIds)} more than once; libvirt hands a device to the guest once: remove the duplicate";
+      }
+      {
+        assertion = lib.all (d: d.vendorId != "0000") usb.devices;
+        message = "${p}: usb.devices has vendorId = \"0000\", which libvirt reads as \"no vendor\" (the device would silently never be passed); use the vendor ID `lsusb` prints before the colon, e.g. \"046d\"";
+      }
+      {
+        assertion = lib.length usb.controllers <= 8 && lib.length pci.devices <= 16;
+        message = "${p}: usb.controllers (${toString (lib.length usb.controllers)}) or pci.devices (${toString (lib.length pci.devices)}) lists more than 8 controllers or 16 devices; pass only the devices the guest needs";
+      }
+      {
+        assertion = twice == [ ];
+        message = "${p}: PCI device ${lib.concatStringsSep " and " twice} is listed more than once (in ${lib.concatStringsSep " and " (lib.concatMap whereListed twice)}); list each device once";
+      }
+    ];
+
+  deviceWarnings =
+    name: vm:
+    let
+      p = "virtualisation.vms.${name}";
+      user = vm.audio.pipewireUser;
+    in
+    lib.optional
+      (
+        vm.audio.backend == "pipewire"
+        && vm.autostart
+        && user != null
+        && (config.users.users.${user}.linger or null) != true
+      )
+      "${p}: autostart = true starts the VM at boot, before ${user} logs in; without ${user}'s PipeWire to connect to, QEMU refuses to start (\"Failed to connect to PipeWire instance\"). Set users.users.${user}.linger = true (the user's session, PipeWire included, then runs from boot), or autostart = false"
+    ++ lib.optional (vm.audio.backend == "scream" && !(config.modules.vfio.scream.enable or false))
+      "${p}: audio.backend = \"scream\" leaves the guest without an emulated sound card for its Scream driver, but modules.vfio.scream.enable = false, so nothing on the host plays what it sends; set modules.vfio.scream.enable = true (and modules.vfio.scream.users), or audio.backend = \"spice\" or \"pipewire\"";
+
   kvmfrUsers = lib.filterAttrs (_: vm: vm.lookingGlass.enable && vm.lookingGlass.backend == "kvmfr") cfg;
   sharedKvmfr =
     let
@@ -142,6 +259,7 @@ in
   config = mkIf (cfg != { }) {
     assertions =
       lib.concatLists (lib.mapAttrsToList vmAssertions cfg)
+      ++ lib.concatLists (lib.mapAttrsToList deviceAssertions cfg)
       ++ lib.mapAttrsToList (addr: names: {
         assertion = false;
         message = "virtualisation.vms: PCI device ${addr} is passed through to ${lib.concatStringsSep " and " names}; a device can belong to one VM only: remove it from all but one of them";
@@ -158,6 +276,7 @@ in
     warnings = map (
       o:
       "virtualisation.vms: VMs `${o.first}` and `${o.second}` are pinned to the same host CPUs ${o.cpus}: do not run them at the same time, or give one of them a different cpu.pinning.startCpu"
-    ) (lib.filter (o: !o.bothAutostart) internal.overlaps);
+    ) (lib.filter (o: !o.bothAutostart) internal.overlaps)
+    ++ lib.concatLists (lib.mapAttrsToList deviceWarnings cfg);
   };
 }

@@ -24,6 +24,67 @@ let
   uuidType = vfioTypes.uuid;
   macType = vfioTypes.mac;
 
+  # --- passed-through devices (audio, usb, pci) -------------------------------
+
+  # A user name as NixOS's users.users takes it (as modules.vfio.scream.users).
+  userNameType =
+    types.strMatching "[A-Za-z_][A-Za-z0-9_.-]*[$]?"
+    // {
+      description = "user name";
+    };
+
+  # USB vendor and product IDs as `lsusb` prints them (`ID 046d:c52b`).
+  usbIdType =
+    types.strMatching "[0-9a-f]{4}"
+    // {
+      description = "USB ID (4 lower-case hex digits)";
+    };
+
+  usbDeviceType = types.submodule {
+    options = {
+      vendorId = mkOption {
+        type = usbIdType;
+        example = "046d";
+        description = "USB vendor ID: the part before the colon after `ID` in `lsusb`.";
+      };
+      productId = mkOption {
+        type = usbIdType;
+        example = "c52b";
+        description = "USB product ID: the part after the colon after `ID` in `lsusb`.";
+      };
+    };
+  };
+
+  # A whole PCI device passed through (`pci.devices`, `usb.controllers`): its
+  # address, and its vendor:device ID when vfio-pci is to claim it at boot.
+  # A bare address is the same as { address = …; } (no boot-time binding).
+  passthroughDeviceType = types.coercedTo pciAddressType (address: { inherit address; }) (
+    types.submodule {
+      options = {
+        address = mkOption {
+          type = pciAddressType;
+          example = "0000:03:00.0";
+          description = "PCI address of the device (function), from `lspci -D`.";
+        };
+        pciId = mkOption {
+          type = types.nullOr pciIdType;
+          default = null;
+          example = "144d:a80a";
+          description = ''
+            `vendor:device` of the device, from `lspci -nn`. When set, it
+            joins the IDs vfio-pci claims at boot with
+            `modules.vfio.primaryMode`, like the GPU's: only set it when no
+            other device of the host has the same ID (vfio-pci claims every
+            device with it: with two identical NVMe drives the host's own
+            disappears too). When null, libvirt hands the device (by its
+            address) to vfio-pci when the VM starts and gives it back when
+            the VM stops.
+          '';
+        };
+      };
+    }
+  );
+
   # --- the option tree (rust/src/config.rs) ---------------------------------
 
   vmModule =
@@ -407,17 +468,136 @@ let
           };
         };
 
+        audio = {
+          backend = mkOption {
+            type = types.enum [
+              "spice"
+              "pipewire"
+              "scream"
+              "none"
+            ];
+            default = if config.graphics == "spice" then "spice" else "none";
+            defaultText = literalExpression ''if graphics == "spice" then "spice" else "none"'';
+            description = ''
+              Where the guest's sound goes. `spice`: an emulated Intel HDA
+              (ich9) sound card played through the SPICE display, by
+              `virt-viewer`/`remote-viewer` and by the Looking Glass client
+              (needs `graphics = "spice"`). `pipewire`: the same sound card
+              played into the PipeWire session of `audio.pipewireUser` on
+              the host (QEMU's PipeWire audio backend; libvirt 9.10 or
+              later). `scream`: no emulated sound card; the guest's Scream
+              driver sends its audio to `modules.vfio.scream`'s receiver.
+              `none`: no emulated sound card (the passed-through GPU's HDMI
+              audio still works). With `graphics = "vnc"` the default is
+              `none`: QEMU's VNC audio extension is played by almost no VNC
+              viewer; use `pipewire` there.
+            '';
+          };
+          pipewireUser = mkOption {
+            type = types.nullOr userNameType;
+            default = null;
+            example = "alice";
+            description = ''
+              With `backend = "pipewire"`: the user whose PipeWire session
+              plays the guest's sound. QEMU (as root, NixOS's default
+              `virtualisation.libvirtd.qemu.runAsRoot`) connects to the
+              `pipewire-0` socket in that user's runtime directory
+              (`pipewireRuntimeDir`), so the user must be logged in (or
+              lingering, `users.users.<name>.linger`) when the VM starts.
+            '';
+          };
+          pipewireRuntimeDir = mkOption {
+            type = types.nullOr hostPath;
+            default =
+              let
+                user = config.audio.pipewireUser;
+                uid = if user == null then null else osConfig.users.users.${user}.uid or null;
+              in
+              if uid == null then null else "/run/user/${toString uid}";
+            defaultText = literalExpression ''"/run/user/''${toString users.users.''${audio.pipewireUser}.uid}" (null while that uid is null)'';
+            apply = keepPath;
+            example = "/run/user/1000";
+            description = ''
+              Runtime directory of `audio.pipewireUser`'s session: libvirt
+              gives it to QEMU as `PIPEWIRE_RUNTIME_DIR` (the `runtimeDir` of
+              `<audio type="pipewire">`). It must be known at build time, so
+              it comes from the user's declared `uid`; when NixOS picks the
+              uid at activation (`users.users.<name>.uid = null`), set the
+              uid, or this path (`/run/user/` and the number `id -u <name>`
+              prints).
+            '';
+          };
+        };
+
+        usb = {
+          devices = mkOption {
+            type = types.listOf usbDeviceType;
+            default = [ ];
+            example = [
+              {
+                vendorId = "046d";
+                productId = "c52b";
+              }
+            ];
+            description = ''
+              USB devices passed through to the guest, by the IDs `lsusb`
+              prints (`ID 046d:c52b`). A device that is not plugged in when
+              the VM starts is left out and does not stop the start
+              (`startupPolicy="optional"`); plugged in later, it stays with
+              the host until the next start. At most 15 (the ports of the
+              VM's USB controller); two plugged-in devices with the same IDs
+              stop the start (libvirt cannot tell them apart): pass their
+              USB controller through instead.
+            '';
+          };
+          controllers = mkOption {
+            type = types.listOf passthroughDeviceType;
+            default = [ ];
+            example = [ "0000:0a:00.3" ];
+            description = ''
+              Whole USB controllers (PCI devices) passed through, each on
+              its own PCIe root port: everything plugged into their ports
+              belongs to the guest, hot-plug included. An address, or
+              `{ address; pciId; }` to have vfio-pci claim the controller at
+              boot (see `pciId`). The controller must be alone in its IOMMU
+              group (`vfio-helper discover` shows the groups), and the
+              host's own keyboard must not hang off it. At most 8.
+            '';
+          };
+        };
+
+        pci.devices = mkOption {
+          type = types.listOf passthroughDeviceType;
+          default = [ ];
+          example = literalExpression ''
+            [
+              "0000:03:00.0"
+              { address = "0000:05:00.0"; pciId = "8086:1533"; }
+            ]
+          '';
+          description = ''
+            Further PCI devices passed through whole (NVMe drives, NICs,
+            capture cards), each on its own PCIe root port. An address, or
+            `{ address; pciId; }` to have vfio-pci claim the device at boot
+            (see `pciId`); without an ID libvirt hands it to vfio-pci when
+            the VM starts. Each must be alone in its IOMMU group, and the
+            host must not use it meanwhile (a mounted NVMe drive, the NIC of
+            the host's own network). At most 16.
+          '';
+        };
+
         extraDevicesXml = mkOption {
           type = types.lines;
           default = "";
           example = ''
-            <hostdev mode='subsystem' type='usb' managed='yes'>
-              <source><vendor id='0x046d'/><product id='0xc52b'/></source>
-            </hostdev>
+            <redirdev bus='usb' type='spicevmc'/>
+            <redirdev bus='usb' type='spicevmc'/>
           '';
           description = ''
             Escape hatch: raw libvirt XML appended inside `<devices>`. It is
-            validated with the rest of the domain at build time.
+            validated with the rest of the domain at build time. USB and PCI
+            devices have their own options (`usb.devices`,
+            `usb.controllers`, `pci.devices`).
           '';
         };
 

@@ -162,6 +162,15 @@ pub const VM_OPTIONS: &[Opt] = &[
             "ctrl-scrolllock",
         ]),
     ),
+    opt(
+        "audio.backend",
+        Kind::Enum(&["spice", "pipewire", "scream", "none"]),
+    ),
+    null_or("audio.pipewireUser", Kind::Fmt(Format::User)),
+    null_or("audio.pipewireRuntimeDir", Kind::Fmt(Format::AbsPath)),
+    opt("usb.devices", Kind::Any),
+    opt("usb.controllers", Kind::Any),
+    opt("pci.devices", Kind::Any),
     opt("extraDevicesXml", Kind::Str),
     opt("qemuArgs", Kind::ListStr),
 ];

@@ -73,7 +73,12 @@ pub fn show(value: &str) -> String {
     shown
 }
 
-fn err(path: impl Into<String>, value: String, problem: &str, help: String) -> FieldError {
+pub(super) fn err(
+    path: impl Into<String>,
+    value: String,
+    problem: &str,
+    help: String,
+) -> FieldError {
     FieldError {
         path: path.into(),
         value,
@@ -146,7 +151,7 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
-fn lower_hex(s: &str) -> bool {
+pub(super) fn lower_hex(s: &str) -> bool {
     s.chars()
         .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
@@ -221,7 +226,7 @@ pub fn ifname_problem(name: &str) -> Option<&'static str> {
     }
 }
 
-fn pci_id(value: &str, option: &str) -> Result<(), FieldError> {
+pub(super) fn pci_id(value: &str, option: &str) -> Result<(), FieldError> {
     let ok = value.len() == 9
         && value.is_ascii()
         && value.as_bytes()[4] == b':'
@@ -238,7 +243,7 @@ fn pci_id(value: &str, option: &str) -> Result<(), FieldError> {
     ))
 }
 
-fn pci_address(value: &str, option: &str) -> Result<(), FieldError> {
+pub(super) fn pci_address(value: &str, option: &str) -> Result<(), FieldError> {
     if super::PciAddress::parse(value).is_some() && value.len() <= 12 {
         return Ok(());
     }
@@ -259,6 +264,7 @@ impl VmConfig {
         self.check_gpu()?;
         self.check_paths()?;
         self.check_network()?;
+        self.check_devices()?;
         self.check_escape_hatches()
     }
 

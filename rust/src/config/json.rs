@@ -149,6 +149,27 @@ fn walk<T: for<'de> Deserialize<'de>>(
         return None;
     }
     // A leaf (or a value of the wrong shape): put it alone into the base tree.
+    let found = probe::<T>(value, base, path)?;
+    // A list of objects (`usb.devices`): name the first entry that fails on
+    // its own, `usb.devices[1]`.
+    if let Value::Array(items) = value {
+        for (i, item) in items.iter().enumerate() {
+            let one = Value::Array(vec![item.clone()]);
+            if let Some((at, message)) = probe::<T>(&one, base, path) {
+                return Some((format!("{at}[{i}]"), message));
+            }
+        }
+    }
+    Some(found)
+}
+
+/// The option path and serde's message when `value` at `path` of `base`
+/// does not deserialize as `T`.
+fn probe<T: for<'de> Deserialize<'de>>(
+    value: &Value,
+    base: &Value,
+    path: &[String],
+) -> Option<(String, String)> {
     let mut probe = base.clone();
     let mut slot = &mut probe;
     for key in path.iter() {

@@ -6,16 +6,19 @@
 //! only some options deserialises too. Unknown fields are rejected, so a typo in
 //! a hand-written JSON is an error and never silently ignored.
 //!
-//! A few defaults depend on the VM's name or template (`storage.disk`,
-//! `secureBoot`, `tpm.enable`, `cpu.isolate`); [`VmConfig::from_json`] fills
+//! A few defaults depend on the VM's name, template or other options
+//! (`storage.disk`, `secureBoot`, `tpm.enable`, `cpu.isolate`,
+//! `lookingGlass.enable`, `audio.backend`); [`VmConfig::from_json`] fills
 //! those in before deserialising, exactly as the module's `default`s do.
 
+mod devices;
 mod fields;
 mod json;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use devices::{device_limits, Audio, AudioBackend, Pci, PciDevice, Usb, UsbDevice};
 pub use fields::{
     ifname_problem, limits, name_problem, path_problem, show, xml_forbidden, FieldError,
 };
@@ -63,6 +66,13 @@ pub struct VmConfig {
     /// Domain UUID; derived from the name when null.
     pub uuid: Option<String>,
     pub evdev: Evdev,
+    /// The guest's sound (`audio.backend` defaults to `spice` with SPICE
+    /// graphics, else `none`).
+    pub audio: Audio,
+    /// Passed-through USB devices and whole USB controllers.
+    pub usb: Usb,
+    /// Whole PCI devices passed through besides the GPU.
+    pub pci: Pci,
     /// Raw XML fragments appended inside `<devices>` (escape hatch).
     pub extra_devices_xml: String,
     /// Extra QEMU arguments, emitted as `<qemu:commandline>` (escape hatch).
@@ -89,6 +99,9 @@ impl Default for VmConfig {
             tpm: Tpm::default(),
             uuid: None,
             evdev: Evdev::default(),
+            audio: Audio::default(),
+            usb: Usb::default(),
+            pci: Pci::default(),
             extra_devices_xml: String::new(),
             qemu_args: Vec::new(),
         }
@@ -532,6 +545,12 @@ fn fill_dependent_defaults(value: &mut Value) {
     set_nested_default(obj, "tpm", "enable", Value::Bool(windows));
     set_nested_default(obj, "cpu", "isolate", Value::Bool(windows));
     set_nested_default(obj, "lookingGlass", "enable", Value::Bool(gpu_enable));
+    let spice = obj
+        .get("graphics")
+        .and_then(Value::as_str)
+        .map_or(true, |g| g == "spice");
+    let backend = if spice { "spice" } else { "none" };
+    set_nested_default(obj, "audio", "backend", Value::String(backend.into()));
     if !name.is_empty() {
         set_nested_default(
             obj,

@@ -3,6 +3,7 @@
 use super::validate::Plan;
 use super::writer::{hex2, on_off, Xml};
 use super::GPU_GUEST_BUS;
+use super::{audio, pci, usb};
 use crate::config::{Graphics, LookingGlassBackend, MacvtapMode, NetworkType, VmConfig};
 use crate::ids;
 
@@ -24,6 +25,7 @@ pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
             ],
         );
     }
+    pci::write_root_ports(x, &plan.passthrough);
     write_interface(x, cfg);
     write_channels(x, cfg);
     write_inputs(x, cfg);
@@ -33,7 +35,10 @@ pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
         x.close("tpm");
     }
     write_display(x, cfg);
+    audio::write_audio(x, cfg);
     write_hostdevs(x, cfg, plan);
+    pci::write_pci_hostdevs(x, &plan.passthrough);
+    usb::write_usb_hostdevs(x, cfg);
     x.empty("memballoon", &[("model", "none")]);
     if !windows {
         x.open("rng", &[("model", "virtio")]);

@@ -1,5 +1,6 @@
 //! Why a VM config cannot be turned into a domain.
 
+use super::device_error::DeviceError;
 use crate::config::FieldError;
 use crate::pinning::PinError;
 
@@ -139,6 +140,10 @@ pub enum DomainError {
     #[diagnostic(transparent)]
     Field(#[from] FieldError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Device(#[from] DeviceError),
+
     #[error("cpu.threads = 2 but the host CPU vendor is unknown (cpu.vendor = null and no host topology)")]
     #[diagnostic(
         code(vfio::domain::cpu_vendor),
@@ -146,10 +151,10 @@ pub enum DomainError {
     )]
     VendorUnknown,
 
-    #[error("graphics = \"none\" and the guest has no other input: no Looking Glass, no evdev.keyboard or evdev.mouse, and no USB device in extraDevicesXml")]
+    #[error("graphics = \"none\" and the guest has no other input: no evdev.keyboard or evdev.mouse, no usb.devices or usb.controllers, and no USB device in extraDevicesXml (Looking Glass sends its input over SPICE)")]
     #[diagnostic(
         code(vfio::domain::no_input),
-        help("set graphics = \"spice\" (or \"vnc\"), or give the guest a keyboard: evdev.keyboard = \"/dev/input/by-id/…-event-kbd\", or a USB device or controller in extraDevicesXml, e.g. <hostdev mode='subsystem' type='usb' managed='yes'><source><vendor id='0x046d'/><product id='0xc52b'/></source></hostdev>")
+        help("set graphics = \"spice\" (or \"vnc\"), or give the guest a keyboard: evdev.keyboard = \"/dev/input/by-id/…-event-kbd\", a USB keyboard in usb.devices (e.g. {{ vendorId = \"046d\"; productId = \"c52b\"; }}), or a whole USB controller in usb.controllers")
     )]
     NoInput,
 

@@ -12,24 +12,33 @@
 //!   dependencies checked), host-passthrough CPU with the pinned topology
 //!   (`topoext` on AMD), memory bound to `cpu.pinning.numaNode`, 1 GiB
 //!   hugepages, a virtio disk on an IOThread, the GPU functions on one guest
-//!   slot, Looking Glass, evdev input, TPM 2.0, no memory balloon.
+//!   slot, Looking Glass, evdev input, TPM 2.0, no memory balloon; an ich9
+//!   sound card played through SPICE or PipeWire (`audio.backend`), USB
+//!   devices by ID and whole PCI devices (`usb.*`, `pci.devices`), each on
+//!   its own root port.
 //! * `linux-server`: the same hygiene without the Windows parts, plus a serial
 //!   console, the QEMU guest agent channel and a virtio RNG.
 //!
 //! No `<emulator>` and no firmware paths are emitted: libvirt picks the host's
 //! QEMU and firmware, so store paths never end up in the domain definition.
 
+mod audio;
+mod device_error;
 mod devices;
 mod error;
 mod extra;
 mod hyperv;
+mod pci;
 mod platform;
+mod usb;
 mod validate;
 mod writer;
 
 pub use crate::config::PciAddress;
+pub use device_error::DeviceError;
 pub use error::DomainError;
 pub use hyperv::{check_hyperv, hyperv_features, HvFeature};
+pub use pci::PASSTHROUGH_FIRST_BUS;
 pub use validate::cpu_vendor;
 
 use crate::config::VmConfig;

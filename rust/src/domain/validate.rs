@@ -2,6 +2,8 @@
 
 use super::extra::{parse_extra_devices, ExtraDevices};
 use super::hyperv::{check_hyperv, hyperv_features, HvFeature};
+use super::pci::{passthrough_devices, Passthrough};
+use super::{audio, usb};
 use super::{DomainError, HUGEPAGE_MIB};
 use crate::config::{CpuVendor, Graphics, NetworkType, PciAddress, VmConfig};
 use crate::pinning::{self, PinMap};
@@ -19,6 +21,8 @@ pub(super) struct Plan {
     pub(super) extra_devices: ExtraDevices,
     /// Host NUMA nodes for `<numatune>` (empty: no binding).
     pub(super) memory_nodes: Vec<u32>,
+    /// `pci.devices` and `usb.controllers` with their guest buses.
+    pub(super) passthrough: Vec<Passthrough>,
 }
 
 /// The host CPU vendor: `cpu.vendor`, else the vendor of the host topology.
@@ -65,6 +69,9 @@ pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Pl
 
     let extra_devices = parse_extra_devices(&cfg.extra_devices_xml)?;
     check_input(cfg, &extra_devices)?;
+    audio::check_audio(cfg)?;
+    usb::check_usb(cfg)?;
+    let passthrough = passthrough_devices(cfg)?;
     let memory_nodes = memory_nodes(cfg, pins.as_ref(), host)?;
 
     Ok(Plan {
@@ -76,6 +83,7 @@ pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Pl
         hypervclock,
         extra_devices,
         memory_nodes,
+        passthrough,
     })
 }
 
@@ -90,12 +98,16 @@ fn check_vendor(cfg: &VmConfig, vendor: Option<CpuVendor>) -> Result<(), DomainE
 }
 
 /// `graphics = "none"` leaves a Windows guest no emulated display to type
-/// into: it needs evdev, or a USB (or PCI USB controller) device. Looking
+/// into: it needs evdev, or a USB device or controller (`usb.*`, or a
+/// hostdev in `extraDevicesXml`). Looking
 /// Glass does not count: its client sends keyboard and mouse over the SPICE
 /// channel, which `graphics = "none"` removes. A Linux server has its serial
 /// console (`virsh console`).
 fn check_input(cfg: &VmConfig, extra: &ExtraDevices) -> Result<(), DomainError> {
-    let input = cfg.evdev.keyboard.is_some() || cfg.evdev.mouse.is_some() || extra.has_input();
+    let input = cfg.evdev.keyboard.is_some()
+        || cfg.evdev.mouse.is_some()
+        || usb::gives_input(cfg)
+        || extra.has_input();
     if cfg.vm_type.is_windows() && cfg.graphics == Graphics::None && !input {
         return Err(DomainError::NoInput);
     }

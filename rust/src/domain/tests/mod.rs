@@ -320,4 +320,5 @@ proptest! {
     }
 }
 
+mod devices;
 mod validation;

@@ -237,6 +237,8 @@ fn graphics_none_needs_another_input() {
     let mut c = win11();
     c.graphics = Graphics::None;
     c.looking_glass.enable = false;
+    // As the module's default for graphics = "none" (SPICE sound needs SPICE).
+    c.audio.backend = crate::config::AudioBackend::None;
     let err = render(&c, None).unwrap_err();
     assert_eq!(err, DomainError::NoInput);
     let help = miette::Diagnostic::help(&err).unwrap().to_string();

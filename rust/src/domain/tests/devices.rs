@@ -1,0 +1,170 @@
+//! `audio.*`, `usb.*` and `pci.devices` in the domain.
+
+use super::*;
+use crate::config::{AudioBackend, PciDevice, UsbDevice};
+
+fn usb(vendor: &str, product: &str) -> UsbDevice {
+    UsbDevice {
+        vendor_id: vendor.into(),
+        product_id: product.into(),
+    }
+}
+
+fn pci(address: &str) -> PciDevice {
+    PciDevice {
+        address: address.into(),
+        pci_id: None,
+    }
+}
+
+const SPICE_SOUND: &str = "    <sound model=\"ich9\">\n      <audio id=\"1\"/>\n    </sound>\n    <audio id=\"1\" type=\"spice\"/>\n";
+
+#[test]
+fn spice_sound_by_default_with_spice_graphics() {
+    let xml = render(&win11(), None).unwrap();
+    assert!(xml.contains(SPICE_SOUND), "{xml}");
+    assert_eq!(xml.matches("<sound ").count(), 1);
+}
+
+#[test]
+fn no_sound_card_for_scream_none_and_non_spice_defaults() {
+    for json in [
+        r#"{"name":"w","cpu":{"vendor":"amd"},"graphics":"vnc"}"#,
+        r#"{"name":"w","cpu":{"vendor":"amd"},"audio":{"backend":"scream"}}"#,
+        r#"{"name":"w","cpu":{"vendor":"amd"},"audio":{"backend":"none"}}"#,
+        r#"{"name":"w","cpu":{"vendor":"amd"},"type":"linux-server","graphics":"none"}"#,
+    ] {
+        let xml = render(&cfg(json), None).unwrap();
+        assert!(!xml.contains("<sound") && !xml.contains("<audio"), "{json}");
+    }
+}
+
+#[test]
+fn spice_sound_needs_spice_graphics() {
+    let mut c = win11();
+    c.graphics = Graphics::Vnc;
+    c.audio.backend = AudioBackend::Spice;
+    let err = render(&c, None).unwrap_err();
+    assert_eq!(
+        err,
+        DomainError::Device(DeviceError::SpiceAudioWithoutSpice { graphics: "vnc" })
+    );
+    assert!(err.to_string().contains("graphics = \"vnc\""), "{err}");
+}
+
+#[test]
+fn pipewire_plays_into_the_users_runtime_dir() {
+    let mut c = win11();
+    c.audio.backend = AudioBackend::Pipewire;
+    c.audio.pipewire_user = Some("alice".into());
+    let err = render(&c, None).unwrap_err();
+    assert!(
+        matches!(&err, DomainError::Device(DeviceError::PipewireWithoutRuntimeDir { user: Some(u) }) if u == "alice")
+    );
+    assert!(
+        err.to_string().contains("audio.pipewireRuntimeDir"),
+        "{err}"
+    );
+    c.audio.pipewire_runtime_dir = Some("/run/user/1000".into());
+    let xml = render(&c, None).unwrap();
+    assert!(xml.contains(
+        "    <audio id=\"1\" type=\"pipewire\" runtimeDir=\"/run/user/1000\">\n      <input streamName=\"win11\"/>\n      <output streamName=\"win11\"/>\n    </audio>\n"
+    ), "{xml}");
+    assert!(xml.contains("<sound model=\"ich9\">\n      <audio id=\"1\"/>"));
+    // PipeWire needs no SPICE display.
+    c.graphics = Graphics::Vnc;
+    assert!(render(&c, None).is_ok());
+}
+
+#[test]
+fn usb_devices_are_optional_hostdevs_by_id() {
+    let mut c = win11();
+    c.usb.devices = vec![usb("046d", "c52b"), usb("1532", "0084")];
+    let xml = render(&c, None).unwrap();
+    assert!(xml.contains(
+        "    <hostdev mode=\"subsystem\" type=\"usb\" managed=\"yes\">\n      <source startupPolicy=\"optional\">\n        <vendor id=\"0x046d\"/>\n        <product id=\"0xc52b\"/>\n      </source>\n    </hostdev>\n"
+    ), "{xml}");
+    assert_eq!(xml.matches("type=\"usb\" managed").count(), 2);
+    c.usb.devices.push(usb("046d", "c52b"));
+    assert_eq!(
+        render(&c, None).unwrap_err(),
+        DomainError::Device(DeviceError::DuplicateUsbDevice {
+            id: "046d:c52b".into()
+        })
+    );
+}
+
+#[test]
+fn usb_devices_and_controllers_count_as_input_without_graphics() {
+    let mut c = win11();
+    c.graphics = Graphics::None;
+    c.looking_glass.enable = false;
+    c.audio.backend = AudioBackend::None;
+    assert_eq!(render(&c, None).unwrap_err(), DomainError::NoInput);
+    let mut with_device = c.clone();
+    with_device.usb.devices = vec![usb("046d", "c52b")];
+    assert!(render(&with_device, None).is_ok());
+    let mut with_controller = c.clone();
+    with_controller.usb.controllers = vec![pci("0000:0a:00.3")];
+    assert!(render(&with_controller, None).is_ok());
+}
+
+#[test]
+fn pci_devices_each_get_a_root_port_after_the_gpu() {
+    let mut c = win11();
+    c.pci.devices = vec![pci("0000:04:00.0"), pci("0000:05:00.0")];
+    c.usb.controllers = vec![pci("0000:0a:00.3")];
+    let xml = render(&c, None).unwrap();
+    for (bus, index) in [("0x07", 7), ("0x08", 8), ("0x09", 9)] {
+        assert!(xml.contains(&format!(
+            "<controller type=\"pci\" index=\"{index}\" model=\"pcie-root-port\"/>"
+        )));
+        assert!(xml.contains(&format!(
+            "<address type=\"pci\" domain=\"0x0000\" bus=\"{bus}\" slot=\"0x00\" function=\"0x0\"/>"
+        )));
+    }
+    // In order: pci.devices, then usb.controllers.
+    let at = |s: &str| xml.find(s).unwrap();
+    assert!(at("bus=\"0x04\"") < at("bus=\"0x05\"") && at("bus=\"0x05\"") < at("bus=\"0x0a\""));
+    assert!(xml.contains(
+        "<address domain=\"0x0000\" bus=\"0x0a\" slot=\"0x00\" function=\"0x3\"/>\n      </source>\n      <address type=\"pci\" domain=\"0x0000\" bus=\"0x09\""
+    ));
+    assert_eq!(xml.matches("model=\"pcie-root-port\"").count(), 4);
+    // Without a GPU the devices still start at bus 0x07, and the GPU's port
+    // is not added.
+    let mut no_gpu = c.clone();
+    no_gpu.gpu.enable = false;
+    no_gpu.looking_glass.enable = false;
+    let xml = render(&no_gpu, None).unwrap();
+    assert!(!xml.contains("index=\"6\""));
+    assert!(xml.contains("index=\"7\"") && xml.contains("index=\"9\""));
+}
+
+#[test]
+fn a_pci_device_is_passed_through_once() {
+    let mut c = win11();
+    c.pci.devices = vec![pci("0000:01:00.1")];
+    let err = render(&c, None).unwrap_err();
+    assert_eq!(
+        err,
+        DomainError::Device(DeviceError::DuplicatePassthrough {
+            option: "pci.devices[0].address".into(),
+            value: "0000:01:00.1".into(),
+            first: "gpu.audioAddress".into(),
+        })
+    );
+    let mut c = win11();
+    c.pci.devices = vec![pci("0000:0a:00.3")];
+    c.usb.controllers = vec![pci("0000:0a:00.3")];
+    assert!(matches!(
+        render(&c, None),
+        Err(DomainError::Device(DeviceError::DuplicatePassthrough { option, first, .. }))
+            if option == "usb.controllers[0].address" && first == "pci.devices[0].address"
+    ));
+    // The GPU's address is free to use when the GPU is not passed through.
+    let mut c = win11();
+    c.gpu.enable = false;
+    c.looking_glass.enable = false;
+    c.pci.devices = vec![pci("0000:01:00.0")];
+    assert!(render(&c, None).is_ok());
+}

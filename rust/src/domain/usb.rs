@@ -1,0 +1,49 @@
+//! `usb.devices`: USB devices passed through by vendor and product ID, each
+//! with `startupPolicy="optional"`, so that a device that is not plugged in
+//! is left out instead of stopping the start (libvirt
+//! src/hypervisor/virhostdev.c, virHostdevPrepareUSBDevices: an optional
+//! device that is not found is marked missing and not given to QEMU). Two
+//! plugged-in devices with the same IDs still stop it ("Multiple USB devices
+//! for …, use <address> to specify one"), which the module documents.
+//!
+//! `usb.controllers` are PCI devices: `pci.rs`.
+
+use super::device_error::DeviceError;
+use super::writer::Xml;
+use crate::config::VmConfig;
+
+/// True when the VM gets a USB device or a whole USB controller: a
+/// keyboard, or ports to plug one into (the `graphics = "none"` rule).
+pub(super) fn gives_input(cfg: &VmConfig) -> bool {
+    !cfg.usb.devices.is_empty() || !cfg.usb.controllers.is_empty()
+}
+
+/// No USB device listed twice.
+pub(super) fn check_usb(cfg: &VmConfig) -> Result<(), DeviceError> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for d in &cfg.usb.devices {
+        let id = (d.vendor_id.as_str(), d.product_id.as_str());
+        if seen.contains(&id) {
+            return Err(DeviceError::DuplicateUsbDevice {
+                id: format!("{}:{}", id.0, id.1),
+            });
+        }
+        seen.push(id);
+    }
+    Ok(())
+}
+
+/// One `<hostdev type="usb">` per device.
+pub(super) fn write_usb_hostdevs(x: &mut Xml, cfg: &VmConfig) {
+    for d in &cfg.usb.devices {
+        x.open(
+            "hostdev",
+            &[("mode", "subsystem"), ("type", "usb"), ("managed", "yes")],
+        );
+        x.open("source", &[("startupPolicy", "optional")]);
+        x.empty("vendor", &[("id", &format!("0x{}", d.vendor_id))]);
+        x.empty("product", &[("id", &format!("0x{}", d.product_id))]);
+        x.close("source");
+        x.close("hostdev");
+    }
+}
