@@ -14,6 +14,38 @@ use miette::{
 };
 use serde::{Deserialize, Serialize};
 
+/// True for characters a terminal would act on instead of showing: C0
+/// controls other than newline and tab, DEL, C1 controls (U+0080..U+009F,
+/// among them the one-byte CSI), and the bidirectional overrides and isolates
+/// (U+202A..U+202E, U+2066..U+2069) that reorder what is shown.
+fn is_hostile(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
+        | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every character a terminal would act on written as a visible
+/// escape (`\u{1b}`), so that text taken from a file or the host (a value, a
+/// source line, a device name) can neither move the cursor, recolour or
+/// retitle the terminal, nor reorder what is shown. Newlines and tabs stay; a
+/// carriage return stays only as part of `\r\n`.
+pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {
+    let needs =
+        |i: usize, c: char| is_hostile(c) || (c == '\r' && !text[i + 1..].starts_with('\n'));
+    if !text.char_indices().any(|(i, c)| needs(i, c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, c) in text.char_indices() {
+        if needs(i, c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// How bad a finding is. Errors make `check` exit with status 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -254,6 +286,19 @@ pub fn summary(files: usize, findings: &[Finding]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_text_is_kept() {
+        assert_eq!(escape_control("plain\ttext\r\nnext"), "plain\ttext\r\nnext");
+        assert_eq!(
+            escape_control("a\u{1b}]0;t\u{7}b\u{9b}2Jc\rd\u{202e}e\u{7f}"),
+            "a\\u{1b}]0;t\\u{7}b\\u{9b}2Jc\\u{d}d\\u{202e}e\\u{7f}"
+        );
+        assert!(matches!(
+            escape_control("é ✓ 日本"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn position_counts_lines_and_characters() {
