@@ -11,9 +11,15 @@
 //! or no place to add the VM), [`set_attrs`] returns an [`EditError`] pointing
 //! at the span and changes nothing.
 //!
+//! [`replace_file`] writes the result back atomically, keeping a symlinked
+//! file a symlink and the file's owner and mode, without ever following a
+//! link planted next to it.
+//!
 //! The tree-walking helpers ([`top_attrset`], [`attr_path`], [`find_attr`],
 //! [`find_attr_in`]) are public so that other static checks of host files can
 //! resolve option paths the same way.
+
+mod write;
 
 use std::sync::Arc;
 
@@ -21,6 +27,8 @@ use miette::{NamedSource, SourceSpan};
 use rnix::ast::{self, HasEntry};
 use rnix::{SyntaxKind, SyntaxNode, TextRange};
 use rowan::ast::AstNode;
+
+pub use write::{replace_file, replace_file_with, WriteError};
 
 /// A Nix value to write: the subset of Nix that JSON maps to.
 #[derive(Debug, Clone, PartialEq)]
