@@ -141,6 +141,7 @@ type Scope = BTreeMap<String, Option<ast::Expr>>;
 
 struct Reader<'a> {
     source: &'a str,
+    comments: Comments,
     scopes: Vec<Scope>,
     depth: usize,
 }
@@ -150,6 +151,7 @@ struct Reader<'a> {
 pub fn read(root: &ast::Root, source: &str) -> Node {
     let mut reader = Reader {
         source,
+        comments: Comments::new(source),
         scopes: Vec::new(),
         depth: 0,
     };
@@ -166,35 +168,97 @@ fn ident_text(attr: &ast::Attr) -> Option<String> {
     }
 }
 
-/// The comments belonging to a binding: those on the lines directly above it
-/// and the one at the end of its last line.
-fn comments_around(source: &str, start: usize, end: usize) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    // Lines above, while they hold only a comment.
-    let mut line_start = source[..start.min(source.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let mut above = Vec::new();
-    while line_start > 0 {
-        let prev_end = line_start - 1;
-        let prev_start = source[..prev_end].rfind('\n').map_or(0, |i| i + 1);
-        let line = source[prev_start..prev_end].trim();
-        if let Some(c) = line.strip_prefix('#') {
-            above.push(c.trim().to_string());
-            line_start = prev_start;
-        } else {
-            break;
+/// Comment lines above a binding that are read, at most.
+const MAX_COMMENT_LINES: usize = 16;
+/// Bytes of one comment line that are kept, at most.
+const MAX_COMMENT_BYTES: usize = 256;
+
+/// Where the lines and `#` characters of a file are, computed once, so that
+/// attaching comments costs the same for every binding however long the
+/// file's lines are (one long line of bindings must not make it quadratic).
+struct Comments {
+    /// Offsets of the `\n` characters.
+    newlines: Vec<usize>,
+    /// Offsets of the `#` characters.
+    hashes: Vec<usize>,
+    /// Per line: the line, trimmed, is a `#` comment.
+    comment_only: Vec<bool>,
+}
+
+impl Comments {
+    fn new(source: &str) -> Comments {
+        let bytes = source.as_bytes();
+        let newlines: Vec<usize> = memchr_all(bytes, b'\n');
+        let hashes: Vec<usize> = memchr_all(bytes, b'#');
+        let mut comment_only = Vec::with_capacity(newlines.len() + 1);
+        let mut start = 0;
+        for end in newlines.iter().copied().chain(std::iter::once(bytes.len())) {
+            comment_only.push(source[start..end].trim_start().starts_with('#'));
+            start = end + 1;
+        }
+        Comments {
+            newlines,
+            hashes,
+            comment_only,
         }
     }
-    above.reverse();
-    parts.extend(above);
-    // The rest of the binding's last line.
-    let end = end.min(source.len());
-    let rest_end = source[end..].find('\n').map_or(source.len(), |i| end + i);
-    if let Some(pos) = source[end..rest_end].find('#') {
-        parts.push(source[end + pos + 1..rest_end].trim().to_string());
+
+    /// The line holding byte `pos` (0-based).
+    fn line_of(&self, pos: usize) -> usize {
+        self.newlines.partition_point(|&n| n < pos)
     }
-    parts.join("\n")
+
+    fn line_range(&self, line: usize, len: usize) -> (usize, usize) {
+        let start = if line == 0 {
+            0
+        } else {
+            self.newlines[line - 1] + 1
+        };
+        let end = self.newlines.get(line).copied().unwrap_or(len);
+        (start, end)
+    }
+
+    /// The comments belonging to a binding at `start..end`: those on the
+    /// lines directly above it and the one after it on its last line.
+    fn around(&self, source: &str, start: usize, end: usize) -> String {
+        let clip = |text: &str| -> String {
+            let mut cut = MAX_COMMENT_BYTES.min(text.len());
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text[..cut].trim().to_string()
+        };
+        let mut parts: Vec<String> = Vec::new();
+        let first = self.line_of(start.min(source.len()));
+        let mut line = first;
+        while line > 0 && first - line < MAX_COMMENT_LINES && self.comment_only[line - 1] {
+            line -= 1;
+        }
+        for l in line..first {
+            let (a, b) = self.line_range(l, source.len());
+            let text = source[a..b].trim_start();
+            parts.push(clip(text.strip_prefix('#').unwrap_or(text)));
+        }
+        // The rest of the binding's last line.
+        let end = end.min(source.len());
+        let line_end = self.line_range(self.line_of(end), source.len()).1;
+        let next_hash = self.hashes.partition_point(|&h| h < end);
+        if let Some(&h) = self.hashes.get(next_hash) {
+            if h < line_end {
+                parts.push(clip(&source[h + 1..line_end]));
+            }
+        }
+        parts.join("\n")
+    }
+}
+
+fn memchr_all(bytes: &[u8], b: u8) -> Vec<usize> {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 impl Reader<'_> {
@@ -457,10 +521,20 @@ impl Reader<'_> {
                     };
                     let key = nixedit::tight_range(path.syntax());
                     let entry_range = nixedit::tight_range(av.syntax());
-                    let mut node = self.expr(&value);
+                    // Each name of a dotted path is a level of the tree too:
+                    // a path too long for the depth left is not followed.
+                    let (names, mut node) = if self.depth + names.len() > MAX_DEPTH {
+                        (names[..1].to_vec(), self.unknown(&value))
+                    } else {
+                        let extra = names.len() - 1;
+                        self.depth += extra;
+                        let node = self.expr(&value);
+                        self.depth -= extra;
+                        (names, node)
+                    };
                     node.key_start = usize::from(key.start());
                     node.key_end = usize::from(key.end());
-                    node.comment = comments_around(
+                    node.comment = self.comments.around(
                         self.source,
                         usize::from(entry_range.start()),
                         usize::from(entry_range.end()) + 1,
@@ -612,14 +686,38 @@ mod tests {
     #[test]
     fn deep_nesting_does_not_overflow() {
         let mut src = String::new();
-        for _ in 0..300 {
+        for _ in 0..150 {
             src.push_str("{ a = ");
         }
         src.push('1');
-        for _ in 0..300 {
+        for _ in 0..150 {
             src.push_str("; }");
         }
         let t = tree(&src);
         assert!(t.has_unknown());
+    }
+
+    #[test]
+    fn a_long_dotted_path_counts_as_depth() {
+        let path = vec!["a"; 100].join(".");
+        let t = tree(&format!("{{ {path} = 1; b.c = 2; }}"));
+        assert_eq!(get(&t, &["a"]), Get::Unknown);
+        assert_eq!(val(&t, &["b", "c"]), &Val::Int(2));
+    }
+
+    #[test]
+    fn comments_on_one_long_line_attach_in_linear_time() {
+        // 20 000 bindings on one line under a comment: each binding gets the
+        // comment above and the one at the end of the line, without scanning
+        // the line again.
+        let line = "x = 1; ".repeat(20_000);
+        let src = format!("{{\n  # 4K\n  {line} # end\n}}");
+        let start = std::time::Instant::now();
+        let t = tree(&src);
+        let Get::Known(n) = get(&t, &["x"]) else {
+            panic!()
+        };
+        assert_eq!(n.comment, "4K\nend");
+        assert!(start.elapsed().as_secs() < 30);
     }
 }

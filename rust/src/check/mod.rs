@@ -48,14 +48,32 @@ pub struct Options {
     pub topology: Option<HostTopology>,
 }
 
-/// Checks one file read from disk; an unreadable file is one finding.
-/// Returns the text read (empty when unreadable) and the findings.
+/// Checks one file read from disk; an unreadable or oversized file is one
+/// finding. Returns the text read (empty when unreadable) and the findings.
 pub fn check_file(path: &Path, display: &str, options: &Options) -> (String, Vec<Finding>) {
-    match std::fs::read(path) {
-        Ok(bytes) => {
+    match read_bounded(path, nixedit::MAX_SOURCE_BYTES) {
+        Ok(Some(bytes)) => {
             let source = String::from_utf8_lossy(&bytes).into_owned();
             let findings = check_source(display, &source, path.parent(), options);
             (source, findings)
+        }
+        Ok(None) => {
+            let f = Finding::new(
+                "input-size",
+                Severity::Error,
+                display,
+                "",
+                0,
+                0,
+                format!(
+                    "{display} is larger than {} bytes; host files that large are not read",
+                    nixedit::MAX_SOURCE_BYTES
+                ),
+                "too large".into(),
+                "check the host's own .nix files (a few KiB each), not generated or vendored ones"
+                    .into(),
+            );
+            (String::new(), vec![f])
         }
         Err(e) => {
             let f = Finding::new(
@@ -74,6 +92,22 @@ pub fn check_file(path: &Path, display: &str, options: &Options) -> (String, Vec
     }
 }
 
+/// The file's bytes, or `None` when it has more than `max`.
+fn read_bounded(path: &Path, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    std::fs::File::open(path)?
+        .take(limit)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() <= max).then_some(bytes))
+}
+
+/// Findings reported per file, at most: each one is rendered with its source
+/// line, so a hostile file with a million problems must not make the report
+/// quadratic.
+pub const MAX_FINDINGS: usize = 200;
+
 /// Checks the text of one host file. `base_dir` resolves relative paths
 /// (`lib.importJSON ./topology.json`); without it they are not read.
 pub fn check_source(
@@ -91,21 +125,32 @@ pub fn check_source(
         Ok(root) => root,
         Err(e) => {
             let span = e.span();
-            let message = match &e {
-                nixedit::EditError::Parse { message, .. } => {
-                    format!("{file} does not parse as Nix: {message}")
-                }
-                other => other.to_string(),
+            let (rule, message, help) = match &e {
+                nixedit::EditError::Parse { message, .. } => (
+                    "parse".to_string(),
+                    format!("{file} does not parse as Nix: {message}"),
+                    "fix the syntax error (`nix-instantiate --parse FILE` shows it too)",
+                ),
+                nixedit::EditError::Limit { limit, message, .. } => (
+                    format!("input-{}", limit.name()),
+                    format!("{file} is not checked: {message}"),
+                    "write it the way a host file usually is: shallower, with spaces between names and operators, and split into several files when it is large",
+                ),
+                other => (
+                    "parse".to_string(),
+                    other.to_string(),
+                    "fix the syntax error (`nix-instantiate --parse FILE` shows it too)",
+                ),
             };
             cx.push(
-                "parse",
+                &rule,
                 span.offset(),
                 span.offset() + span.len(),
                 message,
                 "here".into(),
-                "fix the syntax error (`nix-instantiate --parse FILE` shows it too)".into(),
+                help.into(),
             );
-            return cx.findings;
+            return cx.finish();
         }
     };
     let top = eval::read(&root, source);
@@ -120,10 +165,7 @@ pub fn check_source(
     if let Some(topology) = topology {
         cx.pinning_rules(&host, &topology);
     }
-    let mut findings = cx.findings;
-    findings.sort_by(|a, b| (a.offset, &a.rule, &a.message).cmp(&(b.offset, &b.rule, &b.message)));
-    findings.dedup();
-    findings
+    cx.finish()
 }
 
 // ---------------------------------------------------------------------------
@@ -370,7 +412,19 @@ pub fn looking_glass_mib(width: u64, height: u64) -> i64 {
 struct Cx<'a> {
     file: &'a str,
     source: &'a str,
-    findings: Vec<Finding>,
+    findings: Vec<Raw>,
+}
+
+/// A finding before its line and column are known (computing them scans
+/// the file, so it is done only for the findings reported).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Raw {
+    start: usize,
+    rule: String,
+    message: String,
+    end: usize,
+    label: String,
+    help: String,
 }
 
 impl Cx<'_> {
@@ -383,17 +437,57 @@ impl Cx<'_> {
         label: String,
         help: String,
     ) {
-        self.findings.push(Finding::new(
-            rule,
-            Severity::Error,
-            self.file,
-            self.source,
+        self.findings.push(Raw {
             start,
-            end.saturating_sub(start),
+            rule: rule.to_string(),
             message,
+            end,
             label,
             help,
-        ));
+        });
+    }
+
+    /// The findings in file order, without duplicates, at most
+    /// [`MAX_FINDINGS`] of them (and one that says how many more there are).
+    fn finish(self) -> Vec<Finding> {
+        let mut raw = self.findings;
+        raw.sort();
+        raw.dedup();
+        let more = raw.len().saturating_sub(MAX_FINDINGS);
+        raw.truncate(MAX_FINDINGS);
+        let file = self.file;
+        let mut findings: Vec<Finding> = raw
+            .into_iter()
+            .map(|r| {
+                Finding::new(
+                    &r.rule,
+                    Severity::Error,
+                    file,
+                    self.source,
+                    r.start,
+                    r.end.saturating_sub(r.start),
+                    r.message,
+                    r.label,
+                    r.help,
+                )
+            })
+            .collect();
+        if more > 0 {
+            findings.push(Finding::new(
+                "too-many-findings",
+                Severity::Error,
+                file,
+                self.source,
+                0,
+                0,
+                format!(
+                    "{more} more problems in {file} are not shown (only the first {MAX_FINDINGS} are)"
+                ),
+                "the rest".into(),
+                "fix the problems shown and run `vfio-helper check` again".into(),
+            ));
+        }
+        findings
     }
 
     /// Option names and types below `node`, for the option tree `options`.
@@ -746,10 +840,9 @@ impl Cx<'_> {
                 }
             }
             mine.extend(strings(vm, "gpu.extraAddresses").unwrap_or_default());
-            let mut seen = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
             for (addr, node) in mine {
-                if !seen.contains(&addr) {
-                    seen.push(addr.clone());
+                if seen.insert(addr.clone()) {
                     owners.entry(addr).or_default().push((name, node));
                 }
             }
@@ -1166,7 +1259,8 @@ impl Cx<'_> {
         } else if !matches!(get(host.top, &["modules", "vfio"]), Get::Absent) {
             return;
         }
-        let mut pinned: Vec<(&str, &Node, Vec<u32>, bool)> = Vec::new();
+        // Autostarted, pinned VMs with their CPU ranges `first..end`.
+        let mut pinned: Vec<(&str, &Node, u32, u32)> = Vec::new();
         for (name, vm) in host.literal_vms() {
             let (Some(enable), Some(start), Some(vcpus), Some(auto)) = (
                 boolean(vm, "cpu.pinning.enable", true),
@@ -1176,23 +1270,27 @@ impl Cx<'_> {
             ) else {
                 continue;
             };
-            if !enable || !(0..=4096).contains(&start) || !(1..=1024).contains(&vcpus) {
+            if !enable || !auto || !(0..=4096).contains(&start) || !(1..=1024).contains(&vcpus) {
                 continue;
             }
             let first = u32::try_from(start.max(1)).unwrap_or(1);
             let count = u32::try_from(vcpus).unwrap_or(1);
-            pinned.push((name, vm, (first..first + count).collect(), auto));
+            pinned.push((name, vm, first, first + count));
         }
-        for (i, (a, _, cpus_a, auto_a)) in pinned.iter().enumerate() {
-            for (b, node_b, cpus_b, auto_b) in &pinned[i + 1..] {
-                let common: Vec<u32> = cpus_a
-                    .iter()
-                    .filter(|c| cpus_b.contains(c))
-                    .copied()
-                    .collect();
-                if common.is_empty() || !(*auto_a && *auto_b) {
-                    continue;
-                }
+        // Each VM is compared with the earlier ones that share a CPU (found
+        // through the CPU's users, not by comparing every pair), and at most
+        // MAX_FINDINGS overlaps are reported.
+        let mut users: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        let mut reported = 0;
+        for (j, (b, node_b, first_b, end_b)) in pinned.iter().enumerate() {
+            let earlier: std::collections::BTreeSet<usize> = (*first_b..*end_b)
+                .filter_map(|c| users.get(&c))
+                .flatten()
+                .copied()
+                .collect();
+            for i in earlier {
+                let (a, _, first_a, end_a) = pinned[i];
+                let common: Vec<u32> = (first_a.max(*first_b)..end_a.min(*end_b)).collect();
                 let (s, e) = span_of(node_b, &["cpu.pinning.startCpu", "autostart", "vcpus"]);
                 self.push(
                     "isolation-overlap-autostart",
@@ -1205,6 +1303,13 @@ impl Cx<'_> {
                     format!("overlaps `{a}`"),
                     "give one of them a different cpu.pinning.startCpu (or fewer vcpus) so their CPU sets are disjoint, or set autostart = false on one of them".into(),
                 );
+                reported += 1;
+                if reported >= MAX_FINDINGS {
+                    return;
+                }
+            }
+            for c in *first_b..*end_b {
+                users.entry(c).or_default().push(j);
             }
         }
     }
@@ -1349,6 +1454,15 @@ impl Cx<'_> {
             let Ok(cfg) = VmConfig::from_json(&json.to_string()) else {
                 continue;
             };
+            // Out-of-range sizes are the type rules' findings; planning with
+            // them could allocate without bound.
+            let sane = (1..=1024).contains(&cfg.vcpus)
+                && (1..=512).contains(&cfg.cpu.cores)
+                && (1..=2).contains(&cfg.cpu.threads)
+                && cfg.cpu.pinning.start_cpu <= 4096;
+            if !sane {
+                continue;
+            }
             match pinning::plan(&cfg, Some(topology)) {
                 Err(e @ PinError::NotEnoughCores { .. }) => {
                     let (s, e2) =
