@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use crate::discover::PciDevice;
 use crate::sync::{self, LiveDomain};
 
-use super::facts::LookingGlass;
+use super::facts::{FirmwareRequest, LookingGlass};
+use super::firmware::{self, DescriptorFile};
 use super::read::NodeFacts;
 use super::{bad, mode_name, ok, page_name, Check, Input, Mode, Verdict};
 
@@ -319,10 +320,153 @@ pub(super) fn scream(input: &Input, checks: &mut Vec<Check>) {
             ));
         }
     }
-
-    checks.sort_by_key(|c| c.verdict);
 }
 
+/// libvirt's firmware autoselection finds a descriptor for the VM, and the
+/// files it names exist.
+pub(super) fn firmware_selection(input: &Input, checks: &mut Vec<Check>) {
+    let (Some(req), Some(facts)) = (&input.vm.firmware, &input.firmware) else {
+        return;
+    };
+    let files = match &facts.files {
+        Err(e) => {
+            checks.push(bad(
+                "firmware",
+                Verdict::Fail,
+                format!("{e}: libvirt cannot list the firmware descriptors, so it selects no firmware for any VM"),
+                "remove the dangling symlink or unreadable entry (or repair what it points to)".into(),
+            ));
+            return;
+        }
+        Ok(files) => files,
+    };
+    if let Some(broken) = files.iter().find(|f| f.descriptor.is_err()) {
+        let why = broken
+            .descriptor
+            .as_ref()
+            .err()
+            .cloned()
+            .unwrap_or_default();
+        checks.push(bad(
+            "firmware",
+            Verdict::Fail,
+            format!("{} is not a firmware descriptor libvirt can read ({why}): while it is there, libvirt selects no firmware for any VM", broken.path),
+            format!("fix or remove {}", broken.path),
+        ));
+        return;
+    }
+    let mut tried = Vec::new();
+    for file in files {
+        let Ok(d) = &file.descriptor else { continue };
+        match firmware::matches(req, d) {
+            Ok(()) => {
+                checks.push(chosen_firmware(req, file));
+                return;
+            }
+            Err(why) => tried.push(format!("{} ({why})", file_name(&file.path))),
+        }
+    }
+    let dirs = facts.dirs.join(", ");
+    let looked = if tried.is_empty() {
+        format!("there are no firmware descriptors in {dirs}")
+    } else {
+        format!(
+            "none of the descriptors in {dirs} fits: {}",
+            tried.join(", ")
+        )
+    };
+    checks.push(bad(
+        "firmware",
+        Verdict::Fail,
+        format!(
+            "libvirt finds no firmware for {}: {looked}; defining the VM fails (\"Unable to find 'efi' firmware that is compatible with the current configuration\")",
+            firmware::describe(req)
+        ),
+        firmware_fix(req),
+    ));
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The verdict on the descriptor libvirt picks: ok when its files exist.
+fn chosen_firmware(req: &FirmwareRequest, file: &DescriptorFile) -> Check {
+    if !file.missing_files.is_empty() {
+        return bad(
+            "firmware",
+            Verdict::Fail,
+            format!(
+                "libvirt picks {}, which names {}, missing: QEMU cannot start the VM",
+                file.path,
+                file.missing_files.join(" and ")
+            ),
+            "rebuild (`nixos-rebuild switch`) so that the descriptor points at the installed firmware (a garbage-collected store path?), or remove the stale descriptor".into(),
+        );
+    }
+    ok(
+        "firmware",
+        format!(
+            "libvirt picks {} for {}",
+            file.path,
+            firmware::describe(req)
+        ),
+    )
+}
+
+/// How to get a descriptor for `req`.
+fn firmware_fix(req: &FirmwareRequest) -> String {
+    let on = |f: &str| req.features.get(f).copied();
+    match (on("secure-boot"), on("enrolled-keys")) {
+        (Some(true), Some(true)) => "install the descriptor of OVMF with Microsoft's keys enrolled, 30-vfio-helper-ovmf-ms.json: virtualisation.vms installs it on NixOS (run `nixos-rebuild switch`; libvirt reads /var/lib/qemu/firmware there, /etc/qemu/firmware elsewhere); or set secureBootKeys = \"none\" (Secure Boot without keys, QEMU's 50-edk2-x86_64-secure.json) or secureBoot = false".into(),
+        (Some(true), _) => "install QEMU's edk2 descriptors (50-edk2-x86_64-secure.json; on NixOS virtualisation.libvirtd links QEMU's into /var/lib/qemu/firmware when libvirtd starts), or set secureBoot = false".into(),
+        _ => "install QEMU's edk2 descriptors (60-edk2-x86_64.json; on NixOS virtualisation.libvirtd links QEMU's into /var/lib/qemu/firmware when libvirtd starts)".into(),
+    }
+}
+
+/// The libvirt networks the VM uses are defined, active and autostarted.
+pub(super) fn networks(input: &Input, checks: &mut Vec<Check>) {
+    if input.libvirt.domains.is_err() {
+        return; // the libvirtd check says why
+    }
+    let fix = |name: &str| {
+        format!("`virsh net-autostart {name} && virsh net-start {name}`, or rebuild (`nixos-rebuild switch`) so that vfio-vms-sync does it")
+    };
+    for name in &input.vm.networks {
+        let Some(state) = input.networks.get(name) else {
+            continue;
+        };
+        checks.push(match state {
+            Err(e) => bad(
+                "network",
+                Verdict::Warn,
+                format!("cannot read the state of network `{name}`: {e}"),
+                format!("look at `virsh net-info {name}`"),
+            ),
+            Ok(n) if !n.defined => bad(
+                "network",
+                Verdict::Fail,
+                format!("libvirt has no network `{name}`: the VM cannot start (network.type = \"nat\" uses it)"),
+                format!("define it (`virsh net-define /usr/share/libvirt/networks/default.xml`; on NixOS restart libvirtd, which creates it), then {}; or use network.type = \"bridge\" or \"user\"", fix(name)),
+            ),
+            Ok(n) if !n.active => bad(
+                "network",
+                Verdict::Fail,
+                format!("network `{name}` is not active: the VM cannot start (\"network '{name}' is not active\")"),
+                fix(name),
+            ),
+            Ok(n) if !n.autostart => bad(
+                "network",
+                Verdict::Warn,
+                format!("network `{name}` is active but not autostarted: after the next boot the VM cannot start"),
+                fix(name),
+            ),
+            Ok(_) => ok("network", format!("`{name}` is active and autostarted")),
+        });
+    }
+}
+
+/// True when the module of a driver is loaded and has users.
 fn module_in_use(input: &Input, driver: &str) -> bool {
     input.modules_in_use.contains(&driver.replace('-', "_"))
 }

@@ -14,7 +14,9 @@
 //! | `kvmfr-module` | the VM uses kvmfr and the module is not loaded |
 //! | `libvirtd` | libvirt cannot be reached |
 //! | `defined` | the VM is not defined in libvirt |
+//! | `firmware` | libvirt's firmware autoselection finds no descriptor for what the VM asks (e.g. Secure Boot with enrolled keys), a descriptor cannot be read, or the chosen one names missing files |
 //! | `definition` | (warns only) the live definition is not the declared one (same content hash as `sync`) |
+//! | `network` | a libvirt network the VM uses (`default` for `network.type = "nat"`) is not defined or not active (not autostarted: warns) |
 //! | `scream` | (warns only) no Scream receiver is running |
 //!
 //! Reading the host ([`read`]) is kept apart from judging it ([`diagnose`]),
@@ -23,6 +25,7 @@
 
 mod checks;
 mod facts;
+pub mod firmware;
 mod read;
 mod render;
 
@@ -32,10 +35,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::discover::RawHost;
 
-pub use facts::{Hugepages, LookingGlass, VmFacts};
+pub use facts::{FirmwareRequest, Hugepages, LookingGlass, SecureBootKeys, VmFacts};
+pub use firmware::FirmwareFacts;
 pub use read::{
-    read, read_modules, read_modules_in_use, read_node, read_processes, LibvirtFacts, NodeFacts,
-    Roots,
+    parse_net_info, read, read_modules, read_modules_in_use, read_networks, read_node,
+    read_processes, LibvirtFacts, NetworkFacts, Networks, NodeFacts, Roots,
 };
 pub use render::render_table;
 
@@ -68,6 +72,10 @@ pub struct Input {
     pub looking_glass: Option<NodeFacts>,
     /// Running process names (`comm`).
     pub processes: BTreeSet<String>,
+    /// The firmware descriptors ([`Input::with_firmware`]).
+    pub firmware: Option<FirmwareFacts>,
+    /// The libvirt networks the VM uses ([`Input::with_networks`]).
+    pub networks: read::Networks,
     pub libvirt: LibvirtFacts,
 }
 
@@ -161,7 +169,9 @@ pub fn diagnose(input: &Input) -> Report {
     checks::binding(input, mode, &mut found);
     checks::hugepages(input, &mut found);
     checks::looking_glass(input, &mut found);
+    checks::firmware_selection(input, &mut found);
     checks::libvirt(input, &mut found);
+    checks::networks(input, &mut found);
     checks::scream(input, &mut found);
     found.sort_by_key(|c| c.verdict);
     let can_start = !found.iter().any(|c| c.verdict == Verdict::Fail);

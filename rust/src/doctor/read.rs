@@ -1,9 +1,13 @@
-//! Reading the host: sysfs, proc, dev and etc below [`Roots`], so that tests
-//! point them at fixtures. libvirt is probed by the caller.
+//! Reading the host: sysfs, proc, dev, etc and the firmware descriptor
+//! directories below [`Roots`], so that tests point them at fixtures. libvirt
+//! is probed by the caller ([`LibvirtFacts`], [`read_networks`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +15,7 @@ use crate::discover;
 use crate::sync::LiveDomain;
 
 use super::facts::VmFacts;
+use super::firmware;
 use super::{Input, Mode};
 
 /// A file or device node as found.
@@ -34,6 +39,21 @@ pub struct LibvirtFacts {
     pub uri: String,
     /// Every domain, or why libvirt could not be reached.
     pub domains: Result<Vec<LiveDomain>, String>,
+}
+
+/// The state of libvirt networks by name ([`read_networks`]), or why it
+/// could not be read.
+pub type Networks = BTreeMap<String, Result<NetworkFacts, String>>;
+
+/// A libvirt network, from `virsh net-info NAME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkFacts {
+    /// libvirt knows the network (`net-info` did not say "Network not found").
+    pub defined: bool,
+    pub active: bool,
+    pub autostart: bool,
+    pub persistent: bool,
 }
 
 /// Where to read the host from.
@@ -159,8 +179,127 @@ pub fn read(
         modules_in_use: read_modules_in_use(roots),
         looking_glass,
         processes: read_processes(&roots.proc),
+        firmware: None,
+        networks: Networks::new(),
         libvirt,
     }
+}
+
+impl Input {
+    /// With the firmware descriptors in `dirs` (lowest priority first, see
+    /// [`firmware::default_dirs`]), when the VM uses firmware autoselection.
+    /// Without them the `firmware` check is not made.
+    pub fn with_firmware(mut self, dirs: &[PathBuf]) -> Input {
+        if self.vm.firmware.is_some() {
+            self.firmware = Some(firmware::read(dirs));
+        }
+        self
+    }
+
+    /// With the state of libvirt networks ([`read_networks`]). A network the
+    /// VM uses that is not in `networks` is not checked.
+    pub fn with_networks(mut self, networks: Networks) -> Input {
+        self.networks = networks;
+        self
+    }
+}
+
+/// How long one `virsh` call may take.
+const VIRSH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `virsh -c URI ARGS…` with a time limit: its standard output, or its error.
+fn virsh(uri: &str, args: &[&str]) -> Result<String, String> {
+    let mut child = Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run virsh: {e}"))?;
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() > VIRSH_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`virsh {}` gave no answer within {} s",
+                    args.join(" "),
+                    VIRSH_TIMEOUT.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    if status.success() {
+        Ok(out)
+    } else {
+        Err(err.trim().to_string())
+    }
+}
+
+/// The state of each network in `names`, through `virsh net-info`.
+pub fn read_networks(
+    uri: &str,
+    names: &[String],
+) -> BTreeMap<String, Result<NetworkFacts, String>> {
+    names
+        .iter()
+        .map(|name| {
+            let state = match virsh(uri, &["net-info", name]) {
+                Ok(text) => Ok(parse_net_info(&text)),
+                Err(e)
+                    if e.contains("Network not found")
+                        || e.contains("no network with matching name") =>
+                {
+                    Ok(NetworkFacts {
+                        defined: false,
+                        active: false,
+                        autostart: false,
+                        persistent: false,
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            (name.clone(), state)
+        })
+        .collect()
+}
+
+/// Parses `virsh net-info` output (`Active:`, `Persistent:`, `Autostart:`).
+pub fn parse_net_info(text: &str) -> NetworkFacts {
+    let mut facts = NetworkFacts {
+        defined: true,
+        active: false,
+        autostart: false,
+        persistent: false,
+    };
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let on = value.trim() == "yes";
+        match key.trim() {
+            "Active" => facts.active = on,
+            "Persistent" => facts.persistent = on,
+            "Autostart" => facts.autostart = on,
+            _ => {}
+        }
+    }
+    facts
 }
 
 pub fn read_modules_in_use(roots: &Roots) -> BTreeSet<String> {
