@@ -293,44 +293,8 @@ impl Reader<'_> {
                 let map = self.attrset(set);
                 Node::new(Val::Set(map), range)
             }
-            ast::Expr::LetIn(l) => {
-                let scope = self.scope_of(l);
-                self.scopes.push(scope);
-                let node = match l.body() {
-                    Some(body) => self.expr(&body),
-                    None => self.unknown(expr),
-                };
-                self.scopes.pop();
-                node
-            }
-            ast::Expr::Lambda(l) => {
-                let mut scope = Scope::new();
-                match l.param() {
-                    Some(ast::Param::IdentParam(p)) => {
-                        if let Some(i) = p.ident() {
-                            scope.insert(i.syntax().text().to_string(), None);
-                        }
-                    }
-                    Some(ast::Param::Pattern(p)) => {
-                        for e in p.pat_entries() {
-                            if let Some(i) = e.ident() {
-                                scope.insert(i.syntax().text().to_string(), None);
-                            }
-                        }
-                        if let Some(i) = p.pat_bind().and_then(|b| b.ident()) {
-                            scope.insert(i.syntax().text().to_string(), None);
-                        }
-                    }
-                    None => {}
-                }
-                self.scopes.push(scope);
-                let node = match l.body() {
-                    Some(body) => self.expr(&body),
-                    None => self.unknown(expr),
-                };
-                self.scopes.pop();
-                node
-            }
+            ast::Expr::LetIn(l) => self.let_in(expr, l),
+            ast::Expr::Lambda(l) => self.lambda(expr, l),
             ast::Expr::With(w) => match w.body() {
                 Some(body) => self.expr(&body),
                 None => self.unknown(expr),
@@ -344,130 +308,184 @@ impl Reader<'_> {
                 }
                 None => self.unknown(expr),
             },
-            ast::Expr::Str(s) => {
-                let mut out = String::new();
-                for part in s.normalized_parts() {
-                    match part {
-                        ast::InterpolPart::Literal(l) => out.push_str(&l),
-                        ast::InterpolPart::Interpolation(_) => return self.unknown(expr),
-                    }
-                }
-                Node::new(Val::Str(out), range)
-            }
-            ast::Expr::Literal(lit) => {
-                let text = lit.syntax().text().to_string();
-                if let Ok(i) = text.parse::<i64>() {
-                    Node::new(Val::Int(i), range)
-                } else if let Ok(f) = text.parse::<f64>() {
-                    Node::new(Val::Float(f), range)
-                } else if text.contains(':') {
-                    Node::new(Val::Str(text), range)
-                } else {
-                    self.unknown(expr)
-                }
-            }
-            ast::Expr::Path(p) => {
-                let text = p.syntax().text().to_string();
-                if text.contains("${") || text.starts_with('<') {
-                    self.unknown(expr)
-                } else {
-                    Node::new(Val::Path(text), range)
-                }
-            }
-            ast::Expr::Ident(i) => {
-                let name = i.syntax().text().to_string();
-                match self.lookup(&name) {
-                    Some(Some(bound)) => {
-                        let mut node = self.expr(&bound);
-                        // Report problems where the name is used too.
-                        node.key_start = usize::from(range.start());
-                        node.key_end = usize::from(range.end());
-                        node
-                    }
-                    Some(None) => self.unknown(expr),
-                    None => match name.as_str() {
-                        "true" => Node::new(Val::Bool(true), range),
-                        "false" => Node::new(Val::Bool(false), range),
-                        "null" => Node::new(Val::Null, range),
-                        _ => self.unknown(expr),
-                    },
-                }
-            }
+            ast::Expr::Str(s) => self.string(expr, s, range),
+            ast::Expr::Literal(lit) => self.literal(expr, lit, range),
+            ast::Expr::Path(p) => self.path(expr, p, range),
+            ast::Expr::Ident(i) => self.ident(expr, i, range),
             ast::Expr::List(l) => {
                 let items = l.items().map(|i| self.expr(&i)).collect();
                 Node::new(Val::List(items), range)
             }
-            ast::Expr::Apply(a) => {
-                let (Some(f), Some(arg)) = (a.lambda(), a.argument()) else {
-                    return self.unknown(expr);
-                };
-                let name = f.syntax().text().to_string();
-                let last = name.rsplit('.').next().unwrap_or_default().trim();
-                if matches!(last, "mkDefault" | "mkForce" | "mkOptionDefault") {
-                    self.expr(&arg)
-                } else {
-                    self.unknown(expr)
+            ast::Expr::Apply(a) => self.apply(expr, a),
+            ast::Expr::UnaryOp(u) => self.unary(expr, u, range),
+            ast::Expr::BinOp(b) => self.binop(expr, b, range),
+            ast::Expr::Select(s) => self.select(expr, s),
+            _ => self.unknown(expr),
+        }
+    }
+
+    fn let_in(&mut self, expr: &ast::Expr, l: &ast::LetIn) -> Node {
+        let scope = self.scope_of(l);
+        self.scopes.push(scope);
+        let node = match l.body() {
+            Some(body) => self.expr(&body),
+            None => self.unknown(expr),
+        };
+        self.scopes.pop();
+        node
+    }
+
+    fn lambda(&mut self, expr: &ast::Expr, l: &ast::Lambda) -> Node {
+        let mut scope = Scope::new();
+        match l.param() {
+            Some(ast::Param::IdentParam(p)) => {
+                if let Some(i) = p.ident() {
+                    scope.insert(i.syntax().text().to_string(), None);
                 }
             }
-            ast::Expr::UnaryOp(u) => {
-                let Some(inner) = u.expr() else {
-                    return self.unknown(expr);
-                };
-                let value = self.expr(&inner);
-                match (u.operator(), value.val) {
-                    (Some(ast::UnaryOpKind::Negate), Val::Int(i)) => {
-                        Node::new(Val::Int(i.wrapping_neg()), range)
+            Some(ast::Param::Pattern(p)) => {
+                for e in p.pat_entries() {
+                    if let Some(i) = e.ident() {
+                        scope.insert(i.syntax().text().to_string(), None);
                     }
-                    (Some(ast::UnaryOpKind::Invert), Val::Bool(b)) => {
-                        Node::new(Val::Bool(!b), range)
-                    }
-                    _ => self.unknown(expr),
+                }
+                if let Some(i) = p.pat_bind().and_then(|b| b.ident()) {
+                    scope.insert(i.syntax().text().to_string(), None);
                 }
             }
-            ast::Expr::BinOp(b) => {
-                let (Some(l), Some(r), Some(op)) = (b.lhs(), b.rhs(), b.operator()) else {
-                    return self.unknown(expr);
-                };
-                let (lv, rv) = (self.expr(&l), self.expr(&r));
-                use ast::BinOpKind as K;
-                let val = match (op, lv.val, rv.val) {
-                    (K::Add, Val::Int(x), Val::Int(y)) => x.checked_add(y).map(Val::Int),
-                    (K::Sub, Val::Int(x), Val::Int(y)) => x.checked_sub(y).map(Val::Int),
-                    (K::Mul, Val::Int(x), Val::Int(y)) => x.checked_mul(y).map(Val::Int),
-                    (K::Div, Val::Int(x), Val::Int(y)) if y != 0 => x.checked_div(y).map(Val::Int),
-                    (K::Add, Val::Str(x), Val::Str(y)) => Some(Val::Str(x + &y)),
-                    (K::Update, Val::Set(mut x), Val::Set(y)) => {
-                        x.extend(y);
-                        Some(Val::Set(x))
-                    }
-                    (K::Concat, Val::List(mut x), Val::List(y)) => {
-                        x.extend(y);
-                        Some(Val::List(x))
-                    }
-                    _ => None,
-                };
-                match val {
-                    Some(v) => Node::new(v, range),
-                    None => self.unknown(expr),
-                }
+            None => {}
+        }
+        self.scopes.push(scope);
+        let node = match l.body() {
+            Some(body) => self.expr(&body),
+            None => self.unknown(expr),
+        };
+        self.scopes.pop();
+        node
+    }
+
+    fn string(&mut self, expr: &ast::Expr, s: &ast::Str, range: TextRange) -> Node {
+        let mut out = String::new();
+        for part in s.normalized_parts() {
+            match part {
+                ast::InterpolPart::Literal(l) => out.push_str(&l),
+                ast::InterpolPart::Interpolation(_) => return self.unknown(expr),
             }
-            ast::Expr::Select(s) => {
-                let (Some(base), Some(path)) = (s.expr(), s.attrpath()) else {
-                    return self.unknown(expr);
-                };
-                if s.default_expr().is_some() || !matches!(base, ast::Expr::Ident(_)) {
-                    return self.unknown(expr);
-                }
-                let Some(names) = nixedit::attr_path(&path) else {
-                    return self.unknown(expr);
-                };
-                let base = self.expr(&base);
-                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                match get(&base, &refs) {
-                    Get::Known(n) => n.clone(),
-                    _ => self.unknown(expr),
-                }
+        }
+        Node::new(Val::Str(out), range)
+    }
+
+    fn literal(&mut self, expr: &ast::Expr, lit: &ast::Literal, range: TextRange) -> Node {
+        let text = lit.syntax().text().to_string();
+        if let Ok(i) = text.parse::<i64>() {
+            Node::new(Val::Int(i), range)
+        } else if let Ok(f) = text.parse::<f64>() {
+            Node::new(Val::Float(f), range)
+        } else if text.contains(':') {
+            Node::new(Val::Str(text), range)
+        } else {
+            self.unknown(expr)
+        }
+    }
+
+    fn path(&mut self, expr: &ast::Expr, p: &ast::Path, range: TextRange) -> Node {
+        let text = p.syntax().text().to_string();
+        if text.contains("${") || text.starts_with('<') {
+            self.unknown(expr)
+        } else {
+            Node::new(Val::Path(text), range)
+        }
+    }
+
+    fn ident(&mut self, expr: &ast::Expr, i: &ast::Ident, range: TextRange) -> Node {
+        let name = i.syntax().text().to_string();
+        match self.lookup(&name) {
+            Some(Some(bound)) => {
+                let mut node = self.expr(&bound);
+                // Report problems where the name is used too.
+                node.key_start = usize::from(range.start());
+                node.key_end = usize::from(range.end());
+                node
             }
+            Some(None) => self.unknown(expr),
+            None => match name.as_str() {
+                "true" => Node::new(Val::Bool(true), range),
+                "false" => Node::new(Val::Bool(false), range),
+                "null" => Node::new(Val::Null, range),
+                _ => self.unknown(expr),
+            },
+        }
+    }
+
+    fn apply(&mut self, expr: &ast::Expr, a: &ast::Apply) -> Node {
+        let (Some(f), Some(arg)) = (a.lambda(), a.argument()) else {
+            return self.unknown(expr);
+        };
+        let name = f.syntax().text().to_string();
+        let last = name.rsplit('.').next().unwrap_or_default().trim();
+        if matches!(last, "mkDefault" | "mkForce" | "mkOptionDefault") {
+            self.expr(&arg)
+        } else {
+            self.unknown(expr)
+        }
+    }
+
+    fn unary(&mut self, expr: &ast::Expr, u: &ast::UnaryOp, range: TextRange) -> Node {
+        let Some(inner) = u.expr() else {
+            return self.unknown(expr);
+        };
+        let value = self.expr(&inner);
+        match (u.operator(), value.val) {
+            (Some(ast::UnaryOpKind::Negate), Val::Int(i)) => {
+                Node::new(Val::Int(i.wrapping_neg()), range)
+            }
+            (Some(ast::UnaryOpKind::Invert), Val::Bool(b)) => Node::new(Val::Bool(!b), range),
+            _ => self.unknown(expr),
+        }
+    }
+
+    fn binop(&mut self, expr: &ast::Expr, b: &ast::BinOp, range: TextRange) -> Node {
+        let (Some(l), Some(r), Some(op)) = (b.lhs(), b.rhs(), b.operator()) else {
+            return self.unknown(expr);
+        };
+        let (lv, rv) = (self.expr(&l), self.expr(&r));
+        use ast::BinOpKind as K;
+        let val = match (op, lv.val, rv.val) {
+            (K::Add, Val::Int(x), Val::Int(y)) => x.checked_add(y).map(Val::Int),
+            (K::Sub, Val::Int(x), Val::Int(y)) => x.checked_sub(y).map(Val::Int),
+            (K::Mul, Val::Int(x), Val::Int(y)) => x.checked_mul(y).map(Val::Int),
+            (K::Div, Val::Int(x), Val::Int(y)) if y != 0 => x.checked_div(y).map(Val::Int),
+            (K::Add, Val::Str(x), Val::Str(y)) => Some(Val::Str(x + &y)),
+            (K::Update, Val::Set(mut x), Val::Set(y)) => {
+                x.extend(y);
+                Some(Val::Set(x))
+            }
+            (K::Concat, Val::List(mut x), Val::List(y)) => {
+                x.extend(y);
+                Some(Val::List(x))
+            }
+            _ => None,
+        };
+        match val {
+            Some(v) => Node::new(v, range),
+            None => self.unknown(expr),
+        }
+    }
+
+    fn select(&mut self, expr: &ast::Expr, s: &ast::Select) -> Node {
+        let (Some(base), Some(path)) = (s.expr(), s.attrpath()) else {
+            return self.unknown(expr);
+        };
+        if s.default_expr().is_some() || !matches!(base, ast::Expr::Ident(_)) {
+            return self.unknown(expr);
+        }
+        let Some(names) = nixedit::attr_path(&path) else {
+            return self.unknown(expr);
+        };
+        let base = self.expr(&base);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        match get(&base, &refs) {
+            Get::Known(n) => n.clone(),
             _ => self.unknown(expr),
         }
     }
