@@ -696,3 +696,22 @@ fn terminal_escapes_in_the_file_are_shown_escaped() {
         }
     }
 }
+
+#[test]
+fn self_referencing_and_doubling_let_bindings_are_read_in_bounded_time() {
+    // A derivation stub that refers to itself (as in checks/stub-pkgs.nix),
+    // and 60 bindings each using the previous one twice (2^60 uses).
+    let mut doubling = String::from("let b0 = { v = 1; };");
+    for i in 1..60 {
+        doubling.push_str(&format!(" b{i} = {{ l = b{}; r = b{}; }};", i - 1, i - 1));
+    }
+    doubling.push_str(" in { virtualisation.vms.win11.extraDevicesXml = b59; }");
+    for src in [
+        "let self = { a = self; b = self; c = self // { x = 1; }; }; in { virtualisation.vms.win11.cpu = self; }".to_string(),
+        doubling,
+    ] {
+        let (code, doc, took) = check_text(&src);
+        assert!(code.is_some(), "{doc}");
+        assert!(took < LIMIT, "{took:?}");
+    }
+}

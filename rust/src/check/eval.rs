@@ -144,7 +144,18 @@ struct Reader<'a> {
     comments: Comments,
     scopes: Vec<Scope>,
     depth: usize,
+    /// Expressions still to be read: a name bound in a `let` is read again
+    /// at every use, so `let a = { x = a; y = a; }` or a chain of bindings
+    /// that each use the previous one twice would take exponential time
+    /// without a bound. Past it, everything is unknown.
+    budget: usize,
+    /// The bindings being read (by their range): a binding that uses itself
+    /// is unknown there.
+    resolving: Vec<TextRange>,
 }
+
+/// Longest expression text kept in [`Val::Unknown`].
+const MAX_UNKNOWN_TEXT: usize = 512;
 
 /// Reads the literal tree of a parsed file: the value of its top expression
 /// (looking through a function header, `let`, `with` and parentheses).
@@ -154,6 +165,8 @@ pub fn read(root: &ast::Root, source: &str) -> Node {
         comments: Comments::new(source),
         scopes: Vec::new(),
         depth: 0,
+        budget: 4 * source.len() + 10_000,
+        resolving: Vec::new(),
     };
     match root.expr() {
         Some(expr) => reader.expr(&expr),
@@ -264,12 +277,26 @@ fn memchr_all(bytes: &[u8], b: u8) -> Vec<usize> {
 impl Reader<'_> {
     fn unknown(&self, expr: &ast::Expr) -> Node {
         let range = nixedit::tight_range(expr.syntax());
-        let text = self
-            .source
-            .get(usize::from(range.start())..usize::from(range.end()))
-            .unwrap_or_default()
-            .to_string();
+        let start = usize::from(range.start());
+        let mut end = usize::from(range.end()).min(start + MAX_UNKNOWN_TEXT);
+        while end > start && !self.source.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = self.source.get(start..end).unwrap_or_default().to_string();
         Node::new(Val::Unknown(text), range)
+    }
+
+    /// The value of a bound name's expression; unknown inside its own
+    /// definition.
+    fn resolve(&mut self, bound: &ast::Expr) -> Node {
+        let range = bound.syntax().text_range();
+        if self.resolving.contains(&range) {
+            return self.unknown(bound);
+        }
+        self.resolving.push(range);
+        let node = self.expr(bound);
+        self.resolving.pop();
+        node
     }
 
     fn lookup(&self, name: &str) -> Option<Option<ast::Expr>> {
@@ -277,9 +304,10 @@ impl Reader<'_> {
     }
 
     fn expr(&mut self, expr: &ast::Expr) -> Node {
-        if self.depth >= MAX_DEPTH {
+        if self.depth >= MAX_DEPTH || self.budget == 0 {
             return self.unknown(expr);
         }
+        self.budget -= 1;
         self.depth += 1;
         let node = self.expr_inner(expr);
         self.depth -= 1;
@@ -401,7 +429,7 @@ impl Reader<'_> {
         let name = i.syntax().text().to_string();
         match self.lookup(&name) {
             Some(Some(bound)) => {
-                let mut node = self.expr(&bound);
+                let mut node = self.resolve(&bound);
                 // Report problems where the name is used too.
                 node.key_start = usize::from(range.start());
                 node.key_end = usize::from(range.end());
@@ -573,7 +601,7 @@ impl Reader<'_> {
                                 _ => Node::new(Val::Unknown(name.clone()), range),
                             },
                             None => match self.lookup(&name) {
-                                Some(Some(e)) => self.expr(&e),
+                                Some(Some(e)) => self.resolve(&e),
                                 _ => Node::new(Val::Unknown(name.clone()), range),
                             },
                         };
@@ -713,6 +741,26 @@ mod tests {
         }
         let t = tree(&src);
         assert!(t.has_unknown());
+    }
+
+    #[test]
+    fn self_reference_and_doubling_bindings_take_linear_time() {
+        // `self` uses itself three times: read naively, 3^64 expansions.
+        let t = tree(
+            "let self = { a = self; b = self; c = self // { x = 1; }; n = 1; }; in { s = self; }",
+        );
+        assert_eq!(val(&t, &["s", "n"]), &Val::Int(1));
+        assert_eq!(get(&t, &["s", "a"]), Get::Unknown);
+        // 60 bindings, each using the previous one twice: 2^60 without a bound.
+        let mut src = String::from("let b0 = { v = 1; };");
+        for i in 1..60 {
+            src.push_str(&format!(" b{i} = {{ l = b{}; r = b{}; }};", i - 1, i - 1));
+        }
+        src.push_str(" in { top = b59; }");
+        let start = std::time::Instant::now();
+        let t = tree(&src);
+        assert!(t.has_unknown());
+        assert!(start.elapsed().as_secs() < 30);
     }
 
     #[test]
