@@ -392,8 +392,9 @@ fn span_of(range: TextRange) -> SourceSpan {
 }
 
 /// Parses `source`, failing on the first syntax error, or before parsing
-/// when the text exceeds a limit the parser cannot handle safely (see
-/// [`guard`]).
+/// when the text exceeds a limit the parser cannot handle safely
+/// ([`MAX_SOURCE_BYTES`], [`MAX_NESTING`], [`MAX_RUN`]; `rnix` recurses
+/// without bound on some constructs and is quadratic on long name runs).
 pub fn parse(source: &str) -> Result<ast::Root, EditError> {
     if let Err(r) = guard::check(source) {
         return Err(EditError::Limit {

@@ -21,6 +21,13 @@
 //!   (`--topology`, or `modules.vfio.hostTopology` as a literal or
 //!   `lib.importJSON ./file.json`).
 //!
+//! A file the parser cannot take safely (nesting deeper than
+//! [`nixedit::MAX_NESTING`] levels, a run of more than [`nixedit::MAX_RUN`]
+//! name characters without a space, more than [`nixedit::MAX_SOURCE_BYTES`])
+//! is one `input-*` finding instead; a file's `let` bindings are read within a
+//! linear budget, and at most [`MAX_FINDINGS`] findings are reported, so the
+//! time taken stays linear in the file's size.
+//!
 //! A value that is not a literal (`mkIf`, `config.…`, a function call) is
 //! never guessed at: the rules that need it are skipped. Rules that need to
 //! know that something is *absent* (no GPU VM, no Looking Glass users, …) run
