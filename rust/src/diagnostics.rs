@@ -14,6 +14,45 @@ use miette::{
 };
 use serde::{Deserialize, Serialize};
 
+/// True for characters a terminal would act on instead of showing: C0
+/// controls other than newline and tab, DEL, C1 controls (U+0080..U+009F,
+/// among them the one-byte CSI), and the bidirectional overrides and isolates
+/// (U+202A..U+202E, U+2066..U+2069) that reorder what is shown.
+fn is_hostile(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
+        | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every character a terminal would act on written as a visible
+/// escape (`\u{1b}`), so that text taken from a file or the host (a value, a
+/// source line, a device name) can neither move the cursor, recolour or
+/// retitle the terminal, nor reorder what is shown. Newlines and tabs stay; a
+/// carriage return stays only as part of `\r\n`.
+pub fn escape_control(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.char_indices().any(|(i, c)| needs_escape(text, i, c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, c) in text.char_indices() {
+        push_escaped(&mut out, text, i, c);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn needs_escape(text: &str, i: usize, c: char) -> bool {
+    is_hostile(c) || (c == '\r' && !text[i + 1..].starts_with('\n'))
+}
+
+/// Appends character `c` at byte `i` of `text`, escaped when it must be.
+fn push_escaped(out: &mut String, text: &str, i: usize, c: char) {
+    if needs_escape(text, i, c) {
+        out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+    } else {
+        out.push(c);
+    }
+}
+
 /// How bad a finding is. Errors make `check` exit with status 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,17 +122,22 @@ impl Finding {
     ) -> Finding {
         let offset = offset.min(source.len());
         let length = length.min(source.len() - offset);
+        // Messages quote values from the file: they are shown escaped.
+        let clean = |s: String| match escape_control(&s) {
+            std::borrow::Cow::Borrowed(_) => s,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        };
         Finding {
             rule: rule.to_string(),
             severity,
-            file: file.to_string(),
+            file: escape_control(file).into_owned(),
             offset,
             length,
             start: position(source, offset),
             end: position(source, offset + length),
-            message,
-            label,
-            help,
+            message: clean(message),
+            label: clean(label),
+            help: clean(help),
         }
     }
 }
@@ -158,16 +202,92 @@ impl Diagnostic for Report<'_> {
     }
 }
 
+/// `source` with control characters escaped (as [`escape_control`] does),
+/// and each of the byte offsets `offsets` (ascending) of `source` moved to the
+/// same text in it.
+fn escape_source(source: &str, offsets: &[usize]) -> (String, Vec<usize>) {
+    if let std::borrow::Cow::Borrowed(_) = escape_control(source) {
+        return (source.to_string(), offsets.to_vec());
+    }
+    let mut out = String::with_capacity(source.len() + 64);
+    let mut moved = Vec::with_capacity(offsets.len());
+    let mut next = 0;
+    for (i, c) in source.char_indices() {
+        while next < offsets.len() && offsets[next] <= i {
+            moved.push(out.len());
+            next += 1;
+        }
+        push_escaped(&mut out, source, i, c);
+    }
+    while moved.len() < offsets.len() {
+        moved.push(out.len());
+    }
+    (out, moved)
+}
+
+/// Source lines longer than this are not shown: the finding is rendered in
+/// its one-line form instead (a hostile file can be one 1 MiB line, and every
+/// finding would repeat it).
+pub const MAX_SHOWN_LINE: usize = 1000;
+
 /// Renders one finding as a miette report, without colours, at a fixed width.
+/// Control characters in the source lines shown are escaped, with the
+/// underline kept under the same text.
 pub fn render_report(finding: &Finding, source: &str) -> String {
+    let mut text = render_reports(std::slice::from_ref(finding), source);
+    text.pop();
+    text
+}
+
+/// [`render_report`] for each of `findings` (all of one file), each followed
+/// by an empty line; the source is escaped once.
+pub fn render_reports(findings: &[Finding], source: &str) -> String {
     let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
         .with_width(100)
         .with_links(false);
+    let mut offsets: Vec<usize> = findings
+        .iter()
+        .flat_map(|f| [f.offset, f.offset + f.length])
+        .collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    let (escaped, moved) = escape_source(source, &offsets);
+    let map = |o: usize| {
+        offsets
+            .binary_search(&o)
+            .map_or(o.min(escaped.len()), |i| moved[i])
+    };
+    let newlines: Vec<usize> = escaped
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    let line_len = |at: usize| {
+        let k = newlines.partition_point(|&n| n < at);
+        let start = if k == 0 { 0 } else { newlines[k - 1] + 1 };
+        let end = newlines.get(k).copied().unwrap_or(escaped.len());
+        end - start
+    };
     let mut out = String::new();
-    let report = Report::new(finding, source);
-    if handler.render_report(&mut out, &report).is_err() {
-        // Rendering into a String cannot fail; keep the plain form anyway.
-        out = plain(finding);
+    for finding in findings {
+        let (start, end) = (map(finding.offset), map(finding.offset + finding.length));
+        if line_len(start) > MAX_SHOWN_LINE || line_len(end) > MAX_SHOWN_LINE {
+            out.push_str(&plain(finding));
+            out.push_str(" (the line is too long to show)\n\n");
+            continue;
+        }
+        let mut shown = finding.clone();
+        shown.offset = start;
+        shown.length = end - start;
+        let report = Report::new(&shown, &escaped);
+        let mut one = String::new();
+        if handler.render_report(&mut one, &report).is_err() {
+            // Rendering into a String cannot fail; keep the plain form anyway.
+            one = plain(finding);
+        }
+        out.push_str(&one);
+        out.push('\n');
     }
     out
 }
@@ -256,6 +376,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn control_characters_are_escaped_and_text_is_kept() {
+        assert_eq!(escape_control("plain\ttext\r\nnext"), "plain\ttext\r\nnext");
+        assert_eq!(
+            escape_control("a\u{1b}]0;t\u{7}b\u{9b}2Jc\rd\u{202e}e\u{7f}"),
+            "a\\u{1b}]0;t\\u{7}b\\u{9b}2Jc\\u{d}d\\u{202e}e\\u{7f}"
+        );
+        assert!(matches!(
+            escape_control("é ✓ 日本"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
     fn position_counts_lines_and_characters() {
         let src = "a\nbé c\n";
         assert_eq!(position(src, 0), Position { line: 1, column: 1 });
@@ -292,6 +425,39 @@ mod tests {
             plain(&f),
             "host.nix:2:11: error[vm-vcpus]: vcpus = 12 but cpu.cores * cpu.threads = 8 (fix: set vcpus = 8)"
         );
+    }
+
+    #[test]
+    fn reports_escape_the_source_and_keep_the_underline_in_place() {
+        let src = "{\n  a = \"\u{1b}]0;t\u{7}\u{1b}[2J\"; b = 1;\n}\n";
+        let at = src.find("b = 1").unwrap();
+        let f = Finding::new(
+            "r",
+            Severity::Error,
+            "h\u{1b}[31m.nix",
+            src,
+            at,
+            1,
+            "m \u{9b}31m".into(),
+            "l".into(),
+            "h".into(),
+        );
+        let text = render_report(&f, src);
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\u{9b}'));
+        assert!(text.contains("\\u{1b}]0;t\\u{7}"), "{text}");
+        assert!(text.contains("h\\u{1b}[31m.nix"), "{text}");
+        // The underline sits under `b`.
+        let lines: Vec<&str> = text.lines().collect();
+        let code = lines.iter().position(|l| l.contains("b = 1")).unwrap();
+        let col = lines[code].find("b = 1").unwrap();
+        let mark = lines[code + 1];
+        let under = mark
+            .char_indices()
+            .find(|(_, c)| *c == '┬' || *c == '▲')
+            .map(|(i, _)| mark[..i].chars().count())
+            .unwrap();
+        assert_eq!(under, lines[code][..col].chars().count(), "{text}");
+        assert_eq!(f.start.column, 21);
     }
 
     #[test]

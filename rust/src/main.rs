@@ -41,7 +41,32 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Error reports go to a stream whose control characters are escaped
+    // (cli::out), so they are rendered without colours or terminal links.
+    miette::set_hook(Box::new(|_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(false)
+                .terminal_links(false)
+                .build(),
+        )
+    }))
+    .ok();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version go to standard output, usage errors to
+            // standard error; both through the checked writer.
+            let stream = if e.use_stderr() {
+                cli::Stream::Stderr
+            } else {
+                cli::Stream::Stdout
+            };
+            cli::out(stream, format_args!("{}", e.render()));
+            let code = u8::try_from(e.exit_code()).unwrap_or(2);
+            return cli::finish(ExitCode::from(code));
+        }
+    };
     let result = match cli.command {
         Command::Domain(args) => cli::domain::run(args),
         Command::Config(args) => cli::config::run(args),
@@ -52,11 +77,12 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cli::doctor::run(args),
         Command::FirmwareDescriptor(args) => cli::firmware::run(args),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            cli::out_line(cli::Stream::Stderr, format_args!("{report:?}"));
             ExitCode::from(2)
         }
-    }
+    };
+    cli::finish(code)
 }

@@ -11,9 +11,16 @@
 //! or no place to add the VM), [`set_attrs`] returns an [`EditError`] pointing
 //! at the span and changes nothing.
 //!
+//! [`replace_file`] writes the result back atomically, keeping a symlinked
+//! file a symlink and the file's owner and mode, without ever following a
+//! link planted next to it.
+//!
 //! The tree-walking helpers ([`top_attrset`], [`attr_path`], [`find_attr`],
 //! [`find_attr_in`]) are public so that other static checks of host files can
 //! resolve option paths the same way.
+
+mod guard;
+mod write;
 
 use std::sync::Arc;
 
@@ -21,6 +28,9 @@ use miette::{NamedSource, SourceSpan};
 use rnix::ast::{self, HasEntry};
 use rnix::{SyntaxKind, SyntaxNode, TextRange};
 use rowan::ast::AstNode;
+
+pub use guard::{Limit, MAX_NESTING, MAX_RUN, MAX_SOURCE_BYTES};
+pub use write::{replace_file, replace_file_with, WriteError};
 
 /// A Nix value to write: the subset of Nix that JSON maps to.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,6 +215,19 @@ pub enum EditError {
         #[label("here")]
         span: SourceSpan,
     },
+    #[error("{message}")]
+    #[diagnostic(
+        code(vfio::nixedit::limit),
+        help("write the file the way a host file usually is (shallower, with spaces between names and operators); nothing was read further")
+    )]
+    Limit {
+        limit: Limit,
+        message: String,
+        #[source_code]
+        src: Arc<NamedSource<String>>,
+        #[label("here")]
+        span: SourceSpan,
+    },
     #[error("the file is not an attribute set (or a function returning one)")]
     #[diagnostic(
         code(vfio::nixedit::top),
@@ -284,6 +307,17 @@ impl EditError {
                 src: rename(src),
                 span,
             },
+            EditError::Limit {
+                limit,
+                message,
+                src,
+                span,
+            } => EditError::Limit {
+                limit,
+                message,
+                src: rename(src),
+                span,
+            },
             EditError::TopNotAttrSet { src, span } => EditError::TopNotAttrSet {
                 src: rename(src),
                 span,
@@ -329,6 +363,7 @@ impl EditError {
     pub fn span(&self) -> SourceSpan {
         match self {
             EditError::Parse { span, .. }
+            | EditError::Limit { span, .. }
             | EditError::TopNotAttrSet { span, .. }
             | EditError::NotLiteral { span, .. }
             | EditError::Inherited { span, .. }
@@ -336,6 +371,15 @@ impl EditError {
             | EditError::Internal { span, .. } => *span,
         }
     }
+}
+
+/// The first `max` bytes of `text` (fewer, to end on a character).
+fn prefix(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn named(source: &str) -> Arc<NamedSource<String>> {
@@ -347,8 +391,20 @@ fn span_of(range: TextRange) -> SourceSpan {
     SourceSpan::new(start.into(), usize::from(range.end()) - start)
 }
 
-/// Parses `source`, failing on the first syntax error.
+/// Parses `source`, failing on the first syntax error, or before parsing
+/// when the text exceeds a limit the parser cannot handle safely
+/// ([`MAX_SOURCE_BYTES`], [`MAX_NESTING`], [`MAX_RUN`]; `rnix` recurses
+/// without bound on some constructs and is quadratic on long name runs).
 pub fn parse(source: &str) -> Result<ast::Root, EditError> {
+    if let Err(r) = guard::check(source) {
+        return Err(EditError::Limit {
+            limit: r.limit,
+            message: r.message,
+            // A refused text can be huge: the snippet shows its first part.
+            src: named(prefix(source, MAX_SOURCE_BYTES)),
+            span: SourceSpan::new(r.span.start.into(), r.span.len()),
+        });
+    }
     let parsed = rnix::Root::parse(source);
     if let Some(err) = parsed.errors().first() {
         let range = parse_error_range(err).unwrap_or_else(|| {
@@ -458,14 +514,23 @@ fn is_trivia(kind: SyntaxKind) -> bool {
 
 /// A node's range without leading or trailing whitespace and comments.
 pub fn tight_range(node: &SyntaxNode) -> TextRange {
-    let tokens: Vec<_> = node
-        .descendants_with_tokens()
-        .filter_map(|e| e.into_token())
-        .filter(|t| !is_trivia(t.kind()))
-        .collect();
-    match (tokens.first(), tokens.last()) {
-        (Some(a), Some(b)) => TextRange::new(a.text_range().start(), b.text_range().end()),
-        _ => node.text_range(),
+    // Walk in from both ends over trivia only: the cost does not depend on
+    // the size of the node (this runs for every expression `check` reads).
+    let range = node.text_range();
+    let inside = |t: &rnix::SyntaxToken| range.contains_range(t.text_range());
+    let mut first = node.first_token();
+    while let Some(t) = first.as_ref().filter(|t| inside(t) && is_trivia(t.kind())) {
+        first = t.next_token();
+    }
+    let mut last = node.last_token();
+    while let Some(t) = last.as_ref().filter(|t| inside(t) && is_trivia(t.kind())) {
+        last = t.prev_token();
+    }
+    match (first.filter(|t| inside(t)), last.filter(|t| inside(t))) {
+        (Some(a), Some(b)) if a.text_range().start() <= b.text_range().end() => {
+            TextRange::new(a.text_range().start(), b.text_range().end())
+        }
+        _ => range,
     }
 }
 
@@ -578,6 +643,12 @@ fn rebase(e: EditError, source: &str) -> EditError {
     };
     match e {
         EditError::Parse { message, .. } => EditError::Parse { message, src, span },
+        EditError::Limit { limit, message, .. } => EditError::Limit {
+            limit,
+            message,
+            src,
+            span,
+        },
         EditError::TopNotAttrSet { .. } => EditError::TopNotAttrSet { src, span },
         EditError::NotLiteral {
             path,

@@ -605,3 +605,45 @@ fn write_refusal_leaves_file_byte_identical() {
     );
     assert_eq!(std::fs::read(&file).unwrap(), src.as_bytes());
 }
+
+#[test]
+fn write_through_a_symlink_keeps_the_symlink_mode_and_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (sys, proc) = write_fixture(&fixtures::am5_rtx4080(), dir.path());
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let real = repo.join("desktop.nix");
+    std::fs::write(&real, HOST_FILE).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let link = dir.path().join("configuration.nix");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let before = std::fs::metadata(&real).unwrap();
+    let (code, _, err) = run_bin(&[
+        "discover",
+        "--sysfs-root",
+        &sys,
+        "--proc-root",
+        &proc,
+        "--write",
+        &link.display().to_string(),
+        "--vm",
+        "win11",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let new = std::fs::read_to_string(&real).unwrap();
+    assert!(new.contains("\"10de:2704\""), "{new}");
+    let after = std::fs::metadata(&real).unwrap();
+    assert_eq!(after.mode() & 0o7777, 0o640);
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+    let mut left: Vec<String> = std::fs::read_dir(&repo)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["desktop.nix"]);
+}

@@ -1,25 +1,109 @@
 //! `vfio-helper doctor` against fixture sysfs/proc/dev trees: one test per
 //! way a VM fails to start (or to show its screen), an all-good host, the
-//! VM facts read from JSON and from domain XML, and the binary end to end.
+//! VM facts read from JSON and from domain XML, libvirt's firmware
+//! autoselection against descriptor directories shaped like a NixOS host's,
+//! the NAT network, and the binary end to end.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vfio_helper::config::VmConfig;
 use vfio_helper::discover::fixtures::{self, Host};
-use vfio_helper::doctor::{self, Input, LibvirtFacts, Mode, Report, Roots, Verdict, VmFacts};
+use vfio_helper::doctor::{
+    self, Input, LibvirtFacts, Mode, NetworkFacts, Report, Roots, SecureBootKeys, Verdict, VmFacts,
+};
 use vfio_helper::sync::{self, LiveDomain};
 
 struct Fixture {
     _dir: tempfile::TempDir,
     roots: Roots,
+    /// Firmware descriptor directories, lowest priority first.
+    firmware: Vec<PathBuf>,
 }
 
-/// Writes `host` plus empty dev/ and an etc/ naming the test's own group
-/// `looking-glass` (so files created by the test have the module's group).
+/// QEMU's own descriptors (`pc-bios/descriptors`), which are all a stock
+/// NixOS 25.11 host gives libvirt, and the project's descriptor for OVMF
+/// with Microsoft's keys enrolled.
+const QEMU_SECURE: (&str, &[&str]) = (
+    "50-edk2-x86_64-secure.json",
+    &[
+        "acpi-s3",
+        "amd-sev",
+        "requires-smm",
+        "secure-boot",
+        "verbose-dynamic",
+    ],
+);
+const QEMU_PLAIN: (&str, &[&str]) = (
+    "60-edk2-x86_64.json",
+    &["acpi-s3", "amd-sev", "verbose-dynamic"],
+);
+const PROJECT_MS: (&str, &[&str]) = (
+    "30-vfio-helper-ovmf-ms.json",
+    &["acpi-s3", "enrolled-keys", "requires-smm", "secure-boot"],
+);
+
+/// A descriptor shaped like QEMU's, whose firmware files are in `files`.
+fn descriptor(files: &Path, features: &[&str]) -> String {
+    let code = files.join("CODE.fd");
+    let vars = files.join("VARS.fd");
+    for f in [&code, &vars] {
+        if !f.exists() {
+            std::fs::write(f, "fd").unwrap();
+        }
+    }
+    serde_json::json!({
+        "description": "UEFI firmware for x86_64",
+        "interface-types": ["uefi"],
+        "mapping": {
+            "device": "flash",
+            "executable": {"filename": code, "format": "raw"},
+            "nvram-template": {"filename": vars, "format": "raw"}
+        },
+        "targets": [{"architecture": "x86_64", "machines": ["pc-i440fx-*", "pc-q35-*"]}],
+        "features": features,
+        "tags": []
+    })
+    .to_string()
+}
+
+/// A descriptor directory holding `which`.
+fn firmware_dir(root: &Path, name: &str, which: &[(&str, &[&str])]) -> PathBuf {
+    let dir = root.join(name);
+    let files = root.join("fd");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&files).unwrap();
+    for (file, features) in which {
+        std::fs::write(dir.join(file), descriptor(&files, features)).unwrap();
+    }
+    dir
+}
+
+/// The default network, defined, active and autostarted.
+fn good_network() -> BTreeMap<String, Result<NetworkFacts, String>> {
+    BTreeMap::from([(
+        "default".to_string(),
+        Ok(NetworkFacts {
+            defined: true,
+            active: true,
+            autostart: true,
+            persistent: true,
+        }),
+    )])
+}
+
+/// Writes `host` plus empty dev/, an etc/ naming the test's own group
+/// `looking-glass` (so files created by the test have the module's group),
+/// and the firmware descriptors of a NixOS host with the project's modules.
 fn fixture(host: &Host) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
+    let firmware = firmware_dir(
+        dir.path(),
+        "firmware",
+        &[PROJECT_MS, QEMU_SECURE, QEMU_PLAIN],
+    );
     let (sysfs, proc) = host.write(dir.path()).unwrap();
     let dev = dir.path().join("dev");
     let etc = dir.path().join("etc");
@@ -43,6 +127,7 @@ fn fixture(host: &Host) -> Fixture {
             dev,
             etc,
         },
+        firmware: vec![firmware],
     }
 }
 
@@ -93,7 +178,20 @@ fn defined(name: &str) -> LibvirtFacts {
 }
 
 fn run(fx: &Fixture, facts: VmFacts, mode: Option<Mode>, libvirt: LibvirtFacts) -> Report {
-    doctor::diagnose(&doctor::read(facts, None, &fx.roots, mode, libvirt))
+    run_with(fx, facts, mode, libvirt, good_network())
+}
+
+fn run_with(
+    fx: &Fixture,
+    facts: VmFacts,
+    mode: Option<Mode>,
+    libvirt: LibvirtFacts,
+    networks: doctor::Networks,
+) -> Report {
+    let input = doctor::read(facts, None, &fx.roots, mode, libvirt)
+        .with_firmware(&fx.firmware)
+        .with_networks(networks);
+    doctor::diagnose(&input)
 }
 
 fn check<'a>(r: &'a Report, name: &str) -> &'a doctor::Check {
@@ -341,7 +439,9 @@ fn all_good_host_can_start() {
         &fx.roots,
         None,
         libvirt.clone(),
-    );
+    )
+    .with_firmware(&fx.firmware)
+    .with_networks(good_network());
     let r = doctor::diagnose(&input);
     assert!(r.can_start, "{:#?}", r.checks);
     for c in &r.checks {
@@ -359,6 +459,8 @@ fn all_good_host_can_start() {
         "libvirtd",
         "defined",
         "definition",
+        "firmware",
+        "network",
         "scream",
     ] {
         assert!(names.contains(&want), "{want} missing: {names:?}");
@@ -497,6 +599,7 @@ fn binary_end_to_end_with_the_test_driver() {
             ("--proc-root", &fx.roots.proc),
             ("--dev-root", &fx.roots.dev),
             ("--etc-root", &fx.roots.etc),
+            ("--firmware-dir", &fx.firmware[0]),
         ] {
             a.push(flag.into());
             a.push(path.to_string_lossy().into_owned());
@@ -525,12 +628,64 @@ fn binary_end_to_end_with_the_test_driver() {
         assert!(c["verdict"].is_string() && c["detail"].is_string(), "{c}");
     }
 
+    // The project's descriptor satisfies Secure Boot with Microsoft's keys.
+    assert_eq!(get("firmware")["verdict"], "ok");
+    assert!(get("firmware")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("30-vfio-helper-ovmf-ms.json"));
+    // The test driver's `default` network is active but not autostarted.
+    assert_eq!(get("network")["verdict"], "warn", "{}", get("network"));
+    assert!(get("network")["fix"]
+        .as_str()
+        .unwrap()
+        .contains("virsh net-autostart default && virsh net-start default"));
+
     // The test driver's `test` domain is running, so it holds its pages.
     assert_eq!(get("hugepages")["verdict"], "ok");
     assert!(get("hugepages")["detail"]
         .as_str()
         .unwrap()
         .contains("running"));
+
+    // A stock NixOS host: QEMU's own descriptors only. The VM cannot be
+    // defined, and the fix names the descriptor to install.
+    let nixos = firmware_dir(
+        fx.roots.dev.parent().unwrap(),
+        "qemu-only",
+        &[QEMU_SECURE, QEMU_PLAIN],
+    );
+    let mut stock = args("json");
+    let at = stock.iter().position(|a| a == "--firmware-dir").unwrap();
+    stock[at + 1] = nixos.to_string_lossy().into_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
+        .args(&stock)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{doc:#}");
+    let fw = doc["reports"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "firmware")
+        .unwrap()
+        .clone();
+    assert_eq!(fw["verdict"], "fail");
+    assert!(
+        fw["detail"]
+            .as_str()
+            .unwrap()
+            .contains("50-edk2-x86_64-secure.json (no enrolled-keys)"),
+        "{fw}"
+    );
+    assert!(
+        fw["fix"]
+            .as_str()
+            .unwrap()
+            .contains("30-vfio-helper-ovmf-ms.json"),
+        "{fw}"
+    );
 
     // The same host with the IOMMU off: exit status 1, the table says why.
     std::fs::remove_dir_all(fx.roots.sysfs.join("kernel/iommu_groups")).unwrap();
@@ -595,6 +750,265 @@ fn doctor_reads_the_manifest() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("win11"));
+}
+
+/// The firmware verdict for `facts` with the descriptor directories `dirs`.
+fn firmware_check(facts: VmFacts, dirs: Vec<PathBuf>) -> doctor::Check {
+    let mut fx = fixture(&am5_isolated());
+    fx.firmware = dirs;
+    let r = run(&fx, facts, None, defined("win11"));
+    check(&r, "firmware").clone()
+}
+
+#[test]
+fn firmware_autoselection_on_a_stock_nixos_host() {
+    let root = tempfile::tempdir().unwrap();
+    let qemu_only = firmware_dir(root.path(), "qemu", &[QEMU_SECURE, QEMU_PLAIN]);
+    let with_ours = firmware_dir(root.path(), "ours", &[PROJECT_MS, QEMU_SECURE, QEMU_PLAIN]);
+    let ms = vm(AM5_VM); // windows-gaming: secureBoot, Microsoft keys
+
+    // Secure Boot with Microsoft keys: QEMU's descriptors have no enrolled
+    // keys, so libvirt refuses to define the VM.
+    let c = firmware_check(ms.clone(), vec![qemu_only.clone()]);
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert!(
+        c.detail.contains("UEFI with Secure Boot and enrolled keys"),
+        "{c:?}"
+    );
+    assert!(
+        c.detail
+            .contains("50-edk2-x86_64-secure.json (no enrolled-keys)"),
+        "{c:?}"
+    );
+    assert!(
+        c.detail.contains("60-edk2-x86_64.json (no secure-boot)"),
+        "{c:?}"
+    );
+    assert!(c.detail.contains("Unable to find 'efi' firmware"), "{c:?}");
+    let fix = c.fix.unwrap();
+    assert!(fix.contains("30-vfio-helper-ovmf-ms.json"), "{fix}");
+    assert!(fix.contains("secureBootKeys = \"none\""), "{fix}");
+
+    // With the project's descriptor, libvirt picks it (30 sorts first).
+    let c = firmware_check(ms.clone(), vec![with_ours.clone()]);
+    assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+    assert!(c.detail.contains("30-vfio-helper-ovmf-ms.json"), "{c:?}");
+
+    // secureBootKeys = "none": Secure Boot without keys is QEMU's secure
+    // descriptor, and the project's (which has keys) is refused.
+    let none = ms.clone().with_secure_boot_keys(SecureBootKeys::None);
+    for dirs in [vec![qemu_only.clone()], vec![with_ours.clone()]] {
+        let c = firmware_check(none.clone(), dirs);
+        assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+        assert!(c.detail.contains("50-edk2-x86_64-secure.json"), "{c:?}");
+    }
+
+    // secureBoot = false: the plain descriptor.
+    let off = vm(&AM5_VM.replace(
+        "\"name\":\"win11\"",
+        "\"name\":\"win11\",\"secureBoot\":false",
+    ));
+    let c = firmware_check(off, vec![qemu_only]);
+    assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+    assert!(c.detail.contains("60-edk2-x86_64.json"), "{c:?}");
+}
+
+#[test]
+fn firmware_descriptors_are_found_the_way_libvirt_finds_them() {
+    let root = tempfile::tempdir().unwrap();
+    let ms = vm(AM5_VM);
+    // DATADIR has the keys descriptor; SYSCONFDIR masks it with an empty file
+    // of the same name: no firmware.
+    let data = firmware_dir(root.path(), "share", &[PROJECT_MS, QEMU_PLAIN]);
+    let conf = firmware_dir(root.path(), "etc", &[]);
+    std::fs::write(conf.join(PROJECT_MS.0), "").unwrap();
+    let c = firmware_check(ms.clone(), vec![data.clone(), conf.clone()]);
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert!(!c.detail.contains("30-vfio-helper"), "masked: {c:?}");
+
+    // A later directory's file replaces the earlier one of the same name.
+    std::fs::write(
+        conf.join(PROJECT_MS.0),
+        descriptor(&root.path().join("fd"), PROJECT_MS.1),
+    )
+    .unwrap();
+    let c = firmware_check(ms.clone(), vec![data.clone(), conf.clone()]);
+    assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+    assert!(
+        c.detail
+            .contains(&conf.join(PROJECT_MS.0).display().to_string()),
+        "{c:?}"
+    );
+
+    // The lower file name wins when two match, and dot files are skipped.
+    std::fs::write(
+        conf.join("10-other-ms.json"),
+        descriptor(&root.path().join("fd"), PROJECT_MS.1),
+    )
+    .unwrap();
+    std::fs::write(conf.join(".05-hidden.json"), "not even JSON").unwrap();
+    let c = firmware_check(ms.clone(), vec![data.clone(), conf.clone()]);
+    assert!(c.detail.contains("10-other-ms.json"), "{c:?}");
+
+    // One descriptor libvirt cannot parse fails autoselection for every VM.
+    std::fs::write(
+        conf.join("99-broken.json"),
+        "{\"interface-types\": [\"uefi\"]}",
+    )
+    .unwrap();
+    let c = firmware_check(ms.clone(), vec![data.clone(), conf.clone()]);
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert!(c.detail.contains("99-broken.json"), "{c:?}");
+    assert!(c.fix.unwrap().contains("99-broken.json"));
+    std::fs::remove_file(conf.join("99-broken.json")).unwrap();
+
+    // So does a dangling symlink.
+    std::os::unix::fs::symlink("/nonexistent/x.json", conf.join("70-gone.json")).unwrap();
+    let c = firmware_check(ms.clone(), vec![data.clone(), conf.clone()]);
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert!(c.detail.contains("70-gone.json"), "{c:?}");
+    std::fs::remove_file(conf.join("70-gone.json")).unwrap();
+
+    // The chosen descriptor's firmware was garbage-collected.
+    std::fs::remove_file(root.path().join("fd/CODE.fd")).unwrap();
+    let c = firmware_check(ms, vec![data, conf]);
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert!(c.detail.contains("CODE.fd"), "{c:?}");
+}
+
+#[test]
+fn firmware_request_from_the_domain_xml() {
+    let root = tempfile::tempdir().unwrap();
+    let qemu_only = firmware_dir(root.path(), "qemu", &[QEMU_SECURE, QEMU_PLAIN]);
+    let xml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/win11.xml"),
+    )
+    .unwrap();
+    let facts = VmFacts::from_domain_xml(&xml).unwrap();
+    let req = facts.firmware.clone().unwrap();
+    assert_eq!(
+        (req.interface.as_str(), req.arch.as_str()),
+        ("efi", "x86_64")
+    );
+    assert_eq!(req.features.get("enrolled-keys"), Some(&true));
+    assert_eq!(
+        firmware_check(facts, vec![qemu_only.clone()]).verdict,
+        Verdict::Fail
+    );
+    // Secure Boot without keys, as a domain says it.
+    let no_keys = xml.replace(
+        "<feature enabled=\"yes\" name=\"enrolled-keys\"/>",
+        "<feature enabled=\"no\" name=\"enrolled-keys\"/>",
+    );
+    assert_ne!(no_keys, xml);
+    let facts = VmFacts::from_domain_xml(&no_keys).unwrap();
+    let c = firmware_check(facts, vec![qemu_only]);
+    assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+    assert!(c.detail.contains("50-edk2-x86_64-secure.json"));
+    // A domain without firmware autoselection is not checked.
+    let bios = VmFacts::from_domain_xml("<domain><name>b</name><os><type>hvm</type></os></domain>")
+        .unwrap();
+    assert!(bios.firmware.is_none());
+}
+
+#[test]
+fn secure_boot_keys_are_read_defensively() {
+    let keys = |json: &str| SecureBootKeys::from_config_json(&serde_json::from_str(json).unwrap());
+    assert_eq!(keys("{}"), Ok(SecureBootKeys::Microsoft));
+    assert_eq!(
+        keys(r#"{"secureBootKeys":"none"}"#),
+        Ok(SecureBootKeys::None)
+    );
+    assert_eq!(
+        keys(r#"{"secureBootKeys":"microsoft"}"#),
+        Ok(SecureBootKeys::Microsoft)
+    );
+    assert!(keys(r#"{"secureBootKeys":"mine"}"#)
+        .unwrap_err()
+        .contains("secureBootKeys"));
+}
+
+#[test]
+fn nat_vms_need_the_default_network_defined_active_and_autostarted() {
+    let fx = fixture(&am5_isolated());
+    let with = |state: Result<NetworkFacts, String>| {
+        let networks = BTreeMap::from([("default".to_string(), state)]);
+        run_with(&fx, vm(AM5_VM), None, defined("win11"), networks)
+    };
+    let net = |defined, active, autostart| NetworkFacts {
+        defined,
+        active,
+        autostart,
+        persistent: defined,
+    };
+    let r = with(Ok(net(true, true, true)));
+    assert_eq!(check(&r, "network").verdict, Verdict::Ok);
+
+    let r = with(Ok(net(true, false, false)));
+    let c = check(&r, "network");
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(c.detail.contains("not active"), "{c:?}");
+    let fix = c.fix.clone().unwrap();
+    assert!(
+        fix.contains("virsh net-autostart default && virsh net-start default"),
+        "{fix}"
+    );
+    assert!(fix.contains("vfio-vms-sync"), "{fix}");
+    assert!(!r.can_start);
+
+    let r = with(Ok(net(true, true, false)));
+    let c = check(&r, "network");
+    assert_eq!(c.verdict, Verdict::Warn);
+    assert!(c.detail.contains("not autostarted"), "{c:?}");
+    assert!(r.can_start);
+
+    let r = with(Ok(net(false, false, false)));
+    let c = check(&r, "network");
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(c.detail.contains("no network `default`"), "{c:?}");
+
+    let r = with(Err("connection reset".into()));
+    assert_eq!(check(&r, "network").verdict, Verdict::Warn);
+
+    // A bridged VM uses no libvirt network: no check.
+    let bridged = AM5_VM.replace(
+        "\"name\":\"win11\"",
+        "\"name\":\"win11\",\"network\":{\"type\":\"bridge\",\"bridge\":\"br0\"}",
+    );
+    let r = run(&fx, vm(&bridged), None, defined("win11"));
+    assert!(
+        r.checks.iter().all(|c| c.check != "network"),
+        "{:?}",
+        r.checks
+    );
+    // The domain XML of a NAT VM names the network.
+    let xml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/win11.xml"),
+    )
+    .unwrap();
+    assert_eq!(
+        VmFacts::from_domain_xml(&xml).unwrap().networks,
+        ["default"]
+    );
+}
+
+#[test]
+fn net_info_is_parsed() {
+    let text = "Name:           default\nUUID:           dd8f\nActive:         yes\nPersistent:     yes\nAutostart:      no\nBridge:         virbr0\n";
+    assert_eq!(
+        doctor::parse_net_info(text),
+        NetworkFacts {
+            defined: true,
+            active: true,
+            autostart: false,
+            persistent: true
+        }
+    );
+    // Through virsh and the test driver, when virsh is there.
+    assert!(virsh_available(), "virsh is needed (libvirt client tools)");
+    let states = doctor::read_networks("test:///default", &["default".into(), "nope".into()]);
+    assert!(states["default"].as_ref().unwrap().active);
+    assert!(!states["nope"].as_ref().unwrap().defined);
 }
 
 /// Undefines a `vfiotest-` domain when dropped, also when an assertion fails.

@@ -218,3 +218,176 @@ fn escapes_strings() {
         ["\"a\\\"b\\${c}\""]
     );
 }
+
+// ---------------------------------------------------------------------------
+// replace_file: the atomic write behind `discover --write` and `--nix -o`
+// ---------------------------------------------------------------------------
+
+mod replace {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+
+    use vfio_helper::nixedit::{replace_file, replace_file_with, WriteError};
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn is_symlink(p: &Path) -> bool {
+        std::fs::symlink_metadata(p)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    }
+
+    #[test]
+    fn content_is_replaced_and_nothing_else_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.nix");
+        std::fs::write(&file, "old").unwrap();
+        let written = replace_file(&file, b"new").unwrap();
+        assert_eq!(written, std::fs::canonicalize(&file).unwrap());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+        assert_eq!(names(dir.path()), ["host.nix"]);
+    }
+
+    #[test]
+    fn a_new_file_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hardware.nix");
+        replace_file(&file, b"{ }").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "{ }");
+        assert_eq!(names(dir.path()), ["hardware.nix"]);
+    }
+
+    #[test]
+    fn mode_and_owner_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.nix");
+        std::fs::write(&file, "old").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        // As root (CI), give the file another owner to see it kept.
+        let root = std::fs::metadata(dir.path()).unwrap().uid() == 0
+            && std::os::unix::fs::chown(&file, Some(4242), Some(4343)).is_ok();
+        let before = std::fs::metadata(&file).unwrap();
+        replace_file(&file, b"new").unwrap();
+        let after = std::fs::metadata(&file).unwrap();
+        assert_ne!(before.ino(), after.ino(), "a new file was renamed in");
+        assert_eq!(after.mode() & 0o7777, 0o640);
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+        if root {
+            assert_eq!((after.uid(), after.gid()), (4242, 4343));
+        }
+    }
+
+    #[test]
+    fn the_temporary_file_is_never_wider_than_the_target() {
+        for target_mode in [0o600, 0o640, 0o400, 0o644] {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("host.nix");
+            std::fs::write(&file, "old").unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(target_mode)).unwrap();
+            let mut seen = None;
+            replace_file_with(&file, |f| {
+                seen = Some(f.metadata()?.mode() & 0o7777);
+                // Nobody else may read what is being written.
+                f.write_all(b"secret")
+            })
+            .unwrap();
+            let temp_mode = seen.unwrap();
+            assert_eq!(
+                temp_mode & !target_mode,
+                0,
+                "{temp_mode:o} vs {target_mode:o}"
+            );
+            assert_eq!(temp_mode & 0o077, 0, "{temp_mode:o}");
+            let final_mode = std::fs::metadata(&file).unwrap().mode() & 0o7777;
+            assert_eq!(final_mode, target_mode);
+        }
+    }
+
+    #[test]
+    fn a_symlinked_host_file_stays_a_symlink_and_its_target_gets_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("repo/hosts");
+        std::fs::create_dir_all(&real_dir).unwrap();
+        let real = real_dir.join("desktop.nix");
+        std::fs::write(&real, "old").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        let link = etc.join("configuration.nix");
+        std::os::unix::fs::symlink("../repo/hosts/desktop.nix", &link).unwrap();
+        // A chain of two links.
+        let link2 = dir.path().join("host.nix");
+        std::os::unix::fs::symlink(&link, &link2).unwrap();
+
+        let written = replace_file(&link2, b"new").unwrap();
+        assert_eq!(written, std::fs::canonicalize(&real).unwrap());
+        assert!(is_symlink(&link) && is_symlink(&link2));
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            Path::new("../repo/hosts/desktop.nix")
+        );
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
+        assert_eq!(std::fs::metadata(&real).unwrap().mode() & 0o7777, 0o600);
+        // The temporary file was made next to the real file, and is gone.
+        assert_eq!(names(&real_dir), ["desktop.nix"]);
+        assert_eq!(names(&etc), ["configuration.nix"]);
+    }
+
+    #[test]
+    fn a_planted_symlink_at_the_old_fixed_temporary_name_is_not_followed() {
+        // Earlier versions wrote `.NAME.vfio-helper.tmp` with fs::write, which
+        // follows a symlink planted there and truncates its target.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.nix");
+        std::fs::write(&file, "old").unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let planted = dir.path().join(".host.nix.vfio-helper.tmp");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        replace_file(&file, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(is_symlink(&planted));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_file_and_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.nix");
+        std::fs::write(&file, "old").unwrap();
+        let err = replace_file_with(&file, |f| {
+            f.write_all(b"half a fi")?;
+            Err(std::io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert!(matches!(err, WriteError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "old");
+        assert_eq!(names(dir.path()), ["host.nix"]);
+    }
+
+    #[test]
+    fn a_dangling_symlink_or_a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("host.nix");
+        std::os::unix::fs::symlink(dir.path().join("gone.nix"), &link).unwrap();
+        let err = replace_file(&link, b"new").unwrap_err();
+        assert!(matches!(err, WriteError::Dangling { .. }), "{err}");
+        assert!(!dir.path().join("gone.nix").exists());
+
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let err = replace_file(&sub, b"new").unwrap_err();
+        assert!(matches!(err, WriteError::NotRegular { .. }), "{err}");
+        assert_eq!(names(dir.path()), ["host.nix", "sub"]);
+    }
+}

@@ -141,17 +141,32 @@ type Scope = BTreeMap<String, Option<ast::Expr>>;
 
 struct Reader<'a> {
     source: &'a str,
+    comments: Comments,
     scopes: Vec<Scope>,
     depth: usize,
+    /// Expressions still to be read: a name bound in a `let` is read again
+    /// at every use, so `let a = { x = a; y = a; }` or a chain of bindings
+    /// that each use the previous one twice would take exponential time
+    /// without a bound. Past it, everything is unknown.
+    budget: usize,
+    /// The bindings being read (by their range): a binding that uses itself
+    /// is unknown there.
+    resolving: Vec<TextRange>,
 }
+
+/// Longest expression text kept in [`Val::Unknown`].
+const MAX_UNKNOWN_TEXT: usize = 512;
 
 /// Reads the literal tree of a parsed file: the value of its top expression
 /// (looking through a function header, `let`, `with` and parentheses).
 pub fn read(root: &ast::Root, source: &str) -> Node {
     let mut reader = Reader {
         source,
+        comments: Comments::new(source),
         scopes: Vec::new(),
         depth: 0,
+        budget: 4 * source.len() + 10_000,
+        resolving: Vec::new(),
     };
     match root.expr() {
         Some(expr) => reader.expr(&expr),
@@ -166,46 +181,122 @@ fn ident_text(attr: &ast::Attr) -> Option<String> {
     }
 }
 
-/// The comments belonging to a binding: those on the lines directly above it
-/// and the one at the end of its last line.
-fn comments_around(source: &str, start: usize, end: usize) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    // Lines above, while they hold only a comment.
-    let mut line_start = source[..start.min(source.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let mut above = Vec::new();
-    while line_start > 0 {
-        let prev_end = line_start - 1;
-        let prev_start = source[..prev_end].rfind('\n').map_or(0, |i| i + 1);
-        let line = source[prev_start..prev_end].trim();
-        if let Some(c) = line.strip_prefix('#') {
-            above.push(c.trim().to_string());
-            line_start = prev_start;
-        } else {
-            break;
+/// Comment lines above a binding that are read, at most.
+const MAX_COMMENT_LINES: usize = 16;
+/// Bytes of one comment line that are kept, at most.
+const MAX_COMMENT_BYTES: usize = 256;
+
+/// Where the lines and `#` characters of a file are, computed once, so that
+/// attaching comments costs the same for every binding however long the
+/// file's lines are (one long line of bindings must not make it quadratic).
+struct Comments {
+    /// Offsets of the `\n` characters.
+    newlines: Vec<usize>,
+    /// Offsets of the `#` characters.
+    hashes: Vec<usize>,
+    /// Per line: the line, trimmed, is a `#` comment.
+    comment_only: Vec<bool>,
+}
+
+impl Comments {
+    fn new(source: &str) -> Comments {
+        let bytes = source.as_bytes();
+        let newlines: Vec<usize> = memchr_all(bytes, b'\n');
+        let hashes: Vec<usize> = memchr_all(bytes, b'#');
+        let mut comment_only = Vec::with_capacity(newlines.len() + 1);
+        let mut start = 0;
+        for end in newlines.iter().copied().chain(std::iter::once(bytes.len())) {
+            comment_only.push(source[start..end].trim_start().starts_with('#'));
+            start = end + 1;
+        }
+        Comments {
+            newlines,
+            hashes,
+            comment_only,
         }
     }
-    above.reverse();
-    parts.extend(above);
-    // The rest of the binding's last line.
-    let end = end.min(source.len());
-    let rest_end = source[end..].find('\n').map_or(source.len(), |i| end + i);
-    if let Some(pos) = source[end..rest_end].find('#') {
-        parts.push(source[end + pos + 1..rest_end].trim().to_string());
+
+    /// The line holding byte `pos` (0-based).
+    fn line_of(&self, pos: usize) -> usize {
+        self.newlines.partition_point(|&n| n < pos)
     }
-    parts.join("\n")
+
+    fn line_range(&self, line: usize, len: usize) -> (usize, usize) {
+        let start = if line == 0 {
+            0
+        } else {
+            self.newlines[line - 1] + 1
+        };
+        let end = self.newlines.get(line).copied().unwrap_or(len);
+        (start, end)
+    }
+
+    /// The comments belonging to a binding at `start..end`: those on the
+    /// lines directly above it and the one after it on its last line.
+    fn around(&self, source: &str, start: usize, end: usize) -> String {
+        let clip = |text: &str| -> String {
+            let mut cut = MAX_COMMENT_BYTES.min(text.len());
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text[..cut].trim().to_string()
+        };
+        let mut parts: Vec<String> = Vec::new();
+        let first = self.line_of(start.min(source.len()));
+        let mut line = first;
+        while line > 0 && first - line < MAX_COMMENT_LINES && self.comment_only[line - 1] {
+            line -= 1;
+        }
+        for l in line..first {
+            let (a, b) = self.line_range(l, source.len());
+            let text = source[a..b].trim_start();
+            parts.push(clip(text.strip_prefix('#').unwrap_or(text)));
+        }
+        // The rest of the binding's last line.
+        let end = end.min(source.len());
+        let line_end = self.line_range(self.line_of(end), source.len()).1;
+        let next_hash = self.hashes.partition_point(|&h| h < end);
+        if let Some(&h) = self.hashes.get(next_hash) {
+            if h < line_end {
+                parts.push(clip(&source[h + 1..line_end]));
+            }
+        }
+        parts.join("\n")
+    }
+}
+
+fn memchr_all(bytes: &[u8], b: u8) -> Vec<usize> {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 impl Reader<'_> {
     fn unknown(&self, expr: &ast::Expr) -> Node {
         let range = nixedit::tight_range(expr.syntax());
-        let text = self
-            .source
-            .get(usize::from(range.start())..usize::from(range.end()))
-            .unwrap_or_default()
-            .to_string();
+        let start = usize::from(range.start());
+        let mut end = usize::from(range.end()).min(start + MAX_UNKNOWN_TEXT);
+        while end > start && !self.source.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = self.source.get(start..end).unwrap_or_default().to_string();
         Node::new(Val::Unknown(text), range)
+    }
+
+    /// The value of a bound name's expression; unknown inside its own
+    /// definition.
+    fn resolve(&mut self, bound: &ast::Expr) -> Node {
+        let range = bound.syntax().text_range();
+        if self.resolving.contains(&range) {
+            return self.unknown(bound);
+        }
+        self.resolving.push(range);
+        let node = self.expr(bound);
+        self.resolving.pop();
+        node
     }
 
     fn lookup(&self, name: &str) -> Option<Option<ast::Expr>> {
@@ -213,9 +304,10 @@ impl Reader<'_> {
     }
 
     fn expr(&mut self, expr: &ast::Expr) -> Node {
-        if self.depth >= MAX_DEPTH {
+        if self.depth >= MAX_DEPTH || self.budget == 0 {
             return self.unknown(expr);
         }
+        self.budget -= 1;
         self.depth += 1;
         let node = self.expr_inner(expr);
         self.depth -= 1;
@@ -229,44 +321,8 @@ impl Reader<'_> {
                 let map = self.attrset(set);
                 Node::new(Val::Set(map), range)
             }
-            ast::Expr::LetIn(l) => {
-                let scope = self.scope_of(l);
-                self.scopes.push(scope);
-                let node = match l.body() {
-                    Some(body) => self.expr(&body),
-                    None => self.unknown(expr),
-                };
-                self.scopes.pop();
-                node
-            }
-            ast::Expr::Lambda(l) => {
-                let mut scope = Scope::new();
-                match l.param() {
-                    Some(ast::Param::IdentParam(p)) => {
-                        if let Some(i) = p.ident() {
-                            scope.insert(i.syntax().text().to_string(), None);
-                        }
-                    }
-                    Some(ast::Param::Pattern(p)) => {
-                        for e in p.pat_entries() {
-                            if let Some(i) = e.ident() {
-                                scope.insert(i.syntax().text().to_string(), None);
-                            }
-                        }
-                        if let Some(i) = p.pat_bind().and_then(|b| b.ident()) {
-                            scope.insert(i.syntax().text().to_string(), None);
-                        }
-                    }
-                    None => {}
-                }
-                self.scopes.push(scope);
-                let node = match l.body() {
-                    Some(body) => self.expr(&body),
-                    None => self.unknown(expr),
-                };
-                self.scopes.pop();
-                node
-            }
+            ast::Expr::LetIn(l) => self.let_in(expr, l),
+            ast::Expr::Lambda(l) => self.lambda(expr, l),
             ast::Expr::With(w) => match w.body() {
                 Some(body) => self.expr(&body),
                 None => self.unknown(expr),
@@ -280,130 +336,184 @@ impl Reader<'_> {
                 }
                 None => self.unknown(expr),
             },
-            ast::Expr::Str(s) => {
-                let mut out = String::new();
-                for part in s.normalized_parts() {
-                    match part {
-                        ast::InterpolPart::Literal(l) => out.push_str(&l),
-                        ast::InterpolPart::Interpolation(_) => return self.unknown(expr),
-                    }
-                }
-                Node::new(Val::Str(out), range)
-            }
-            ast::Expr::Literal(lit) => {
-                let text = lit.syntax().text().to_string();
-                if let Ok(i) = text.parse::<i64>() {
-                    Node::new(Val::Int(i), range)
-                } else if let Ok(f) = text.parse::<f64>() {
-                    Node::new(Val::Float(f), range)
-                } else if text.contains(':') {
-                    Node::new(Val::Str(text), range)
-                } else {
-                    self.unknown(expr)
-                }
-            }
-            ast::Expr::Path(p) => {
-                let text = p.syntax().text().to_string();
-                if text.contains("${") || text.starts_with('<') {
-                    self.unknown(expr)
-                } else {
-                    Node::new(Val::Path(text), range)
-                }
-            }
-            ast::Expr::Ident(i) => {
-                let name = i.syntax().text().to_string();
-                match self.lookup(&name) {
-                    Some(Some(bound)) => {
-                        let mut node = self.expr(&bound);
-                        // Report problems where the name is used too.
-                        node.key_start = usize::from(range.start());
-                        node.key_end = usize::from(range.end());
-                        node
-                    }
-                    Some(None) => self.unknown(expr),
-                    None => match name.as_str() {
-                        "true" => Node::new(Val::Bool(true), range),
-                        "false" => Node::new(Val::Bool(false), range),
-                        "null" => Node::new(Val::Null, range),
-                        _ => self.unknown(expr),
-                    },
-                }
-            }
+            ast::Expr::Str(s) => self.string(expr, s, range),
+            ast::Expr::Literal(lit) => self.literal(expr, lit, range),
+            ast::Expr::Path(p) => self.path(expr, p, range),
+            ast::Expr::Ident(i) => self.ident(expr, i, range),
             ast::Expr::List(l) => {
                 let items = l.items().map(|i| self.expr(&i)).collect();
                 Node::new(Val::List(items), range)
             }
-            ast::Expr::Apply(a) => {
-                let (Some(f), Some(arg)) = (a.lambda(), a.argument()) else {
-                    return self.unknown(expr);
-                };
-                let name = f.syntax().text().to_string();
-                let last = name.rsplit('.').next().unwrap_or_default().trim();
-                if matches!(last, "mkDefault" | "mkForce" | "mkOptionDefault") {
-                    self.expr(&arg)
-                } else {
-                    self.unknown(expr)
+            ast::Expr::Apply(a) => self.apply(expr, a),
+            ast::Expr::UnaryOp(u) => self.unary(expr, u, range),
+            ast::Expr::BinOp(b) => self.binop(expr, b, range),
+            ast::Expr::Select(s) => self.select(expr, s),
+            _ => self.unknown(expr),
+        }
+    }
+
+    fn let_in(&mut self, expr: &ast::Expr, l: &ast::LetIn) -> Node {
+        let scope = self.scope_of(l);
+        self.scopes.push(scope);
+        let node = match l.body() {
+            Some(body) => self.expr(&body),
+            None => self.unknown(expr),
+        };
+        self.scopes.pop();
+        node
+    }
+
+    fn lambda(&mut self, expr: &ast::Expr, l: &ast::Lambda) -> Node {
+        let mut scope = Scope::new();
+        match l.param() {
+            Some(ast::Param::IdentParam(p)) => {
+                if let Some(i) = p.ident() {
+                    scope.insert(i.syntax().text().to_string(), None);
                 }
             }
-            ast::Expr::UnaryOp(u) => {
-                let Some(inner) = u.expr() else {
-                    return self.unknown(expr);
-                };
-                let value = self.expr(&inner);
-                match (u.operator(), value.val) {
-                    (Some(ast::UnaryOpKind::Negate), Val::Int(i)) => {
-                        Node::new(Val::Int(i.wrapping_neg()), range)
+            Some(ast::Param::Pattern(p)) => {
+                for e in p.pat_entries() {
+                    if let Some(i) = e.ident() {
+                        scope.insert(i.syntax().text().to_string(), None);
                     }
-                    (Some(ast::UnaryOpKind::Invert), Val::Bool(b)) => {
-                        Node::new(Val::Bool(!b), range)
-                    }
-                    _ => self.unknown(expr),
+                }
+                if let Some(i) = p.pat_bind().and_then(|b| b.ident()) {
+                    scope.insert(i.syntax().text().to_string(), None);
                 }
             }
-            ast::Expr::BinOp(b) => {
-                let (Some(l), Some(r), Some(op)) = (b.lhs(), b.rhs(), b.operator()) else {
-                    return self.unknown(expr);
-                };
-                let (lv, rv) = (self.expr(&l), self.expr(&r));
-                use ast::BinOpKind as K;
-                let val = match (op, lv.val, rv.val) {
-                    (K::Add, Val::Int(x), Val::Int(y)) => x.checked_add(y).map(Val::Int),
-                    (K::Sub, Val::Int(x), Val::Int(y)) => x.checked_sub(y).map(Val::Int),
-                    (K::Mul, Val::Int(x), Val::Int(y)) => x.checked_mul(y).map(Val::Int),
-                    (K::Div, Val::Int(x), Val::Int(y)) if y != 0 => x.checked_div(y).map(Val::Int),
-                    (K::Add, Val::Str(x), Val::Str(y)) => Some(Val::Str(x + &y)),
-                    (K::Update, Val::Set(mut x), Val::Set(y)) => {
-                        x.extend(y);
-                        Some(Val::Set(x))
-                    }
-                    (K::Concat, Val::List(mut x), Val::List(y)) => {
-                        x.extend(y);
-                        Some(Val::List(x))
-                    }
-                    _ => None,
-                };
-                match val {
-                    Some(v) => Node::new(v, range),
-                    None => self.unknown(expr),
-                }
+            None => {}
+        }
+        self.scopes.push(scope);
+        let node = match l.body() {
+            Some(body) => self.expr(&body),
+            None => self.unknown(expr),
+        };
+        self.scopes.pop();
+        node
+    }
+
+    fn string(&mut self, expr: &ast::Expr, s: &ast::Str, range: TextRange) -> Node {
+        let mut out = String::new();
+        for part in s.normalized_parts() {
+            match part {
+                ast::InterpolPart::Literal(l) => out.push_str(&l),
+                ast::InterpolPart::Interpolation(_) => return self.unknown(expr),
             }
-            ast::Expr::Select(s) => {
-                let (Some(base), Some(path)) = (s.expr(), s.attrpath()) else {
-                    return self.unknown(expr);
-                };
-                if s.default_expr().is_some() || !matches!(base, ast::Expr::Ident(_)) {
-                    return self.unknown(expr);
-                }
-                let Some(names) = nixedit::attr_path(&path) else {
-                    return self.unknown(expr);
-                };
-                let base = self.expr(&base);
-                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                match get(&base, &refs) {
-                    Get::Known(n) => n.clone(),
-                    _ => self.unknown(expr),
-                }
+        }
+        Node::new(Val::Str(out), range)
+    }
+
+    fn literal(&mut self, expr: &ast::Expr, lit: &ast::Literal, range: TextRange) -> Node {
+        let text = lit.syntax().text().to_string();
+        if let Ok(i) = text.parse::<i64>() {
+            Node::new(Val::Int(i), range)
+        } else if let Ok(f) = text.parse::<f64>() {
+            Node::new(Val::Float(f), range)
+        } else if text.contains(':') {
+            Node::new(Val::Str(text), range)
+        } else {
+            self.unknown(expr)
+        }
+    }
+
+    fn path(&mut self, expr: &ast::Expr, p: &ast::Path, range: TextRange) -> Node {
+        let text = p.syntax().text().to_string();
+        if text.contains("${") || text.starts_with('<') {
+            self.unknown(expr)
+        } else {
+            Node::new(Val::Path(text), range)
+        }
+    }
+
+    fn ident(&mut self, expr: &ast::Expr, i: &ast::Ident, range: TextRange) -> Node {
+        let name = i.syntax().text().to_string();
+        match self.lookup(&name) {
+            Some(Some(bound)) => {
+                let mut node = self.resolve(&bound);
+                // Report problems where the name is used too.
+                node.key_start = usize::from(range.start());
+                node.key_end = usize::from(range.end());
+                node
             }
+            Some(None) => self.unknown(expr),
+            None => match name.as_str() {
+                "true" => Node::new(Val::Bool(true), range),
+                "false" => Node::new(Val::Bool(false), range),
+                "null" => Node::new(Val::Null, range),
+                _ => self.unknown(expr),
+            },
+        }
+    }
+
+    fn apply(&mut self, expr: &ast::Expr, a: &ast::Apply) -> Node {
+        let (Some(f), Some(arg)) = (a.lambda(), a.argument()) else {
+            return self.unknown(expr);
+        };
+        let name = f.syntax().text().to_string();
+        let last = name.rsplit('.').next().unwrap_or_default().trim();
+        if matches!(last, "mkDefault" | "mkForce" | "mkOptionDefault") {
+            self.expr(&arg)
+        } else {
+            self.unknown(expr)
+        }
+    }
+
+    fn unary(&mut self, expr: &ast::Expr, u: &ast::UnaryOp, range: TextRange) -> Node {
+        let Some(inner) = u.expr() else {
+            return self.unknown(expr);
+        };
+        let value = self.expr(&inner);
+        match (u.operator(), value.val) {
+            (Some(ast::UnaryOpKind::Negate), Val::Int(i)) => {
+                Node::new(Val::Int(i.wrapping_neg()), range)
+            }
+            (Some(ast::UnaryOpKind::Invert), Val::Bool(b)) => Node::new(Val::Bool(!b), range),
+            _ => self.unknown(expr),
+        }
+    }
+
+    fn binop(&mut self, expr: &ast::Expr, b: &ast::BinOp, range: TextRange) -> Node {
+        let (Some(l), Some(r), Some(op)) = (b.lhs(), b.rhs(), b.operator()) else {
+            return self.unknown(expr);
+        };
+        let (lv, rv) = (self.expr(&l), self.expr(&r));
+        use ast::BinOpKind as K;
+        let val = match (op, lv.val, rv.val) {
+            (K::Add, Val::Int(x), Val::Int(y)) => x.checked_add(y).map(Val::Int),
+            (K::Sub, Val::Int(x), Val::Int(y)) => x.checked_sub(y).map(Val::Int),
+            (K::Mul, Val::Int(x), Val::Int(y)) => x.checked_mul(y).map(Val::Int),
+            (K::Div, Val::Int(x), Val::Int(y)) if y != 0 => x.checked_div(y).map(Val::Int),
+            (K::Add, Val::Str(x), Val::Str(y)) => Some(Val::Str(x + &y)),
+            (K::Update, Val::Set(mut x), Val::Set(y)) => {
+                x.extend(y);
+                Some(Val::Set(x))
+            }
+            (K::Concat, Val::List(mut x), Val::List(y)) => {
+                x.extend(y);
+                Some(Val::List(x))
+            }
+            _ => None,
+        };
+        match val {
+            Some(v) => Node::new(v, range),
+            None => self.unknown(expr),
+        }
+    }
+
+    fn select(&mut self, expr: &ast::Expr, s: &ast::Select) -> Node {
+        let (Some(base), Some(path)) = (s.expr(), s.attrpath()) else {
+            return self.unknown(expr);
+        };
+        if s.default_expr().is_some() || !matches!(base, ast::Expr::Ident(_)) {
+            return self.unknown(expr);
+        }
+        let Some(names) = nixedit::attr_path(&path) else {
+            return self.unknown(expr);
+        };
+        let base = self.expr(&base);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        match get(&base, &refs) {
+            Get::Known(n) => n.clone(),
             _ => self.unknown(expr),
         }
     }
@@ -457,10 +567,20 @@ impl Reader<'_> {
                     };
                     let key = nixedit::tight_range(path.syntax());
                     let entry_range = nixedit::tight_range(av.syntax());
-                    let mut node = self.expr(&value);
+                    // Each name of a dotted path is a level of the tree too:
+                    // a path too long for the depth left is not followed.
+                    let (names, mut node) = if self.depth + names.len() > MAX_DEPTH {
+                        (names[..1].to_vec(), self.unknown(&value))
+                    } else {
+                        let extra = names.len() - 1;
+                        self.depth += extra;
+                        let node = self.expr(&value);
+                        self.depth -= extra;
+                        (names, node)
+                    };
                     node.key_start = usize::from(key.start());
                     node.key_end = usize::from(key.end());
-                    node.comment = comments_around(
+                    node.comment = self.comments.around(
                         self.source,
                         usize::from(entry_range.start()),
                         usize::from(entry_range.end()) + 1,
@@ -481,7 +601,7 @@ impl Reader<'_> {
                                 _ => Node::new(Val::Unknown(name.clone()), range),
                             },
                             None => match self.lookup(&name) {
-                                Some(Some(e)) => self.expr(&e),
+                                Some(Some(e)) => self.resolve(&e),
                                 _ => Node::new(Val::Unknown(name.clone()), range),
                             },
                         };
@@ -612,14 +732,58 @@ mod tests {
     #[test]
     fn deep_nesting_does_not_overflow() {
         let mut src = String::new();
-        for _ in 0..300 {
+        for _ in 0..150 {
             src.push_str("{ a = ");
         }
         src.push('1');
-        for _ in 0..300 {
+        for _ in 0..150 {
             src.push_str("; }");
         }
         let t = tree(&src);
         assert!(t.has_unknown());
+    }
+
+    #[test]
+    fn self_reference_and_doubling_bindings_take_linear_time() {
+        // `self` uses itself three times: read naively, 3^64 expansions.
+        let t = tree(
+            "let self = { a = self; b = self; c = self // { x = 1; }; n = 1; }; in { s = self; }",
+        );
+        assert_eq!(val(&t, &["s", "n"]), &Val::Int(1));
+        assert_eq!(get(&t, &["s", "a"]), Get::Unknown);
+        // 60 bindings, each using the previous one twice: 2^60 without a bound.
+        let mut src = String::from("let b0 = { v = 1; };");
+        for i in 1..60 {
+            src.push_str(&format!(" b{i} = {{ l = b{}; r = b{}; }};", i - 1, i - 1));
+        }
+        src.push_str(" in { top = b59; }");
+        let start = std::time::Instant::now();
+        let t = tree(&src);
+        assert!(t.has_unknown());
+        assert!(start.elapsed().as_secs() < 30);
+    }
+
+    #[test]
+    fn a_long_dotted_path_counts_as_depth() {
+        let path = vec!["a"; 100].join(".");
+        let t = tree(&format!("{{ {path} = 1; b.c = 2; }}"));
+        assert_eq!(get(&t, &["a"]), Get::Unknown);
+        assert_eq!(val(&t, &["b", "c"]), &Val::Int(2));
+    }
+
+    #[test]
+    fn comments_on_one_long_line_attach_in_linear_time() {
+        // 20 000 bindings on one line under a comment: each binding gets the
+        // comment above and the one at the end of the line, without scanning
+        // the line again.
+        let line = "x = 1; ".repeat(20_000);
+        let src = format!("{{\n  # 4K\n  {line} # end\n}}");
+        let start = std::time::Instant::now();
+        let t = tree(&src);
+        let Get::Known(n) = get(&t, &["x"]) else {
+            panic!()
+        };
+        assert_eq!(n.comment, "4K\nend");
+        assert!(start.elapsed().as_secs() < 30);
     }
 }

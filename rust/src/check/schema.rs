@@ -532,8 +532,12 @@ pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
     if let Some(k) = known.iter().find(|k| k.to_ascii_lowercase() == lower) {
         return Some(k);
     }
+    let len = lower.chars().count();
     known
         .iter()
+        // The distance is at least the difference in length: skip those
+        // that cannot be close (and a hostile 100 000-character name).
+        .filter(|k| len.abs_diff(k.len()) <= 2.max(k.len() / 4))
         .map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
         .min()

@@ -32,10 +32,7 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     for path in &args.files {
         let display = path.display().to_string();
         let (source, findings) = check::check_file(path, &display, &options);
-        for f in &findings {
-            human.push_str(&diagnostics::render_report(f, &source));
-            human.push('\n');
-        }
+        human.push_str(&diagnostics::render_reports(&findings, &source));
         names.push(display);
         all.extend(findings);
     }

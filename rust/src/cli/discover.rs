@@ -121,24 +121,9 @@ fn load_pci_ids(explicit: Option<&Path>) -> miette::Result<(Option<PathBuf>, Opt
     })
 }
 
-/// Writes next to the target and renames, so a failure never leaves half a file.
+/// Writes through [`nixedit::replace_file`]: atomically, next to the real
+/// file, keeping a symlink, the owner and the mode.
 fn write_atomically(path: &Path, text: &str) -> miette::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.vfio-helper.tmp"));
-    std::fs::write(&tmp, text)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write {}", tmp.display()))?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&tmp, meta.permissions());
-    }
-    std::fs::rename(&tmp, path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot replace {}", path.display()))
+    nixedit::replace_file(path, text.as_bytes())?;
+    Ok(())
 }

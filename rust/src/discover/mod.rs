@@ -401,9 +401,60 @@ pub fn analyse(raw: RawHost, options: &Options) -> Result<DiscoverReport, Discov
         cmdline,
         mut notes,
     } = raw;
+    name_devices(&mut devices, options, &mut notes);
+    devices.sort_by(|a, b| a.address.cmp(&b.address));
+    let groups = complete_groups(group_dirs, &devices);
 
+    let mut findings = Vec::new();
+    let params: Vec<String> = cmdline
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter(|p| PARAM_PREFIXES.iter().any(|pre| p.starts_with(pre)))
+        .map(str::to_string)
+        .collect();
+    let is_vm = cpuinfo.flags.iter().any(|f| f == "hypervisor");
+    let (state, advice) = iommu_state(&groups, topology.vendor, is_vm, &params, &mut findings);
+    let mut gpus = gpu_reports(&devices, &groups);
+    let candidate = choose_candidate(&mut gpus, options)?;
+    gpu_findings(&gpus, &mut findings);
+    let virtualization = cpu_findings(&cpuinfo, &topology, &mut findings);
+    findings.sort_by_key(|f| f.severity);
+
+    Ok(DiscoverReport {
+        format_version: FORMAT_VERSION,
+        topology,
+        iommu: IommuReport {
+            state,
+            group_count: groups.len(),
+            kernel_parameters: params,
+            advice,
+        },
+        gpus,
+        candidate,
+        host: HostFacts {
+            kernel_cmdline: cmdline,
+            virtualization,
+            is_virtual_machine: is_vm,
+            pci_ids: options
+                .pci_ids_path
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        },
+        groups: groups
+            .into_iter()
+            .map(|(id, devices)| IommuGroup { id, devices })
+            .collect(),
+        devices,
+        findings,
+        notes,
+    })
+}
+
+/// Vendor and device names from pci.ids, or a note that there are none.
+fn name_devices(devices: &mut [PciDevice], options: &Options, notes: &mut Vec<String>) {
     if let Some(ids) = &options.pci_ids {
-        for dev in &mut devices {
+        for dev in devices.iter_mut() {
             let v = dev
                 .vendor_id
                 .as_deref()
@@ -425,12 +476,16 @@ pub fn analyse(raw: RawHost, options: &Options) -> Result<DiscoverReport, Discov
                 .to_string(),
         );
     }
-    devices.sort_by(|a, b| a.address.cmp(&b.address));
+}
 
-    // Group membership: the group directories, plus any device whose link
-    // names a group the directory listing missed.
+/// Group membership: the group directories, plus any device whose link
+/// names a group the directory listing missed.
+fn complete_groups(
+    group_dirs: BTreeMap<u32, Vec<String>>,
+    devices: &[PciDevice],
+) -> BTreeMap<u32, Vec<String>> {
     let mut groups = group_dirs;
-    for dev in &devices {
+    for dev in devices {
         if let Some(g) = dev.iommu_group {
             let members = groups.entry(g).or_default();
             if !members.contains(&dev.address) {
@@ -439,32 +494,18 @@ pub fn analyse(raw: RawHost, options: &Options) -> Result<DiscoverReport, Discov
             }
         }
     }
-    let group_of = |addr: &str| -> Option<u32> {
-        devices
-            .iter()
-            .find(|d| d.address == addr)
-            .and_then(|d| d.iommu_group)
-            .or_else(|| {
-                groups
-                    .iter()
-                    .find(|(_, m)| m.iter().any(|a| a == addr))
-                    .map(|(g, _)| *g)
-            })
-    };
+    groups
+}
 
-    let mut findings = Vec::new();
-    let vendor = topology.vendor;
-
-    // IOMMU state.
-    let params: Vec<String> = cmdline
-        .as_deref()
-        .unwrap_or("")
-        .split_whitespace()
-        .filter(|p| PARAM_PREFIXES.iter().any(|pre| p.starts_with(pre)))
-        .map(str::to_string)
-        .collect();
+/// The IOMMU's state, with what to do about it (and findings).
+fn iommu_state(
+    groups: &BTreeMap<u32, Vec<String>>,
+    vendor: Option<CpuVendor>,
+    is_vm: bool,
+    params: &[String],
+    findings: &mut Vec<Finding>,
+) -> (IommuState, Option<String>) {
     let intel_param = params.iter().any(|p| p == "intel_iommu=on");
-    let is_vm = cpuinfo.flags.iter().any(|f| f == "hypervisor");
     let (state, advice) = if groups.is_empty() {
         let how = match vendor {
             Some(CpuVendor::Intel) => "enable VT-d in the firmware setup and set `boot.kernelParams = [ \"intel_iommu=on\" \"iommu=pt\" ];`".to_string(),
@@ -502,8 +543,23 @@ pub fn analyse(raw: RawHost, options: &Options) -> Result<DiscoverReport, Discov
             help: Some("devices split this way can still reach each other by peer-to-peer DMA; prefer moving the card to a slot with its own group".into()),
         });
     }
+    (state, advice)
+}
 
-    // GPUs and their slots.
+/// Each GPU with its slot's functions and how isolated its group is.
+fn gpu_reports(devices: &[PciDevice], groups: &BTreeMap<u32, Vec<String>>) -> Vec<GpuReport> {
+    let group_of = |addr: &str| -> Option<u32> {
+        devices
+            .iter()
+            .find(|d| d.address == addr)
+            .and_then(|d| d.iommu_group)
+            .or_else(|| {
+                groups
+                    .iter()
+                    .find(|(_, m)| m.iter().any(|a| a == addr))
+                    .map(|(g, _)| *g)
+            })
+    };
     let mut gpus = Vec::new();
     for dev in devices.iter().filter(|d| d.is_gpu()) {
         let slot = dev.slot();
@@ -515,7 +571,7 @@ pub fn analyse(raw: RawHost, options: &Options) -> Result<DiscoverReport, Discov
                 .map(Function::of),
         );
         let group = group_of(&dev.address);
-        let isolation = judge_isolation(&functions, group, &groups, &devices);
+        let isolation = judge_isolation(&functions, group, groups, devices);
         gpus.push(GpuReport {
             address: dev.address.clone(),
             pci_id: dev.pci_id(),
@@ -528,7 +584,15 @@ pub fn analyse(raw: RawHost, options: &Options) -> Result<DiscoverReport, Discov
             candidate: false,
         });
     }
+    gpus
+}
 
+/// The GPU to pass through: `--gpu`, else a non-boot NVIDIA card, else a
+/// non-boot one, else the first. Marks it in `gpus`.
+fn choose_candidate(
+    gpus: &mut [GpuReport],
+    options: &Options,
+) -> Result<Option<String>, DiscoverError> {
     let candidate = match &options.gpu {
         Some(given) => {
             let want = normalise_address(given);
@@ -556,10 +620,14 @@ pub fn analyse(raw: RawHost, options: &Options) -> Result<DiscoverReport, Discov
             .or_else(|| gpus.first())
             .map(|g| g.address.clone()),
     };
-    for g in &mut gpus {
+    for g in gpus.iter_mut() {
         g.candidate = candidate.as_deref() == Some(g.address.as_str());
     }
+    Ok(candidate)
+}
 
+/// What the candidate GPU means for passthrough.
+fn gpu_findings(gpus: &[GpuReport], findings: &mut Vec<Finding>) {
     if gpus.is_empty() {
         findings.push(Finding {
             severity: Severity::Info,
@@ -602,7 +670,14 @@ pub fn analyse(raw: RawHost, options: &Options) -> Result<DiscoverReport, Discov
             });
         }
     }
+}
 
+/// Hardware virtualisation and 1 GiB pages; returns the virtualisation flag.
+fn cpu_findings(
+    cpuinfo: &CpuInfo,
+    topology: &HostTopology,
+    findings: &mut Vec<Finding>,
+) -> Option<String> {
     let virtualization = ["svm", "vmx"]
         .iter()
         .find(|f| cpuinfo.flags.iter().any(|x| x == *f))
@@ -625,36 +700,7 @@ pub fn analyse(raw: RawHost, options: &Options) -> Result<DiscoverReport, Discov
             ),
         });
     }
-    findings.sort_by_key(|f| f.severity);
-
-    Ok(DiscoverReport {
-        format_version: FORMAT_VERSION,
-        topology,
-        iommu: IommuReport {
-            state,
-            group_count: groups.len(),
-            kernel_parameters: params,
-            advice,
-        },
-        gpus,
-        candidate,
-        host: HostFacts {
-            kernel_cmdline: cmdline,
-            virtualization,
-            is_virtual_machine: is_vm,
-            pci_ids: options
-                .pci_ids_path
-                .as_ref()
-                .map(|p| p.display().to_string()),
-        },
-        groups: groups
-            .into_iter()
-            .map(|(id, devices)| IommuGroup { id, devices })
-            .collect(),
-        devices,
-        findings,
-        notes,
-    })
+    virtualization
 }
 
 fn judge_isolation(

@@ -48,12 +48,23 @@ fn opt(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".into())
 }
 
-/// The terminal report.
+/// The terminal report: problems first, then the IOMMU, the GPUs, the CPU
+/// topology, and notes.
 pub fn text_report(report: &DiscoverReport) -> String {
-    let mut out = String::new();
-    let topo = &report.topology;
+    [
+        problems_section(report),
+        iommu_section(report),
+        gpus_section(report),
+        cpu_section(report),
+        caches_section(report),
+        notes_section(report),
+    ]
+    .concat()
+}
 
-    // 1. Problems first.
+/// Errors and warnings, each with its fix.
+fn problems_section(report: &DiscoverReport) -> String {
+    let mut out = String::new();
     let problems: Vec<_> = report
         .findings
         .iter()
@@ -76,8 +87,12 @@ pub fn text_report(report: &DiscoverReport) -> String {
         }
     }
     out.push('\n');
+    out
+}
 
-    // 2. IOMMU.
+/// The IOMMU state and its kernel parameters.
+fn iommu_section(report: &DiscoverReport) -> String {
+    let mut out = String::new();
     let state = match report.iommu.state {
         IommuState::On => "on",
         IommuState::Off => "off",
@@ -98,8 +113,12 @@ pub fn text_report(report: &DiscoverReport) -> String {
         }
     ));
     out.push('\n');
+    out
+}
 
-    // 3. GPUs.
+/// Each GPU with its functions and isolation.
+fn gpus_section(report: &DiscoverReport) -> String {
+    let mut out = String::new();
     if report.gpus.is_empty() {
         out.push_str("GPUs: none found (no PCI device of class 0300/0302)\n");
     } else {
@@ -112,8 +131,13 @@ pub fn text_report(report: &DiscoverReport) -> String {
         }
     }
     out.push('\n');
+    out
+}
 
-    // 4. CPU.
+/// The CPU: one row per core.
+fn cpu_section(report: &DiscoverReport) -> String {
+    let mut out = String::new();
+    let topo = &report.topology;
     let cores = topo.cores();
     let packages: std::collections::BTreeSet<u32> = topo.cpus.iter().map(|c| c.package).collect();
     let vendor = match topo.vendor {
@@ -158,6 +182,13 @@ pub fn text_report(report: &DiscoverReport) -> String {
         &rows,
     ));
     out.push('\n');
+    out
+}
+
+/// L3 domains, NUMA nodes and hugepages.
+fn caches_section(report: &DiscoverReport) -> String {
+    let mut out = String::new();
+    let topo = &report.topology;
     if topo.l3.is_empty() {
         out.push_str("L3 domains: unknown\n");
     } else {
@@ -204,7 +235,12 @@ pub fn text_report(report: &DiscoverReport) -> String {
         })
         .collect();
     out.push_str(&table(&["SIZE", "TOTAL", "FREE"], &rows));
+    out
+}
 
+/// Informational findings and reading notes.
+fn notes_section(report: &DiscoverReport) -> String {
+    let mut out = String::new();
     let infos: Vec<_> = report
         .findings
         .iter()

@@ -193,47 +193,10 @@ pub fn parse_cache_size(text: &str) -> Option<u64> {
 /// `devices/system/node` and `kernel/mm/hugepages`, plus `cpuinfo` facts.
 pub fn read_topology(sys: &Path, info: &CpuInfo, notes: &mut Vec<String>) -> HostTopology {
     let cpu_base = sys.join("devices/system/cpu");
-    let online = match read_trim(&cpu_base.join("online")).map(|t| parse_cpu_list(&t)) {
-        Some(Ok(list)) => list,
-        other => {
-            if let Some(Err(e)) = other {
-                notes.push(format!(
-                    "devices/system/cpu/online: {e}; listing cpu* directories instead"
-                ));
-            }
-            let mut ids: Vec<u32> = dir_names(&cpu_base)
-                .iter()
-                .filter_map(|n| n.strip_prefix("cpu")?.parse().ok())
-                .collect();
-            ids.sort_unstable();
-            ids
-        }
-    };
-
-    let list_file = |path: PathBuf| -> Option<Vec<u32>> {
-        let text = read_trim(&path)?;
-        parse_cpu_list(&text).ok()
-    };
+    let online = online_cpus(&cpu_base, notes);
     let performance = list_file(sys.join("devices/cpu_core/cpus")).unwrap_or_default();
     let efficiency = list_file(sys.join("devices/cpu_atom/cpus")).unwrap_or_default();
-
-    // NUMA nodes; a kernel without NUMA support has one implicit node 0.
-    let node_base = sys.join("devices/system/node");
-    let mut numa_nodes: Vec<NumaNode> = dir_names(&node_base)
-        .iter()
-        .filter_map(|n| {
-            let id: u32 = n.strip_prefix("node")?.parse().ok()?;
-            let cpus = list_file(node_base.join(n).join("cpulist")).unwrap_or_default();
-            Some(NumaNode { id, cpus })
-        })
-        .collect();
-    numa_nodes.sort_by_key(|n| n.id);
-    if numa_nodes.is_empty() && !online.is_empty() {
-        numa_nodes.push(NumaNode {
-            id: 0,
-            cpus: online.clone(),
-        });
-    }
+    let numa_nodes = numa_nodes(sys, &online);
 
     // L3 domains keyed by their CPU set; ids from sysfs when they are unique.
     let mut l3_by_set: BTreeMap<Vec<u32>, (Option<u32>, u64)> = BTreeMap::new();
@@ -260,35 +223,7 @@ pub fn read_topology(sys: &Path, info: &CpuInfo, notes: &mut Vec<String>) -> Hos
             .and_then(|d| d.parse::<i64>().ok())
             .and_then(|d| u32::try_from(d).ok())
             .unwrap_or(0);
-        let mut l3_set = None;
-        for index in dir_names(&dir.join("cache")) {
-            if !index.starts_with("index") {
-                continue;
-            }
-            let idx = dir.join("cache").join(&index);
-            if read_u32(&idx.join("level")) != Some(3) {
-                continue;
-            }
-            if read_trim(&idx.join("type")).is_some_and(|t| t == "Instruction") {
-                continue;
-            }
-            let Some(set) = list_file(idx.join("shared_cpu_list")).filter(|s| s.contains(&id))
-            else {
-                notes.push(format!(
-                    "cpu{id}: cache/{index}/shared_cpu_list missing or garbled"
-                ));
-                continue;
-            };
-            let size = read_trim(&idx.join("size"))
-                .and_then(|s| parse_cache_size(&s))
-                .unwrap_or(0);
-            let sys_id = read_u32(&idx.join("id"));
-            let entry = l3_by_set.entry(set.clone()).or_insert((sys_id, size));
-            if entry.1 == 0 {
-                entry.1 = size;
-            }
-            l3_set = Some(set);
-        }
+        let l3_set = l3_of(&dir, id, &mut l3_by_set, notes);
         let kind = if performance.contains(&id) {
             CoreKind::Performance
         } else if efficiency.contains(&id) {
@@ -318,9 +253,114 @@ pub fn read_topology(sys: &Path, info: &CpuInfo, notes: &mut Vec<String>) -> Hos
             l3_set,
         ));
     }
+    let l3 = l3_domains(l3_by_set);
+    let cpus = cpus
+        .into_iter()
+        .map(|(mut cpu, set): (LogicalCpu, Option<Vec<u32>>)| {
+            cpu.l3 = set.and_then(|s| l3.iter().find(|d| d.cpus == s).map(|d| d.id));
+            cpu
+        })
+        .collect();
+    HostTopology {
+        vendor: info.vendor,
+        model_name: info.model_name.clone(),
+        cpus,
+        l3,
+        numa_nodes,
+        pdpe1gb: info.flags.iter().any(|f| f == "pdpe1gb"),
+        hugepages: hugepage_pools(sys),
+    }
+}
 
-    // Keep sysfs cache ids when each domain has a distinct one; renumber by
-    // first CPU otherwise (old kernels have no `id` file).
+/// A CPU list file (`0-3,8-11`), when present and well-formed.
+fn list_file(path: PathBuf) -> Option<Vec<u32>> {
+    let text = read_trim(&path)?;
+    parse_cpu_list(&text).ok()
+}
+
+/// The online CPUs: `online`, else the `cpuN` directories.
+fn online_cpus(cpu_base: &Path, notes: &mut Vec<String>) -> Vec<u32> {
+    match read_trim(&cpu_base.join("online")).map(|t| parse_cpu_list(&t)) {
+        Some(Ok(list)) => list,
+        other => {
+            if let Some(Err(e)) = other {
+                notes.push(format!(
+                    "devices/system/cpu/online: {e}; listing cpu* directories instead"
+                ));
+            }
+            let mut ids: Vec<u32> = dir_names(cpu_base)
+                .iter()
+                .filter_map(|n| n.strip_prefix("cpu")?.parse().ok())
+                .collect();
+            ids.sort_unstable();
+            ids
+        }
+    }
+}
+
+/// NUMA nodes; a kernel without NUMA support has one implicit node 0.
+fn numa_nodes(sys: &Path, online: &[u32]) -> Vec<NumaNode> {
+    let node_base = sys.join("devices/system/node");
+    let mut numa_nodes: Vec<NumaNode> = dir_names(&node_base)
+        .iter()
+        .filter_map(|n| {
+            let id: u32 = n.strip_prefix("node")?.parse().ok()?;
+            let cpus = list_file(node_base.join(n).join("cpulist")).unwrap_or_default();
+            Some(NumaNode { id, cpus })
+        })
+        .collect();
+    numa_nodes.sort_by_key(|n| n.id);
+    if numa_nodes.is_empty() && !online.is_empty() {
+        numa_nodes.push(NumaNode {
+            id: 0,
+            cpus: online.to_vec(),
+        });
+    }
+    numa_nodes
+}
+
+/// The CPU set of `cpu{id}`'s L3 cache (unified or data), recorded with its
+/// sysfs id and size in `l3_by_set`.
+fn l3_of(
+    dir: &Path,
+    id: u32,
+    l3_by_set: &mut BTreeMap<Vec<u32>, (Option<u32>, u64)>,
+    notes: &mut Vec<String>,
+) -> Option<Vec<u32>> {
+    let mut l3_set = None;
+    for index in dir_names(&dir.join("cache")) {
+        if !index.starts_with("index") {
+            continue;
+        }
+        let idx = dir.join("cache").join(&index);
+        if read_u32(&idx.join("level")) != Some(3) {
+            continue;
+        }
+        if read_trim(&idx.join("type")).is_some_and(|t| t == "Instruction") {
+            continue;
+        }
+        let Some(set) = list_file(idx.join("shared_cpu_list")).filter(|s| s.contains(&id)) else {
+            notes.push(format!(
+                "cpu{id}: cache/{index}/shared_cpu_list missing or garbled"
+            ));
+            continue;
+        };
+        let size = read_trim(&idx.join("size"))
+            .and_then(|s| parse_cache_size(&s))
+            .unwrap_or(0);
+        let sys_id = read_u32(&idx.join("id"));
+        let entry = l3_by_set.entry(set.clone()).or_insert((sys_id, size));
+        if entry.1 == 0 {
+            entry.1 = size;
+        }
+        l3_set = Some(set);
+    }
+    l3_set
+}
+
+/// The L3 domains. Keep sysfs cache ids when each domain has a distinct one;
+/// renumber by first CPU otherwise (old kernels have no `id` file).
+fn l3_domains(l3_by_set: BTreeMap<Vec<u32>, (Option<u32>, u64)>) -> Vec<CacheDomain> {
     let mut domains: Vec<(Vec<u32>, Option<u32>, u64)> = l3_by_set
         .into_iter()
         .map(|(set, (id, size))| (set, id, size))
@@ -329,7 +369,7 @@ pub fn read_topology(sys: &Path, info: &CpuInfo, notes: &mut Vec<String>) -> Hos
     let mut ids: Vec<Option<u32>> = domains.iter().map(|d| d.1).collect();
     ids.sort_unstable();
     let unique = ids.iter().all(Option::is_some) && ids.windows(2).all(|w| w[0] != w[1]);
-    let l3: Vec<CacheDomain> = domains
+    domains
         .iter()
         .enumerate()
         .map(|(i, (set, id, size))| CacheDomain {
@@ -341,15 +381,11 @@ pub fn read_topology(sys: &Path, info: &CpuInfo, notes: &mut Vec<String>) -> Hos
             size_kib: *size,
             cpus: set.clone(),
         })
-        .collect();
-    let cpus = cpus
-        .into_iter()
-        .map(|(mut cpu, set)| {
-            cpu.l3 = set.and_then(|s| l3.iter().find(|d| d.cpus == s).map(|d| d.id));
-            cpu
-        })
-        .collect();
+        .collect()
+}
 
+/// The hugepage pools, by page size.
+fn hugepage_pools(sys: &Path) -> Vec<HugepagePool> {
     let hp_base = sys.join("kernel/mm/hugepages");
     let mut hugepages: Vec<HugepagePool> = dir_names(&hp_base)
         .iter()
@@ -368,16 +404,7 @@ pub fn read_topology(sys: &Path, info: &CpuInfo, notes: &mut Vec<String>) -> Hos
         })
         .collect();
     hugepages.sort_by_key(|h| h.size_kib);
-
-    HostTopology {
-        vendor: info.vendor,
-        model_name: info.model_name.clone(),
-        cpus,
-        l3,
-        numa_nodes,
-        pdpe1gb: info.flags.iter().any(|f| f == "pdpe1gb"),
-        hugepages,
-    }
+    hugepages
 }
 
 #[cfg(test)]

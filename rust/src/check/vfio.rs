@@ -1,0 +1,444 @@
+//! The `modules.vfio` rules: dual boot, CPU isolation, and what the VMs
+//! together need of the host (a GPU to isolate, kvmfr, Looking Glass shared
+//! memory, Scream). The wording follows the module's assertions
+//! (`modules/vfio/*.nix`).
+
+use std::collections::BTreeMap;
+
+use super::eval::{get, Get, Node};
+use super::hints::{is_power_of_two, next_power_of_two};
+use super::host::{at, boolean, int, span_of, string, strings, topology_has_cpus, vm_list, Host};
+use super::{schema, Cx, MAX_FINDINGS};
+
+/// What the host-wide rules need of each VM, when every VM is literal.
+struct VmSummary<'n> {
+    name: String,
+    node: &'n Node,
+    gpu: bool,
+    lg: bool,
+    backend: String,
+    size: i64,
+    index: i64,
+    net: String,
+}
+
+/// Every VM's summary, when the file is self-contained and all are literal.
+fn summaries<'n>(host: &Host<'n>) -> Option<Vec<VmSummary<'n>>> {
+    let all_vms = if host.self_contained {
+        host.all_vms()
+    } else {
+        None
+    };
+    all_vms.as_ref().and_then(|vms| {
+        vms.iter()
+            .map(|(name, vm)| {
+                let gpu = boolean(vm, "gpu.enable", false)?;
+                Some(VmSummary {
+                    name: name.to_string(),
+                    node: vm,
+                    gpu,
+                    lg: boolean(vm, "lookingGlass.enable", gpu)?,
+                    backend: string(vm, "lookingGlass.backend", Some("shm"))??,
+                    size: int(vm, "lookingGlass.size", 128)?,
+                    index: int(vm, "lookingGlass.kvmfrIndex", 0)?,
+                    net: string(vm, "network.type", Some("nat"))??,
+                })
+            })
+            .collect()
+    })
+}
+
+impl Cx<'_> {
+    pub(super) fn vfio_rules(&mut self, host: &Host) {
+        let Some(vfio) = host.vfio else { return };
+        self.options(vfio, schema::VFIO_OPTIONS, "", "modules.vfio", "vfio");
+
+        let enable_node = at(vfio, "enable");
+        let dual = boolean(vfio, "dualBoot.enable", false);
+        let enable = match (enable_node, dual) {
+            (Some(_), _) => boolean(vfio, "enable", false),
+            (None, Some(d)) => Some(d),
+            (None, None) => None,
+        };
+        let Some(dual) = dual else { return };
+        let active = enable.unwrap_or(false) || dual;
+        if dual {
+            self.dual_boot_rules(vfio, enable_node);
+        }
+        if !active {
+            return;
+        }
+        self.isolation_rules(host, vfio);
+        if let Some(facts) = summaries(host) {
+            self.no_gpu_vm_rule(vfio, dual, &facts);
+            self.kvmfr_rules(vfio, &facts);
+            self.scream_rule(vfio, &facts);
+        }
+        if boolean(vfio, "lookingGlass.enable", false) == Some(true) {
+            self.looking_glass_host_rules(host, vfio);
+        }
+    }
+
+    /// Two boot entries with different labels, and `enable` left to the module.
+    fn dual_boot_rules(&mut self, vfio: &Node, enable_node: Option<&Node>) {
+        let host_label = string(vfio, "dualBoot.hostLabel", Some("host")).flatten();
+        let vfio_label = string(vfio, "dualBoot.vfioLabel", Some("vfio")).flatten();
+        if let (Some(h), Some(v)) = (host_label, vfio_label) {
+            if h == v {
+                let (s, e) = span_of(
+                    vfio,
+                    &["dualBoot.vfioLabel", "dualBoot.hostLabel", "dualBoot"],
+                );
+                self.push(
+                    "vfio-dual-boot-same-labels",
+                    s,
+                    e,
+                    format!("modules.vfio.dualBoot.hostLabel and vfioLabel are both \"{h}\""),
+                    "same label".into(),
+                    "the two boot entries need different labels: set vfioLabel = \"vfio\" and hostLabel = \"host\"".into(),
+                );
+            }
+        }
+        if let (Some(node), Some(value)) = (enable_node, boolean(vfio, "enable", false)) {
+            let entry = if value { "host" } else { "vfio" };
+            self.push(
+                "vfio-dual-boot-enable-by-hand",
+                node.key_start,
+                node.end,
+                format!("modules.vfio.enable = {value} is set in the {entry} boot entry while modules.vfio.dualBoot.enable = true"),
+                "set by hand".into(),
+                "with dual boot the module turns isolation on in the VFIO entry and off in the host entry by itself: remove `modules.vfio.enable` from your configuration".into(),
+            );
+        }
+    }
+
+    /// Isolation without any GPU VM.
+    fn no_gpu_vm_rule(&mut self, vfio: &Node, dual: bool, facts: &[VmSummary]) {
+        let pci_ids = strings(vfio, "gpuPciIds");
+        if !facts.iter().any(|f| f.gpu) && pci_ids.as_ref().is_some_and(|l| l.is_empty()) {
+            let what = if dual {
+                "modules.vfio.dualBoot.enable = true"
+            } else {
+                "modules.vfio.enable = true"
+            };
+            let (s, e) = if dual {
+                span_of(vfio, &["dualBoot.enable", "dualBoot"])
+            } else {
+                span_of(vfio, &["enable"])
+            };
+            self.push(
+                "vfio-no-gpu-vm",
+                s,
+                e,
+                format!("{what} but no VM in virtualisation.vms has gpu.enable = true, so there is no GPU to isolate"),
+                "nothing to isolate".into(),
+                format!("give a VM `gpu = {{ enable = true; pciId = \"10de:2782\"; address = \"0000:01:00.0\"; }}` (from `lspci -nn` and `lspci -D`), or remove {what}"),
+            );
+        }
+    }
+
+    /// kvmfr VMs need the module, numbered devices, and shared memory sizes.
+    fn kvmfr_rules(&mut self, vfio: &Node, facts: &[VmSummary]) {
+        let lg_enable = boolean(vfio, "lookingGlass.enable", false);
+        let kvmfr: Vec<&VmSummary> = facts
+            .iter()
+            .filter(|f| f.lg && f.backend == "kvmfr")
+            .collect();
+        if !kvmfr.is_empty() && lg_enable == Some(false) {
+            let names: Vec<&str> = kvmfr.iter().map(|f| f.name.as_str()).collect();
+            let (s, e) = span_of(kvmfr[0].node, &["lookingGlass.backend", "lookingGlass"]);
+            self.push(
+                "vfio-kvmfr-without-looking-glass",
+                s,
+                e,
+                format!("{}: lookingGlass.backend = \"kvmfr\" needs the kvmfr module on the host, but modules.vfio.lookingGlass.enable = false", vm_list(&names)),
+                "no kvmfr module".into(),
+                "set modules.vfio.lookingGlass.enable = true (and lookingGlass.users)".into(),
+            );
+        }
+
+        if lg_enable == Some(true) {
+            let mut indices: Vec<i64> = kvmfr.iter().map(|f| f.index).collect();
+            indices.sort_unstable();
+            let mut unique = indices.clone();
+            unique.dedup();
+            let expected: Vec<i64> = (0..i64::try_from(unique.len()).unwrap_or(0)).collect();
+            if unique != expected {
+                let (s, e) = span_of(kvmfr[0].node, &["lookingGlass.kvmfrIndex", "lookingGlass"]);
+                self.push(
+                    "vfio-kvmfr-index-gap",
+                    s,
+                    e,
+                    format!(
+                        "virtualisation.vms: the kvmfr VMs use lookingGlass.kvmfrIndex {}, but kvmfr creates /dev/kvmfr0 upwards without gaps",
+                        indices.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+                    ),
+                    "gap".into(),
+                    format!("number them 0 to {}", unique.len().saturating_sub(1)),
+                );
+            }
+
+            let shm: Vec<&VmSummary> = facts
+                .iter()
+                .filter(|f| f.lg && f.backend == "shm")
+                .collect();
+            if let (Some(node), Some(shm_size)) = (
+                at(vfio, "lookingGlass.shmSize"),
+                int(vfio, "lookingGlass.shmSize", 128),
+            ) {
+                let small: Vec<&VmSummary> =
+                    shm.iter().filter(|f| f.size > shm_size).copied().collect();
+                if !small.is_empty() && is_power_of_two(shm_size) {
+                    let names: Vec<&str> = small.iter().map(|f| f.name.as_str()).collect();
+                    let max = small.iter().map(|f| f.size).max().unwrap_or(0);
+                    self.push(
+                        "vfio-shm-smaller-than-vm",
+                        node.start,
+                        node.end,
+                        format!("modules.vfio.lookingGlass.shmSize = {shm_size} is smaller than lookingGlass.size of {} ({max})", vm_list(&names)),
+                        "too small".into(),
+                        "remove the shmSize setting (it defaults to the largest VM size) or raise it".into(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Scream needs a GPU VM whose network forwards multicast to the host.
+    fn scream_rule(&mut self, vfio: &Node, facts: &[VmSummary]) {
+        let scream = boolean(vfio, "scream.enable", true);
+        let scream_iface = string(vfio, "scream.interface", None);
+        if scream == Some(true) && scream_iface == Some(None) {
+            let gpu_vms: Vec<&VmSummary> = facts.iter().filter(|f| f.gpu).collect();
+            let reachable = gpu_vms
+                .iter()
+                .any(|f| matches!(f.net.as_str(), "nat" | "bridge" | "macvtap"));
+            if !gpu_vms.is_empty() && !reachable {
+                let user: Vec<&str> = gpu_vms
+                    .iter()
+                    .filter(|f| f.net == "user")
+                    .map(|f| f.name.as_str())
+                    .collect();
+                let (s, e) = span_of(gpu_vms[0].node, &["network.type", "network"]);
+                self.push(
+                    "vfio-scream-user-network",
+                    s,
+                    e,
+                    format!(
+                        "modules.vfio.scream.enable = true but the host cannot receive Scream from any GPU VM: {} use{} network.type = \"user\", which does not forward the guest's multicast to the host",
+                        vm_list(&user),
+                        if user.len() == 1 { "s" } else { "" }
+                    ),
+                    "no multicast to the host".into(),
+                    "set network.type = \"nat\" (or \"bridge\") on the VM, or modules.vfio.scream.enable = false".into(),
+                );
+            }
+        }
+    }
+
+    /// Looking Glass on the host: users, and the shared memory size.
+    fn looking_glass_host_rules(&mut self, host: &Host, vfio: &Node) {
+        let users = strings(vfio, "lookingGlass.users");
+        if let (true, Some(users)) = (host.self_contained, &users) {
+            if users.is_empty() {
+                let (s, e) = span_of(
+                    vfio,
+                    &["lookingGlass.users", "lookingGlass.enable", "lookingGlass"],
+                );
+                self.push(
+                    "vfio-lg-no-users",
+                    s,
+                    e,
+                    "modules.vfio.lookingGlass.enable = true but modules.vfio.lookingGlass.users is empty, so nobody could read the shared memory".into(),
+                    "no users".into(),
+                    "set modules.vfio.lookingGlass.users = [ \"<your user name>\" ]".into(),
+                );
+            }
+        }
+        if let (Some(node), Some(size)) = (
+            at(vfio, "lookingGlass.shmSize"),
+            int(vfio, "lookingGlass.shmSize", 128),
+        ) {
+            if size >= 1 && !is_power_of_two(size) {
+                self.push(
+                    "vfio-shm-size-not-power-of-two",
+                    node.start,
+                    node.end,
+                    format!("modules.vfio.lookingGlass.shmSize = {size} is not a power of two"),
+                    "not a power of two".into(),
+                    format!(
+                        "set it to {} (32 for 1080p, 64 for 1440p, 128 for 4K)",
+                        next_power_of_two(size)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// `modules.vfio.isolation = "static"` (modules/vfio/cpu-isolation.nix).
+    fn isolation_rules(&mut self, host: &Host, vfio: &Node) {
+        if string(vfio, "isolation", Some("dynamic")) != Some(Some("static".into())) {
+            return;
+        }
+        let Some(isolated) = string(vfio, "isolatedCpus", None) else {
+            return;
+        };
+        if let Some(list) = isolated {
+            if !schema::Format::CpuList.accepts(&list) {
+                return;
+            }
+            let node = at(vfio, "isolatedCpus");
+            let (s, e) = node.map_or((vfio.key_start, vfio.key_end), |n| (n.start, n.end));
+            let mut backwards = Vec::new();
+            let mut has_zero = false;
+            for part in list.split(',') {
+                let (lo, hi) = match part.split_once('-') {
+                    Some((a, b)) => (a.parse::<u64>().ok(), b.parse::<u64>().ok()),
+                    None => (part.parse::<u64>().ok(), part.parse::<u64>().ok()),
+                };
+                if let (Some(lo), Some(hi)) = (lo, hi) {
+                    if lo > hi {
+                        backwards.push((lo, hi));
+                    } else if lo == 0 {
+                        has_zero = true;
+                    }
+                }
+            }
+            if !backwards.is_empty() {
+                let shown: Vec<String> =
+                    backwards.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+                let fixed: Vec<String> =
+                    backwards.iter().map(|(a, b)| format!("{b}-{a}")).collect();
+                self.push(
+                    "isolation-backwards-range",
+                    s,
+                    e,
+                    format!("modules.vfio.isolatedCpus = \"{list}\" has a range that runs backwards ({}), which the kernel rejects", shown.join(", ")),
+                    "backwards range".into(),
+                    format!("write each range low-high, e.g. \"{}\"", fixed.join(", ")),
+                );
+            } else if has_zero {
+                self.push(
+                    "isolation-cpu-zero",
+                    s,
+                    e,
+                    format!("modules.vfio.isolatedCpus = \"{list}\" includes CPU 0, which must stay with the host (the kernel needs it for housekeeping and nohz_full cannot take the boot CPU)"),
+                    "CPU 0".into(),
+                    "start the list at CPU 1 or higher, e.g. the VMs' CPUs only".into(),
+                );
+            }
+            return;
+        }
+        // isolatedCpus = null: the CPUs come from the autostarted pinned VMs.
+        if !host.self_contained {
+            return;
+        }
+        let Some(vms) = host.all_vms() else { return };
+        let mut auto_pinned = Vec::new();
+        for (name, vm) in &vms {
+            match (
+                boolean(vm, "autostart", false),
+                boolean(vm, "cpu.pinning.enable", true),
+            ) {
+                (Some(a), Some(p)) => {
+                    if a && p {
+                        auto_pinned.push(*name);
+                    }
+                }
+                _ => return,
+            }
+        }
+        let (s, e) = span_of(vfio, &["isolation"]);
+        if auto_pinned.is_empty() {
+            self.push(
+                "isolation-static-no-autostart",
+                s,
+                e,
+                "modules.vfio.isolation = \"static\" but no VM has both autostart = true and cpu.pinning.enable = true, and modules.vfio.isolatedCpus is null, so there are no CPUs to isolate at boot".into(),
+                "nothing to isolate".into(),
+                "set autostart = true on the pinned VM that should own its CPUs, set modules.vfio.isolatedCpus (e.g. \"4-15\"), or use modules.vfio.isolation = \"dynamic\"".into(),
+            );
+        } else if topology_has_cpus(vfio) != Some(false) {
+            if topology_has_cpus(vfio).is_none() {
+                return;
+            }
+            let commands: Vec<String> = auto_pinned
+                .iter()
+                .map(|n| format!("`vfio-helper pinning --config {n}.json --topology host-topology.json --vm-cpus`"))
+                .collect();
+            self.push(
+                "isolation-static-topology",
+                s,
+                e,
+                format!("modules.vfio.isolation = \"static\" with modules.vfio.hostTopology set: the topology-aware CPU map of {} is computed at build time, but kernel parameters are fixed at evaluation time", auto_pinned.join(", ")),
+                "CPUs unknown at evaluation".into(),
+                format!("Set modules.vfio.isolatedCpus to the CPUs those VMs own: the union of the lists printed by {}, or build once with isolation = \"dynamic\" and read /etc/vfio/vm-cpus", commands.join(" and ")),
+            );
+        }
+    }
+
+    /// Two autostarted VMs pinned to the same CPUs (the contiguous map, used
+    /// when there is no host topology with CPUs).
+    pub(super) fn overlap_rules(&mut self, host: &Host) {
+        if let Some(vfio) = host.vfio {
+            if topology_has_cpus(vfio) != Some(false) {
+                return;
+            }
+        } else if !matches!(get(host.top, &["modules", "vfio"]), Get::Absent) {
+            return;
+        }
+        // Autostarted, pinned VMs with their CPU ranges `first..end`.
+        let mut pinned: Vec<(&str, &Node, u32, u32)> = Vec::new();
+        for (name, vm) in host.literal_vms() {
+            let (Some(enable), Some(start), Some(vcpus), Some(auto)) = (
+                boolean(vm, "cpu.pinning.enable", true),
+                int(vm, "cpu.pinning.startCpu", 4),
+                int(vm, "vcpus", 8),
+                boolean(vm, "autostart", false),
+            ) else {
+                continue;
+            };
+            if !enable || !auto || !(0..=4096).contains(&start) || !(1..=1024).contains(&vcpus) {
+                continue;
+            }
+            let first = u32::try_from(start.max(1)).unwrap_or(1);
+            let count = u32::try_from(vcpus).unwrap_or(1);
+            pinned.push((name, vm, first, first + count));
+        }
+        // Each VM is compared with the earlier ones that share a CPU (found
+        // through the CPU's users, not by comparing every pair), and at most
+        // MAX_FINDINGS overlaps are reported.
+        let mut users: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        let mut reported = 0;
+        for (j, (b, node_b, first_b, end_b)) in pinned.iter().enumerate() {
+            let earlier: std::collections::BTreeSet<usize> = (*first_b..*end_b)
+                .filter_map(|c| users.get(&c))
+                .flatten()
+                .copied()
+                .collect();
+            for i in earlier {
+                let (a, _, first_a, end_a) = pinned[i];
+                let common: Vec<u32> = (first_a.max(*first_b)..end_a.min(*end_b)).collect();
+                let (s, e) = span_of(node_b, &["cpu.pinning.startCpu", "autostart", "vcpus"]);
+                self.push(
+                    "isolation-overlap-autostart",
+                    s,
+                    e,
+                    format!(
+                        "virtualisation.vms: VMs `{a}` and `{b}` are both autostarted and pinned to the same host CPUs {}",
+                        crate::topology::format_cpu_list(&common)
+                    ),
+                    format!("overlaps `{a}`"),
+                    "give one of them a different cpu.pinning.startCpu (or fewer vcpus) so their CPU sets are disjoint, or set autostart = false on one of them".into(),
+                );
+                reported += 1;
+                if reported >= MAX_FINDINGS {
+                    return;
+                }
+            }
+            for c in *first_b..*end_b {
+                users.entry(c).or_default().push(j);
+            }
+        }
+    }
+}
