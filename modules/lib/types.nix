@@ -69,31 +69,39 @@ rec {
     else
       null;
 
-  # An absolute host path, given as a string or a path literal, kept as a
-  # string (see keepPath) and never copied into the Nix store: an ISO or disk
-  # image can be many gigabytes. No white space or control characters.
-  hostPath = lib.mkOptionType {
-    name = "hostPath";
-    description = "absolute path without white space or control characters (kept in place, not copied into the Nix store)";
-    descriptionClass = "noun";
-    check =
-      x:
-      (builtins.isString x || builtins.typeOf x == "path")
-      && builtins.stringLength (toString x) <= 4095
-      && builtins.match safePathRegex (toString x) != null;
-    merge = lib.mergeEqualOption;
-  };
+  # A path given as a string or a path literal, kept as a string (see
+  # keepPath) and never copied into the Nix store (an ISO or disk image can
+  # be many gigabytes): at most 4095 bytes (PATH_MAX with the NUL), matching
+  # `regex`.
+  pathMatching =
+    {
+      name,
+      description,
+      regex,
+    }:
+    lib.mkOptionType {
+      inherit name description;
+      descriptionClass = "noun";
+      check =
+        x:
+        (builtins.isString x || builtins.typeOf x == "path")
+        && builtins.stringLength (toString x) <= 4095
+        && builtins.match regex (toString x) != null;
+      merge = lib.mergeEqualOption;
+    };
   keepPath = p: if p == null then null else toString p;
 
-  # An evdev node: a string or path under /dev/input/.
-  evdevPath = lib.mkOptionType {
+  # An absolute host path without white space or control characters.
+  hostPath = pathMatching {
+    name = "hostPath";
+    description = "absolute path without white space or control characters (kept in place, not copied into the Nix store)";
+    regex = safePathRegex;
+  };
+
+  # An evdev node under /dev/input/.
+  evdevPath = pathMatching {
     name = "evdevPath";
     description = "path of an input device under /dev/input/ (e.g. /dev/input/by-id/usb-…-event-kbd)";
-    descriptionClass = "noun";
-    check =
-      x:
-      (builtins.isString x || builtins.typeOf x == "path")
-      && builtins.match "/dev/input/[^[:space:][:cntrl:]]+" (toString x) != null;
-    merge = lib.mergeEqualOption;
+    regex = "/dev/input/[^[:space:][:cntrl:]]+";
   };
 }
