@@ -552,7 +552,7 @@ in
   };
 
   testCpuListFormat = {
-    expr = map (internalOf mixed).cpuList.format [
+    expr = map (import ../../modules/lib/cpulist.nix { inherit lib; }).format [
       [ ]
       [ 5 ]
       [ 3 1 2 ]

@@ -24,17 +24,26 @@ rec {
     lib.concatMapStringsSep "," (
       r: if r.lo == r.hi then toString r.lo else "${toString r.lo}-${toString r.hi}"
     ) ranges;
-  # Only for strings matching `pattern`.
-  parse =
+  # The ranges of a list as written ({ lo; hi; }, a backwards one kept);
+  # only for strings matching `pattern`.
+  ranges =
     text:
-    normalise (
-      lib.concatMap (
-        part:
-        let
-          ends = map lib.toInt (lib.splitString "-" part);
-        in
-        if lib.length ends == 1 then ends else lib.range (lib.head ends) (lib.last ends)
-      ) (lib.splitString "," text)
-    );
+    map (
+      part:
+      let
+        ends = map lib.toInt (lib.splitString "-" part);
+      in
+      {
+        lo = lib.head ends;
+        hi = lib.last ends;
+      }
+    ) (lib.splitString "," text);
+  # The CPUs of a list; only for strings matching `pattern`.
+  parse = text: normalise (lib.concatMap (r: lib.range r.lo r.hi) (ranges text));
   pattern = "[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*";
+  type =
+    lib.types.strMatching pattern
+    // {
+      description = "CPU list in the kernel's format, e.g. \"4-15\" or \"8-11,24-27\"";
+    };
 }

@@ -30,28 +30,11 @@ let
   contiguous = internal.contiguousCpus or { };
   hostName = config.networking.hostName or "<host>";
 
-  cpuListPattern = "[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*";
-  cpuListType =
-    types.strMatching cpuListPattern
-    // {
-      description = "CPU list in the kernel's format, e.g. \"4-15\" or \"8-11,24-27\"";
-    };
-
-  # The ranges of a CPU list (a string matching cpuListPattern).
-  ranges =
-    text:
-    map (
-      part:
-      let
-        ends = map lib.toInt (lib.splitString "-" part);
-      in
-      {
-        lo = lib.head ends;
-        hi = lib.last ends;
-      }
-    ) (lib.splitString "," text);
-  expand = text: lib.unique (lib.sort (a: b: a < b) (lib.concatMap (r: lib.range r.lo r.hi) (ranges text)));
-  formatList = internal.cpuList.format or (lib.concatMapStringsSep "," toString);
+  cpuList = import ../lib/cpulist.nix { inherit lib; };
+  cpuListType = cpuList.type;
+  inherit (cpuList) ranges;
+  expand = cpuList.parse;
+  formatList = cpuList.format;
 
   # Autostarted VMs with pinning: the ones running whenever the host is up.
   autoPinned = lib.filter (name: vms.${name}.autostart && contiguous ? ${name}) (lib.attrNames vms);

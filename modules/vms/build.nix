@@ -164,7 +164,6 @@ in
           manifest
           manifestFile
           topologyFile
-          cpuList
           pinnedNames
           isolatingNames
           cpuTopology
