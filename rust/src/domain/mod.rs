@@ -22,14 +22,18 @@
 mod devices;
 mod error;
 mod extra;
+mod fragments;
+mod hotplug;
 mod hyperv;
 mod platform;
+mod tuning;
 mod validate;
 mod writer;
 
 pub use crate::config::PciAddress;
 pub use error::DomainError;
 pub use hyperv::{check_hyperv, hyperv_features, HvFeature};
+pub use tuning::HIDDEN_VENDOR_ID;
 pub use validate::cpu_vendor;
 
 use crate::config::VmConfig;
@@ -78,10 +82,19 @@ pub fn render_with_warnings(
     cfg: &VmConfig,
     host: Option<&HostTopology>,
 ) -> Result<Rendered, DomainError> {
-    let plan = validate(cfg, host)?;
-    let mut x = Xml::new();
-    write_domain(&mut x, cfg, &plan)?;
-    let xml = x.finish()?;
+    let mut plan = validate(cfg, host)?;
+    let write = |plan: &validate::Plan| -> Result<String, DomainError> {
+        let mut x = Xml::new();
+        write_domain(&mut x, cfg, plan)?;
+        x.finish()
+    };
+    let mut xml = write(&plan)?;
+    if cfg.spare_root_ports > 0 {
+        // The devices take root ports first (see hotplug.rs): declare
+        // theirs and the spare ones.
+        plan.root_ports = hotplug::ports_taken(&xml) + cfg.spare_root_ports;
+        xml = write(&plan)?;
+    }
     Ok(Rendered {
         xml,
         warnings: plan.pins.map(|p| p.warnings).unwrap_or_default(),

@@ -320,4 +320,5 @@ proptest! {
     }
 }
 
+mod tuning;
 mod validation;
