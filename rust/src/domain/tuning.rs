@@ -74,7 +74,8 @@ pub(super) fn write_guest_agent(x: &mut Xml) {
 pub(super) fn write_graphics(x: &mut Xml, cfg: &VmConfig, kind: &str) {
     let spice = kind == "spice";
     if spice && cfg.spice.listen == SpiceListen::Socket {
-        x.open("graphics", &[("type", kind), ("autoport", "no")]);
+        // No autoport: libvirt drops it next to a socket listener.
+        x.open("graphics", &[("type", kind)]);
         x.empty(
             "listen",
             &[("type", "socket"), ("socket", &spice_socket(&cfg.name))],

@@ -208,7 +208,7 @@ fn spice_listens_where_asked() {
     }
     c.spice.port = None;
     assert!(render(&c, None).unwrap().contains(
-        "<graphics type=\"spice\" autoport=\"no\">\n      <listen type=\"socket\" socket=\"/run/vfio-spice/win11.sock\"/>"
+        "<graphics type=\"spice\">\n      <listen type=\"socket\" socket=\"/run/vfio-spice/win11.sock\"/>"
     ));
     // VNC ignores the SPICE options.
     c.graphics = Graphics::Vnc;
