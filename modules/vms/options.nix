@@ -164,14 +164,16 @@ let
                 topology = osConfig.modules.vfio.hostTopology or null;
               in
               if builtins.isAttrs topology then topology.avic or null else null;
-            defaultText = literalExpression "modules.vfio.hostTopology.avic or null";
+            defaultText = literalExpression "hostTopology.avic or null";
             description = ''
               Hyper-V `avic` (hv-avic) for Windows guests: lets the Hyper-V
               SynIC work with the host's APIC virtualization (AMD AVIC,
               Intel APICv) instead of turning it off. Only useful when
               the host has it on (`kvm_amd avic=1`, `kvm_intel
-              enable_apicv=Y`), which `vfio-helper discover --nix` records
-              as `modules.vfio.hostTopology.avic`. null: off.
+              enable_apicv=Y`): the default is the `avic` key of
+              `modules.vfio.hostTopology`, true when it is on. null: off.
+              QEMU advises against it on hosts without APIC
+              virtualization.
             '';
           };
           maxPhysAddr = mkOption {
@@ -582,7 +584,7 @@ let
         extraCpuXml = mkOption {
           type = types.lines;
           default = "";
-          example = "<feature policy='disable' name='hypervisor'/>";
+          example = "<feature policy='disable' name='svm'/>";
           description = ''
             Escape hatch: raw libvirt XML appended inside `<cpu>`: `feature`,
             `numa`, or `maxphysaddr` (when `cpu.maxPhysAddr` is null).

@@ -11,10 +11,17 @@
 //!   "none"`), the Hyper-V enlightenments QEMU recommends (with their
 //!   dependencies checked), host-passthrough CPU with the pinned topology
 //!   (`topoext` on AMD), memory bound to `cpu.pinning.numaNode`, 1 GiB
-//!   hugepages, a virtio disk on an IOThread, the GPU functions on one guest
-//!   slot, Looking Glass, evdev input, TPM 2.0, no memory balloon.
+//!   hugepages preallocated by several threads, a virtio disk on an
+//!   IOThread (io_uring), the GPU functions on one guest slot, Looking
+//!   Glass, evdev input, TPM 2.0, the QEMU guest agent channel, spare PCIe
+//!   root ports for hot-plug, no memory balloon.
 //! * `linux-server`: the same hygiene without the Windows parts, plus a serial
-//!   console, the QEMU guest agent channel and a virtio RNG.
+//!   console and a virtio RNG.
+//!
+//! The classic fixes and tuning options (`gpu.romBar`, `cpu.maxPhysAddr`,
+//! `hideHypervisor`, `cpu.avic`, `hyperv.*`, `spice.*`, the `<cpu>`,
+//! `<features>` and `<os>` escape hatches) are written by `tuning.rs`,
+//! `fragments.rs` and `hotplug.rs`.
 //!
 //! No `<emulator>` and no firmware paths are emitted: libvirt picks the host's
 //! QEMU and firmware, so store paths never end up in the domain definition.
