@@ -284,6 +284,7 @@ in
         windowsIso = "/nonexistent-vfio-test/images/Win11.iso";
         virtioIso = "/nonexistent-vfio-test/images/virtio-win.iso";
         size = 128;
+        io = "io_uring";
       };
       rom = "/nonexistent-vfio-test/vbios.rom";
       context = false;
@@ -326,6 +327,8 @@ in
         isolate = true;
         vendor = "amd";
         evmcs = false;
+        avic = null;
+        maxPhysAddr = null;
       };
       gpu = {
         enable = false;
@@ -336,16 +339,19 @@ in
         extraPciIds = [ ];
         extraAddresses = [ ];
         romFile = null;
+        romBar = true;
       };
       hugepages = {
         enable = false;
         count = 32;
+        preallocThreads = null;
       };
       storage = {
         disk = "/var/lib/libvirt/images/x.qcow2";
         size = 128;
         windowsIso = null;
         virtioIso = null;
+        io = "io_uring";
       };
       network = {
         type = "nat";
@@ -355,6 +361,17 @@ in
         mac = null;
       };
       graphics = "spice";
+      spice = {
+        listen = "address";
+        port = null;
+      };
+      hideHypervisor = false;
+      hyperv = {
+        xmmInput = false;
+        tlbflushExtended = false;
+        panic = false;
+      };
+      spareRootPorts = 4;
       lookingGlass = {
         enable = false;
         size = 128;
@@ -382,6 +399,9 @@ in
       };
       pci.devices = [ ];
       extraDevicesXml = "";
+      extraCpuXml = "";
+      extraFeaturesXml = "";
+      extraOsXml = "";
       qemuArgs = [ ];
     };
   };

@@ -113,6 +113,38 @@ let
       }
     ];
 
+  # The tuning options (spice, hyperv extras, escape hatches of <cpu>,
+  # <features> and <os>), also checked by `vfio-helper domain`.
+  tuningAssertions =
+    name: vm:
+    let
+      p = "virtualisation.vms.${name}";
+    in
+    [
+      {
+        assertion = vm.spice.listen != "socket" || vm.spice.port == null;
+        message = "${p}: spice.port = ${toString vm.spice.port} but spice.listen = \"socket\" listens on the unix socket /run/vfio-spice/${name}.sock, not a port; remove spice.port, or set spice.listen = \"address\"";
+      }
+    ]
+    ++ map (option: {
+      assertion = builtins.stringLength vm.${option} <= 65536;
+      message = "${p}: ${option} is ${toString (builtins.stringLength vm.${option})} bytes; at most 65536 are accepted: keep only the elements the options do not cover";
+    }) [
+      "extraCpuXml"
+      "extraFeaturesXml"
+      "extraOsXml"
+    ];
+
+  # VMs with a fixed SPICE port, by port.
+  sharedSpicePorts =
+    let
+      fixed = lib.filterAttrs (
+        _: vm: vm.graphics == "spice" && vm.spice.listen == "address" && vm.spice.port != null
+      ) cfg;
+      byPort = lib.groupBy (name: toString cfg.${name}.spice.port) (lib.attrNames fixed);
+    in
+    lib.filterAttrs (_: names: lib.length names > 1) byPort;
+
   # PCI addresses of every passed-through function, per VM.
   vmAddresses =
     vm:
@@ -260,6 +292,11 @@ in
     assertions =
       lib.concatLists (lib.mapAttrsToList vmAssertions cfg)
       ++ lib.concatLists (lib.mapAttrsToList deviceAssertions cfg)
+      ++ lib.concatLists (lib.mapAttrsToList tuningAssertions cfg)
+      ++ lib.mapAttrsToList (port: names: {
+        assertion = false;
+        message = "virtualisation.vms: ${lib.concatStringsSep " and " names} use spice.port = ${port}; only one of them could start at a time: give each VM its own spice.port (or null for the first free one)";
+      }) sharedSpicePorts
       ++ lib.mapAttrsToList (addr: names: {
         assertion = false;
         message = "virtualisation.vms: PCI device ${addr} is passed through to ${lib.concatStringsSep " and " names}; a device can belong to one VM only: remove it from all but one of them";

@@ -23,8 +23,13 @@ let
   vmJson = name: vm: builtins.toJSON ((removeAttrs vm [ "_module" ]) // { inherit name; });
 
   hostTopology = config.modules.vfio.hostTopology or null;
+  # `avic` is read by the VMs' cpu.avic default (options.nix), not by the
+  # helper's topology model, which rejects keys it does not know.
   topologyFile =
-    if hostTopology == null then null else pkgs.writeText "host-topology.json" (builtins.toJSON hostTopology);
+    if hostTopology == null then
+      null
+    else
+      pkgs.writeText "host-topology.json" (builtins.toJSON (removeAttrs hostTopology [ "avic" ]));
 
   vmConfigFile = name: vm: pkgs.writeText "vm-${name}.json" (vmJson name vm);
 
@@ -152,6 +157,18 @@ let
   };
 
   manifestFile = pkgs.writeText "vms-manifest.json" (builtins.toJSON manifest);
+
+  # SPICE on a unix socket (spice.listen = "socket"): QEMU creates
+  # /run/vfio-spice/<name>.sock (rust/src/config/tuning.rs, spice_socket).
+  # QEMU's umask is 002 (src/qemu/qemu_process.c, virCommandSetUmask), so
+  # the socket would be its user's alone; the directory's default ACL gives
+  # the `libvirtd` group (who may manage the VMs anyway) read and write on
+  # every socket created in it, which is what connect() needs.
+  spiceSocketDir = "/run/vfio-spice";
+  spiceSocketVms = lib.filter (vm: vm.graphics == "spice" && vm.spice.listen == "socket") (
+    lib.attrValues cfg
+  );
+  qemuUser = if config.virtualisation.libvirtd.qemu.runAsRoot then "root" else "qemu-libvirtd";
 in
 {
   config = mkMerge [
@@ -204,6 +221,13 @@ in
           )
         )
       );
+    })
+
+    (mkIf (spiceSocketVms != [ ]) {
+      systemd.tmpfiles.rules = [
+        "d ${spiceSocketDir} 0750 ${qemuUser} libvirtd -"
+        "a+ ${spiceSocketDir} - - - - default:group:libvirtd:rw-"
+      ];
     })
 
     # QEMU may open the evdev devices only when they are in qemu.conf's

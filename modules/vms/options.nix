@@ -1,7 +1,7 @@
 # The option tree of virtualisation.vms.<name> (the model in
-# rust/src/config.rs, one to one with it), the helper package, and the
-# internal option through which the other files of this module share their
-# build products.
+# rust/src/config.rs, one to one with it; the tuning options are in
+# options-tuning.nix), the helper package, and the internal option through
+# which the other files of this module share their build products.
 {
   config,
   lib,
@@ -209,8 +209,14 @@ let
           };
           evmcs = mkOption {
             type = types.bool;
-            default = false;
-            description = "Hyper-V enlightened VMCS (Intel hosts only): for nested Hyper-V, WSL2 or VBS in the guest.";
+            default = config.cpu.vendor == "intel";
+            defaultText = literalExpression ''cpu.vendor == "intel"'';
+            description = ''
+              Hyper-V enlightened VMCS (Intel hosts only): faster nested
+              Hyper-V, WSL2 and VBS in a Windows guest. QEMU recommends it on
+              every Intel host (docs/system/i386/hyperv.rst); it needs
+              `kvm_intel`'s `nested` (on by default).
+            '';
           };
         };
 
@@ -266,7 +272,11 @@ let
             type = types.nullOr hostPath;
             default = null;
             apply = keepPath;
-            description = "VBIOS image for the GPU function (`<rom file=…>`); kept in place, never copied into the Nix store.";
+            description = ''
+              VBIOS image for the GPU function (`<rom file=…>`); kept in
+              place, never copied into the Nix store. `vfio-helper sync`
+              refuses to define the VM while the file is missing.
+            '';
           };
         };
 
@@ -614,7 +624,12 @@ let
     };in
 {
   options.virtualisation.vms = mkOption {
-    type = types.attrsOf (types.submodule vmModule);
+    type = types.attrsOf (
+      types.submodule [
+        vmModule
+        (import ./options-tuning.nix { inherit lib osConfig; })
+      ]
+    );
     default = { };
     example = literalExpression ''
       {

@@ -729,3 +729,63 @@ proptest! {
         }
     }
 }
+
+/// Seeds of the `<cpu>`, `<features>` and `<os>` escape hatches.
+const PARENT_XML: &[(&str, &str)] = &[
+    (
+        "extraCpuXml",
+        "<feature policy='disable' name='svm'/><numa><cell id='0' cpus='0-7' memory='8' unit='GiB'/></numa>",
+    ),
+    (
+        "extraFeaturesXml",
+        "<pmu state='off'/><pvspinlock state='on'/><msrs unknown='ignore'/>",
+    ),
+    (
+        "extraOsXml",
+        "<smbios mode='emulate'/><bootmenu enable='yes' timeout='3000'/>",
+    ),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Random cuts and insertions in the `<cpu>`, `<features>` and `<os>`
+    /// fragments: rejected with an error naming the option, or rendered
+    /// into a well-formed domain whose size stays linear in the fragment.
+    #[test]
+    fn mutated_parent_fragments_are_rejected_or_well_formed(
+        pick in 0usize..3,
+        at in any::<prop::sample::Index>(),
+        len in 0usize..6,
+        insert in "[<>/&;'\"=!\\-\\[\\]a-z0-9 \\x00-\\x08]{0,6}",
+        repeat in 1usize..4,
+    ) {
+        let (option, seed) = PARENT_XML[pick];
+        let src = seed.repeat(repeat);
+        let mut cut = at.index(src.len() + 1);
+        while !src.is_char_boundary(cut) { cut -= 1; }
+        let end = (cut + len).min(src.len());
+        let mutated = format!("{}{}{}", &src[..cut], insert, &src[end..]);
+        let cfg = VmConfig::from_json(&json!({
+            "name": "m", "cpu": {"vendor": "amd"}, option: mutated
+        }).to_string()).unwrap();
+        match domain::render(&cfg, None) {
+            Ok(xml) => {
+                prop_assert!(xml.len() < 20_000 + 40 * mutated.len());
+                let mut reader = quick_xml::Reader::from_str(&xml);
+                reader.config_mut().enable_all_checks(true);
+                loop {
+                    match reader.read_event() {
+                        Ok(quick_xml::events::Event::Eof) => break,
+                        Ok(_) => {}
+                        Err(e) => return Err(TestCaseError::fail(format!("{e}: {mutated:?}"))),
+                    }
+                }
+            }
+            Err(e) => {
+                let text = format!("{e} {}", miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default());
+                prop_assert!(text.contains(option), "{option}: {text}");
+            }
+        }
+    }
+}

@@ -268,7 +268,69 @@ const KEPT: &[&str] = &[
     "domain/devices/audio",
     "domain/devices/audio/input",
     "domain/devices/audio/output",
+    // The classic fixes and the tuning options.
+    "domain/features/kvm/hidden",
+    "domain/features/hyperv/vendor_id",
+    "domain/features/hyperv/avic",
+    "domain/features/hyperv/xmm_input",
+    "domain/features/hyperv/tlbflush/extended",
+    "domain/features/pmu",
+    "domain/cpu/maxphysaddr",
+    "domain/memoryBacking/allocation",
+    "domain/devices/disk/driver",
+    "domain/devices/panic",
+    "domain/devices/channel/target",
+    "domain/devices/graphics",
+    "domain/devices/graphics/listen",
+    "domain/os/smbios",
+    "domain/os/bootmenu",
 ];
+
+/// Cases that need a newer libvirt than 9.0 (tests/golden.rs has the same
+/// list): on an older one, `virsh define --validate` (what sync runs) must
+/// refuse them instead of defining a domain that lost the new elements.
+const NEWER_LIBVIRT: &[(&str, (u32, u32, u32))] = &[("tuning-libvirt11", (11, 0, 0))];
+
+/// The version of the libvirt daemon (`virsh version`, "Running against
+/// daemon: …" or "Using library: …").
+fn daemon_version() -> (u32, u32, u32) {
+    let text = String::from_utf8_lossy(&virsh(&["version"]).stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("daemon"))
+        .or_else(|| text.lines().find(|l| l.starts_with("Using library")))
+        .unwrap_or_default();
+    let version = line.rsplit(' ').next().unwrap_or_default();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+/// The `pcie-root-port`s of a dumped domain that no device sits behind.
+fn free_root_ports(dumped: &[Node]) -> Vec<String> {
+    let buses: Vec<u32> = dumped
+        .iter()
+        .filter(|n| {
+            n.path.ends_with("/address")
+                && n.path.starts_with("domain/devices/")
+                && n.attrs.get("type").map(String::as_str) == Some("pci")
+        })
+        .filter_map(|n| n.attrs.get("bus"))
+        .filter_map(|b| u32::from_str_radix(b.trim_start_matches("0x"), 16).ok())
+        .collect();
+    dumped
+        .iter()
+        .filter(|n| {
+            n.path == "domain/devices/controller"
+                && n.attrs.get("model").map(String::as_str) == Some("pcie-root-port")
+        })
+        .filter_map(|n| n.attrs.get("index").cloned())
+        .filter(|i| i.parse::<u32>().is_ok_and(|i| !buses.contains(&i)))
+        .collect()
+}
 
 fn same(generated: &Node, kept: &Node) -> bool {
     generated.path == kept.path
@@ -290,6 +352,29 @@ fn check_case(case: &str, json_path: &Path) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(format!("{}.xml", cfg.name));
     std::fs::write(&file, &xml).unwrap();
+    if let Some((_, needs)) = NEWER_LIBVIRT
+        .iter()
+        .find(|(c, _)| *c == case)
+        .filter(|(_, needs)| daemon_version() < *needs)
+    {
+        let out = virsh(&["define", "--validate", file.to_str().unwrap()]);
+        let _guard = Defined {
+            name: cfg.name.clone(),
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || !err.contains("failed to validate against schema") {
+            problems.push(format!(
+                "{case}: needs libvirt {needs:?}, but libvirt {:?} did not refuse it with a schema error: {err}",
+                daemon_version()
+            ));
+        } else {
+            println!(
+                "{case}: refused by libvirt {:?}'s schema, as expected (needs {needs:?})",
+                daemon_version()
+            );
+        }
+        return problems;
+    }
     let out = virsh(&["define", file.to_str().unwrap()]);
     let _guard = Defined {
         name: cfg.name.clone(),
@@ -350,6 +435,15 @@ fn check_case(case: &str, json_path: &Path) -> Vec<String> {
         if !ok {
             problems.push(format!("{case}: 1 GiB hugepages lost: {page:?}"));
         }
+    }
+    // Hot-plug needs empty root ports after libvirt placed the devices.
+    let free = free_root_ports(&dumped);
+    if free.len() < cfg.spare_root_ports as usize {
+        problems.push(format!(
+            "{case}: spareRootPorts = {} but {} root ports are free after define: {free:?}",
+            cfg.spare_root_ports,
+            free.len()
+        ));
     }
     if !dumped_text.contains(MANAGED_NAMESPACE) {
         problems.push(format!(

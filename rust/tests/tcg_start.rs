@@ -21,6 +21,9 @@
 //!   keeping its MAC and model;
 //! * disks become small qcow2 images in a temporary directory, CD-ROMs are
 //!   emptied, a kvmfr device path becomes a file in /dev/shm of the same size;
+//! * a SPICE socket moves from /run/vfio-spice (the NixOS module's) into the
+//!   temporary directory, given the default ACL the module's tmpfiles rule
+//!   gives /run/vfio-spice, for Debian's `libvirt` group;
 //! * the name becomes `vfiotest-tcg-<case>` and the UUID is dropped;
 //! * a PipeWire `<audio>` backend gets an empty runtime directory (no
 //!   PipeWire here): QEMU must then refuse to start for want of PipeWire,
@@ -29,8 +32,11 @@
 //!   as a start, and the test says so.
 //!
 //! Everything else stays as generated. The domain is started, and libvirt
-//! (`vcpupin`, `emulatorpin`, `iothreadinfo`) and QEMU's command line in
-//! `/var/log/libvirt/qemu/<name>.log` are checked against what was declared.
+//! (`vcpupin`, `emulatorpin`, `iothreadinfo`, the free root ports of the
+//! live XML) and QEMU's command line in `/var/log/libvirt/qemu/<name>.log`
+//! are checked against what was declared (pins, hugepages and their
+//! preallocation threads, the disk's aio, the guest agent port, where
+//! SPICE listens and who may connect to its socket, …).
 //!
 //! Firmware is chosen by libvirt from QEMU firmware descriptors laid out as
 //! on NixOS 25.11 (`bash checks/firmware-env.sh nixos`, then restart
@@ -244,6 +250,85 @@ struct Expect {
     sound: Option<(String, String)>,
     /// The domain has a PipeWire backend (see `start_pipewire_case`).
     pipewire: bool,
+    /// The system disk's `<driver io>` (QEMU's `aio`).
+    disk_aio: Option<String>,
+    /// `<allocation threads>` (QEMU's `prealloc-threads`).
+    prealloc_threads: Option<String>,
+    /// The QEMU guest agent channel is declared.
+    guest_agent: bool,
+    /// Where SPICE listens.
+    spice: Option<SpiceListen>,
+    /// `spareRootPorts` of the case: at least this many root ports free.
+    spare_root_ports: u32,
+}
+
+#[derive(Debug)]
+enum SpiceListen {
+    Port(String),
+    /// The socket, and the group the directory's default ACL lets
+    /// connect (as the NixOS module's tmpfiles rule does for `libvirtd`).
+    Socket(PathBuf, u32),
+}
+
+/// The gid of Debian's `libvirt` group (NixOS: `libvirtd`), the group the
+/// SPICE socket directory's default ACL names here.
+fn libvirt_gid() -> u32 {
+    let groups = std::fs::read_to_string("/etc/group").unwrap();
+    groups
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && (f[0] == "libvirt" || f[0] == "libvirtd"))
+        .and_then(|f| f[2].parse().ok())
+        .expect("a libvirt or libvirtd group")
+}
+
+/// Sets the default ACL the module's tmpfiles rule
+/// (`a+ /run/vfio-spice - - - - default:group:libvirtd:rw-`) gives the
+/// directory: the owner's, the group's and the others' entries from its
+/// mode 0750, plus group `gid` rw- (the `system.posix_acl_default` xattr,
+/// linux/posix_acl_xattr.h: version 2, then sorted tag/perm/id entries).
+fn set_default_acl(dir: &Path, gid: u32) {
+    let script = "import os,struct,sys\n\
+        d,g=sys.argv[1],int(sys.argv[2]); u=0xffffffff\n\
+        e=[(1,7,u),(4,5,u),(8,6,g),(16,7,u),(32,0,u)]\n\
+        os.setxattr(d,'system.posix_acl_default',struct.pack('<I',2)+b''.join(struct.pack('<HHI',*x) for x in e))";
+    let st = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .arg(gid.to_string())
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "cannot set a default ACL on {}",
+        dir.display()
+    );
+}
+
+/// The permissions the access ACL of `path` gives group `gid` (its entry
+/// masked by the mask entry), or None without such an entry.
+fn group_acl(path: &Path, gid: u32) -> Option<u16> {
+    let script = "import os,struct,sys\n\
+        a=os.getxattr(sys.argv[1],'system.posix_acl_access')[4:]\n\
+        print(' '.join('%d:%d:%d'%struct.unpack('<HHI',a[i:i+8]) for i in range(0,len(a),8)))";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let entries: Vec<(u16, u16, u32)> = text
+        .split_whitespace()
+        .filter_map(|e| {
+            let f: Vec<&str> = e.split(':').collect();
+            Some((f[0].parse().ok()?, f[1].parse().ok()?, f[2].parse().ok()?))
+        })
+        .collect();
+    let mask = entries.iter().find(|e| e.0 == 16).map_or(7, |e| e.1);
+    entries
+        .iter()
+        .find(|e| e.0 == 8 && e.2 == gid)
+        .map(|e| e.1 & mask)
 }
 
 fn set(list: &str) -> BTreeSet<u32> {
@@ -325,6 +410,10 @@ fn tcg_variant(
         expect.prealloc = mb
             .child("allocation")
             .is_some_and(|a| a.attr("mode") == Some("immediate"));
+        expect.prealloc_threads = mb
+            .child("allocation")
+            .and_then(|a| a.attr("threads"))
+            .map(str::to_string);
     }
 
     // vCPUs: at most 2, same shape, pins on CPUs that exist.
@@ -465,6 +554,10 @@ fn tcg_variant(
                         .child("driver")
                         .and_then(|drv| drv.attr("iothread"))
                         .map(|n| format!("iothread{n}"));
+                    expect.disk_aio = d
+                        .child("driver")
+                        .and_then(|drv| drv.attr("io"))
+                        .map(str::to_string);
                 }
             }
             "interface" => {
@@ -483,6 +576,15 @@ fn tcg_variant(
                 expect.shm_files.extend(d.attr("name").map(str::to_string));
             }
             "tpm" => expect.tpm_model = d.attr("model").map(str::to_string),
+            "channel"
+                if d.child("target").and_then(|t| t.attr("name"))
+                    == Some("org.qemu.guest_agent.0") =>
+            {
+                expect.guest_agent = true;
+            }
+            "graphics" if d.attr("type") == Some("spice") => {
+                expect.spice = spice_variant(d, dir, name, &mut notes);
+            }
             _ => {}
         }
     }
@@ -537,6 +639,70 @@ fn tcg_variant(
         notes,
         extra_files,
     }
+}
+
+/// Where the variant's SPICE server listens: a declared port stays, a
+/// declared socket moves into the test's directory (/run/vfio-spice is the
+/// NixOS module's, absent here), in a subdirectory QEMU's user may write.
+fn spice_variant(
+    graphics: &mut Elem,
+    dir: &Path,
+    name: &str,
+    notes: &mut Vec<String>,
+) -> Option<SpiceListen> {
+    let socket = graphics
+        .child("listen")
+        .filter(|l| l.attr("type") == Some("socket"))
+        .and_then(|l| l.attr("socket"))
+        .map(str::to_string);
+    if let Some(declared) = socket {
+        let sockets = dir.join("spice");
+        std::fs::create_dir_all(&sockets).unwrap();
+        {
+            use std::os::unix::fs::MetadataExt;
+            let owner = std::fs::metadata("/var/lib/libvirt/qemu").unwrap();
+            std::os::unix::fs::chown(&sockets, Some(owner.uid()), Some(owner.gid())).unwrap();
+        }
+        let gid = libvirt_gid();
+        set_default_acl(&sockets, gid);
+        let path = sockets.join(format!("{name}.sock"));
+        graphics
+            .child_mut("listen")
+            .unwrap()
+            .set_attr("socket", path.to_str().unwrap());
+        notes.push(format!(
+            "SPICE socket {declared} moved to {}, whose default ACL gives gid {gid} rw",
+            path.display()
+        ));
+        return Some(SpiceListen::Socket(path, gid));
+    }
+    graphics
+        .attr("port")
+        .filter(|_| graphics.attr("autoport") == Some("no"))
+        .map(|p| SpiceListen::Port(p.to_string()))
+}
+
+/// The `pcie-root-port`s of the running domain that no device sits behind.
+fn free_root_ports(name: &str) -> Vec<String> {
+    let live = dom::parse(&virsh_ok(&["dumpxml", "--domain", name]));
+    let devices = live.child("devices").unwrap();
+    let mut buses = Vec::new();
+    for d in devices.elems() {
+        for a in d.elems().filter(|a| a.name == "address") {
+            if a.attr("type") == Some("pci") {
+                if let Some(bus) = a.attr("bus") {
+                    buses.extend(u32::from_str_radix(bus.trim_start_matches("0x"), 16).ok());
+                }
+            }
+        }
+    }
+    devices
+        .elems()
+        .filter(|c| c.name == "controller" && c.attr("model") == Some("pcie-root-port"))
+        .filter_map(|c| c.attr("index"))
+        .filter(|i| i.parse::<u32>().is_ok_and(|i| !buses.contains(&i)))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The /dev/shm files of a domain's `<shmem>`s that do not exist yet:
@@ -776,6 +942,7 @@ fn check_running(name: &str, expect: &Expect) -> Vec<(String, Result<String, Str
     if let Some((model, backend)) = &expect.sound {
         check("sound", check_sound(&words, model, backend));
     }
+    check_tuning(name, expect, &words, &mut check);
     out
 }
 
@@ -936,6 +1103,99 @@ fn start_pipewire_case(name: &str, dir: &Path, xml: &str) -> Result<String, Stri
         )),
         Err(e) => Err(format!("expected QEMU to fail for want of PipeWire: {e}")),
         Ok(()) => Err("started without a PipeWire server in its runtime directory".into()),
+    }
+}
+
+/// The tuning options: the disk's aio, the preallocation threads, the
+/// guest agent channel, where SPICE listens, free root ports.
+fn check_tuning(
+    name: &str,
+    expect: &Expect,
+    words: &[String],
+    check: &mut dyn FnMut(&str, Result<String, String>),
+) {
+    let has = |pred: &dyn Fn(&str) -> bool| words.iter().find(|w| pred(w)).cloned();
+    if let Some(aio) = &expect.disk_aio {
+        let file = has(&|w| w.contains("disk1.qcow2") && w.contains("\"driver\":\"file\""));
+        check(
+            "disk aio",
+            match file {
+                Some(w) if w.contains(&format!("\"aio\":\"{aio}\"")) => Ok(w),
+                other => Err(format!("the disk's file node has no aio {aio}: {other:?}")),
+            },
+        );
+    }
+    if let Some(threads) = &expect.prealloc_threads {
+        let ram = has(&|w| w.contains("\"id\":\"pc.ram\""));
+        check(
+            "prealloc threads",
+            match ram {
+                Some(w) if w.contains(&format!("\"prealloc-threads\":{threads}")) => Ok(w),
+                other => Err(format!(
+                    "RAM backend without prealloc-threads {threads}: {other:?}"
+                )),
+            },
+        );
+    }
+    if expect.guest_agent {
+        let port = has(&|w| w.contains("virtserialport") && w.contains("org.qemu.guest_agent.0"));
+        check(
+            "guest agent",
+            port.ok_or_else(|| "no virtserialport org.qemu.guest_agent.0".to_string()),
+        );
+    }
+    if let Some(listen) = &expect.spice {
+        let spice = words
+            .iter()
+            .position(|w| w == "-spice")
+            .and_then(|i| words.get(i + 1))
+            .cloned()
+            .unwrap_or_default();
+        let res = match listen {
+            SpiceListen::Port(port) => {
+                if spice.contains(&format!("port={port},")) && spice.contains("addr=127.0.0.1") {
+                    Ok(spice)
+                } else {
+                    Err(format!(
+                        "-spice {spice:?}, declared port {port} on 127.0.0.1"
+                    ))
+                }
+            }
+            SpiceListen::Socket(path, gid) => {
+                use std::os::unix::fs::FileTypeExt;
+                let is_socket = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket());
+                // connect() needs write permission on the socket: QEMU's
+                // umask 002 and the directory's default ACL give the group rw.
+                let acl = group_acl(path, *gid);
+                let is_socket = is_socket && acl.is_some_and(|p| p & 6 == 6);
+                // `unix` (libvirt 9.0) or `unix=on`.
+                let unix = spice.split(',').any(|p| p == "unix" || p == "unix=on");
+                if unix && spice.contains(path.to_str().unwrap()) && is_socket {
+                    Ok(format!("{spice}; {} is a socket", path.display()))
+                } else {
+                    Err(format!(
+                        "-spice {spice:?}, declared socket {} (a socket there with group {gid} rw: {is_socket}, ACL entry {acl:?})",
+                        path.display()
+                    ))
+                }
+            }
+        };
+        check("spice", res);
+    }
+    if expect.spare_root_ports > 0 {
+        let free = free_root_ports(name);
+        check(
+            "spare root ports",
+            if free.len() >= expect.spare_root_ports as usize {
+                Ok(format!("{} free: {free:?}", free.len()))
+            } else {
+                Err(format!(
+                    "spareRootPorts = {}, {} free: {free:?}",
+                    expect.spare_root_ports,
+                    free.len()
+                ))
+            },
+        );
     }
 }
 
@@ -1125,7 +1385,9 @@ fn every_golden_domain_starts_under_tcg_as_declared() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let golden = std::fs::read_to_string(case).unwrap();
+        let spare = spare_root_ports(case);
         let mut variant = tcg_variant(&golden, &name, dir.path(), &host, &hugepages);
+        variant.expect.spare_root_ports = spare;
         // libvirt creates /dev/shm/<name> for each <shmem>; remove the new ones after.
         let shm = ShmFiles::new(&variant.expect.shm_files);
         let began = Instant::now();
@@ -1156,6 +1418,7 @@ fn every_golden_domain_starts_under_tcg_as_declared() {
                 let _ = virsh(&["undefine", "--domain", &name, "--nvram", "--tpm"]);
                 let no_pages: Result<String, String> = Err("libvirtd cannot use them".into());
                 variant = tcg_variant(&golden, &name, dir.path(), &host, &no_pages);
+                variant.expect.spare_root_ports = spare;
                 result = define_and_start(&name, dir.path(), &variant.xml);
             }
         }
@@ -1197,6 +1460,14 @@ fn every_golden_domain_starts_under_tcg_as_declared() {
         drop(shm);
     }
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+}
+
+/// `spareRootPorts` of the golden case whose XML is `xml_path`.
+fn spare_root_ports(xml_path: &Path) -> u32 {
+    let json = std::fs::read_to_string(xml_path.with_extension("json")).unwrap();
+    vfio_helper::config::VmConfig::from_json(&json)
+        .unwrap()
+        .spare_root_ports
 }
 
 fn define_and_start(name: &str, dir: &Path, xml: &str) -> Result<(), String> {

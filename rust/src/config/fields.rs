@@ -34,6 +34,17 @@ pub mod limits {
     pub const LOOKING_GLASS_MIB_MAX: u32 = 4096;
     /// `lookingGlass.kvmfrIndex`.
     pub const KVMFR_INDEX: (u32, u32) = (0, 9);
+    /// `cpu.maxPhysAddr`: QEMU takes 32 to 52 physical address bits on
+    /// x86_64 (52 is the architectural maximum, MAXPHYADDR).
+    pub const MAX_PHYS_ADDR: (u32, u32) = (32, 52);
+    /// `spareRootPorts`: each root port takes a 4 KiB I/O window from the
+    /// firmware's 64 KiB; past about 16 OVMF runs out.
+    pub const SPARE_ROOT_PORTS: (u32, u32) = (0, 16);
+    /// `hugepages.preallocThreads`, and the automatic value's cap.
+    pub const PREALLOC_THREADS: (u32, u32) = (1, 1024);
+    pub const PREALLOC_THREADS_AUTO: u32 = 16;
+    /// `spice.port`: 5900 and up, where SPICE and VNC clients look.
+    pub const SPICE_PORT: (u32, u32) = (5900, 65535);
     /// Longest path (Linux `PATH_MAX` without the terminating NUL).
     pub const PATH_MAX: usize = 4095;
     /// Longest interface name (`IFNAMSIZ` - 1).
@@ -87,7 +98,7 @@ pub(super) fn err(
     }
 }
 
-fn range<T: PartialOrd + std::fmt::Display + Copy>(
+pub(super) fn range<T: PartialOrd + std::fmt::Display + Copy>(
     path: &str,
     value: T,
     (min, max): (T, T),
@@ -265,6 +276,7 @@ impl VmConfig {
         self.check_paths()?;
         self.check_network()?;
         self.check_devices()?;
+        self.check_tuning()?;
         self.check_escape_hatches()
     }
 

@@ -6,14 +6,16 @@
 //! only some options deserialises too. Unknown fields are rejected, so a typo in
 //! a hand-written JSON is an error and never silently ignored.
 //!
-//! A few defaults depend on the VM's name, template or other options
-//! (`storage.disk`, `secureBoot`, `tpm.enable`, `cpu.isolate`,
-//! `lookingGlass.enable`, `audio.backend`); [`VmConfig::from_json`] fills
-//! those in before deserialising, exactly as the module's `default`s do.
+//! A few defaults depend on the VM's name, template, CPU vendor or other
+//! options (`storage.disk`, `secureBoot`, `tpm.enable`, `cpu.isolate`,
+//! `cpu.evmcs`, `lookingGlass.enable`, `audio.backend`);
+//! [`VmConfig::from_json`] fills those in before deserialising, exactly as
+//! the module's `default`s do.
 
 mod devices;
 mod fields;
 mod json;
+mod tuning;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +24,7 @@ pub use devices::{device_limits, Audio, AudioBackend, Pci, PciDevice, Usb, UsbDe
 pub use fields::{
     ifname_problem, limits, name_problem, path_problem, show, xml_forbidden, FieldError,
 };
+pub use tuning::{spice_socket, DiskIo, Hyperv, Spice, SpiceListen, SPICE_SOCKET_DIR};
 
 /// VM template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -56,6 +59,18 @@ pub struct VmConfig {
     pub storage: Storage,
     pub network: Network,
     pub graphics: Graphics,
+    /// Where the SPICE server listens (with `graphics = "spice"`).
+    pub spice: Spice,
+    /// Hide KVM from the guest (`<kvm><hidden>`, and a Hyper-V vendor id).
+    pub hide_hypervisor: bool,
+    /// Hyper-V extras that are off by default.
+    pub hyperv: Hyperv,
+    /// Empty `pcie-root-port`s left for hot-plugging PCIe devices.
+    pub spare_root_ports: u32,
+    /// Raw XML fragments appended inside `<cpu>`, `<features>` and `<os>`.
+    pub extra_cpu_xml: String,
+    pub extra_features_xml: String,
+    pub extra_os_xml: String,
     pub looking_glass: LookingGlass,
     pub autostart: bool,
     /// UEFI firmware with Secure Boot enabled (needs SMM).
@@ -92,6 +107,13 @@ impl Default for VmConfig {
             storage: Storage::default(),
             network: Network::default(),
             graphics: Graphics::Spice,
+            spice: Spice::default(),
+            hide_hypervisor: false,
+            hyperv: Hyperv::default(),
+            spare_root_ports: 4,
+            extra_cpu_xml: String::new(),
+            extra_features_xml: String::new(),
+            extra_os_xml: String::new(),
             looking_glass: LookingGlass::default(),
             autostart: false,
             secure_boot: true,
@@ -144,7 +166,14 @@ pub struct Cpu {
     /// Host CPU vendor; vendor-specific features (topoext, evmcs) only when known.
     pub vendor: Option<CpuVendor>,
     /// Hyper-V enlightened VMCS (Intel only; for nested Hyper-V, WSL2, VBS).
+    /// Defaults to `vendor == "intel"`.
     pub evmcs: bool,
+    /// Hyper-V `avic` (hv-avic): SynIC with APICv/AVIC. `None`: off (the
+    /// module fills it from `modules.vfio.hostTopology.avic`).
+    pub avic: Option<bool>,
+    /// `<maxphysaddr mode="passthrough" limit=…>`: the guest's physical
+    /// address bits, capped (libvirt >= 9.3.0).
+    pub max_phys_addr: Option<u32>,
 }
 
 impl Default for Cpu {
@@ -156,6 +185,8 @@ impl Default for Cpu {
             isolate: true,
             vendor: None,
             evmcs: false,
+            avic: None,
+            max_phys_addr: None,
         }
     }
 }
@@ -209,7 +240,7 @@ impl Prefer {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Gpu {
     pub enable: bool,
@@ -224,6 +255,24 @@ pub struct Gpu {
     pub extra_addresses: Vec<String>,
     /// VBIOS image for the GPU function (`<rom file=…>`).
     pub rom_file: Option<String>,
+    /// Expose the GPU's ROM BAR; false gives `<rom bar="off">`.
+    pub rom_bar: bool,
+}
+
+impl Default for Gpu {
+    fn default() -> Self {
+        Gpu {
+            enable: false,
+            pci_id: None,
+            audio_pci_id: None,
+            address: None,
+            audio_address: None,
+            extra_pci_ids: Vec::new(),
+            extra_addresses: Vec::new(),
+            rom_file: None,
+            rom_bar: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -232,6 +281,9 @@ pub struct Hugepages {
     pub enable: bool,
     /// Number of 1 GiB pages.
     pub count: u32,
+    /// Threads QEMU preallocates the pages with; `None`: one per vCPU, at
+    /// most [`limits::PREALLOC_THREADS_AUTO`].
+    pub prealloc_threads: Option<u32>,
 }
 
 impl Default for Hugepages {
@@ -239,6 +291,7 @@ impl Default for Hugepages {
         Hugepages {
             enable: false,
             count: 32,
+            prealloc_threads: None,
         }
     }
 }
@@ -253,6 +306,8 @@ pub struct Storage {
     pub size: u32,
     pub windows_iso: Option<String>,
     pub virtio_iso: Option<String>,
+    /// The disk's I/O mode.
+    pub io: DiskIo,
 }
 
 impl Default for Storage {
@@ -262,6 +317,7 @@ impl Default for Storage {
             size: 128,
             windows_iso: None,
             virtio_iso: None,
+            io: DiskIo::IoUring,
         }
     }
 }
@@ -551,6 +607,12 @@ fn fill_dependent_defaults(value: &mut Value) {
         .map_or(true, |g| g == "spice");
     let backend = if spice { "spice" } else { "none" };
     set_nested_default(obj, "audio", "backend", Value::String(backend.into()));
+    let intel = obj
+        .get("cpu")
+        .and_then(|c| c.get("vendor"))
+        .and_then(Value::as_str)
+        == Some("intel");
+    set_nested_default(obj, "cpu", "evmcs", Value::Bool(intel));
     if !name.is_empty() {
         set_nested_default(
             obj,

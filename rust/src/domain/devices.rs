@@ -1,5 +1,7 @@
 //! `<devices>`: one writer per device class.
 
+use super::hotplug::write_root_ports;
+use super::tuning::{write_graphics, write_guest_agent, write_panic, write_rom};
 use super::validate::Plan;
 use super::writer::{hex2, on_off, Xml};
 use super::GPU_GUEST_BUS;
@@ -26,6 +28,7 @@ pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
         );
     }
     pci::write_root_ports(x, &plan.passthrough);
+    write_root_ports(x, plan.root_ports);
     write_interface(x, cfg);
     write_channels(x, cfg);
     write_inputs(x, cfg);
@@ -40,6 +43,7 @@ pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
     pci::write_pci_hostdevs(x, &plan.passthrough);
     usb::write_usb_hostdevs(x, cfg);
     x.empty("memballoon", &[("model", "none")]);
+    write_panic(x, cfg);
     if !windows {
         x.open("rng", &[("model", "virtio")]);
         x.text("backend", &[("model", "random")], "/dev/urandom");
@@ -90,7 +94,7 @@ fn write_disks(x: &mut Xml, cfg: &VmConfig) {
             ("name", "qemu"),
             ("type", if block { "raw" } else { "qcow2" }),
             ("cache", "none"),
-            ("io", "native"),
+            ("io", cfg.storage.io.as_str()),
             ("discard", "unmap"),
             ("detect_zeroes", "unmap"),
             ("iothread", "1"),
@@ -124,7 +128,7 @@ fn write_disks(x: &mut Xml, cfg: &VmConfig) {
     }
 }
 
-/// Serial console and guest agent (Linux), SPICE agent channel.
+/// Serial console (Linux), guest agent, SPICE agent channel.
 fn write_channels(x: &mut Xml, cfg: &VmConfig) {
     if !cfg.vm_type.is_windows() {
         x.open("serial", &[("type", "pty")]);
@@ -133,13 +137,8 @@ fn write_channels(x: &mut Xml, cfg: &VmConfig) {
         x.open("console", &[("type", "pty")]);
         x.empty("target", &[("type", "serial"), ("port", "0")]);
         x.close("console");
-        x.open("channel", &[("type", "unix")]);
-        x.empty(
-            "target",
-            &[("type", "virtio"), ("name", "org.qemu.guest_agent.0")],
-        );
-        x.close("channel");
     }
+    write_guest_agent(x);
     if cfg.graphics == Graphics::Spice {
         x.open("channel", &[("type", "spicevmc")]);
         x.empty(
@@ -183,9 +182,7 @@ fn write_display(x: &mut Xml, cfg: &VmConfig) {
             } else {
                 "vnc"
             };
-            x.open("graphics", &[("type", kind), ("autoport", "yes")]);
-            x.empty("listen", &[("type", "address"), ("address", "127.0.0.1")]);
-            x.close("graphics");
+            write_graphics(x, cfg, kind);
         }
         Graphics::None => {}
     }
@@ -254,9 +251,7 @@ fn write_hostdevs(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
         );
         x.close("source");
         if function == 0 {
-            if let Some(rom) = &cfg.gpu.rom_file {
-                x.empty("rom", &[("file", rom)]);
-            }
+            write_rom(x, cfg);
         }
         let guest_function = format!("0x{function:x}");
         let mut attrs = vec![

@@ -136,6 +136,36 @@ pub enum DomainError {
     )]
     ExtraDevicesXml { reason: String, near: String },
 
+    #[error("{option} is not usable inside <{parent}>: {reason}")]
+    #[diagnostic(
+        code(vfio::domain::extra_xml),
+        help("{option} must be one or more complete elements that go inside <{parent}>; fix the markup near: {near}")
+    )]
+    ExtraXml {
+        option: &'static str,
+        parent: &'static str,
+        reason: String,
+        near: String,
+    },
+
+    #[error("{option}: <{element}> is already in the generated domain")]
+    #[diagnostic(
+        code(vfio::domain::extra_xml_taken),
+        help("libvirt takes it once; set it with {instead}, and remove it from {option}")
+    )]
+    ExtraXmlTaken {
+        option: &'static str,
+        element: String,
+        instead: String,
+    },
+
+    #[error("hyperv.panic = true and extraDevicesXml has a <panic model=\"hyperv\"> too")]
+    #[diagnostic(
+        code(vfio::domain::panic_twice),
+        help("libvirt takes one Hyper-V panic device: remove it from extraDevicesXml")
+    )]
+    HypervPanicTwice,
+
     #[error(transparent)]
     #[diagnostic(transparent)]
     Field(#[from] FieldError),

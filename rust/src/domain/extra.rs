@@ -1,5 +1,6 @@
-//! extraDevicesXml: parsed, checked and re-serialised (so it is indented like
-//! the rest and guaranteed well-formed).
+//! extraDevicesXml (and the `<cpu>`, `<features>` and `<os>` fragments of
+//! [`super::fragments`]): parsed, checked and re-serialised (so it is
+//! indented like the rest and guaranteed well-formed).
 //!
 //! quick-xml is a fast, forgiving reader: with its checks on it finds
 //! mismatched end tags, duplicate attributes, bad references and `--` in
@@ -69,6 +70,8 @@ pub const RESERVED_ALIAS_PREFIX: &str = "ua-vfio-";
 pub(super) struct ExtraDevices {
     pub(super) events: Vec<Event<'static>>,
     pub(super) devices: Vec<(String, Option<String>)>,
+    /// Every top-level element with all its attributes, in order.
+    pub(super) tops: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl ExtraDevices {
@@ -107,7 +110,7 @@ fn name_problem(name: &[u8]) -> Option<&'static str> {
 }
 
 /// Text around byte `pos` of `text`, for the error message.
-fn near(text: &str, pos: u64) -> String {
+pub(super) fn near(text: &str, pos: u64) -> String {
     let start = usize::try_from(pos).unwrap_or(0).min(text.len());
     let start = (0..=start)
         .rev()
@@ -120,12 +123,36 @@ fn forbidden_char(s: &str) -> Option<char> {
     s.chars().find(|&c| xml_forbidden(c))
 }
 
-/// Parses and checks the fragment.
+/// What a fragment's top-level elements may be: the children of its parent
+/// element that it may add, those of them a domain has at most one of, and
+/// what to call them in the error.
+pub(super) struct Allowed<'a> {
+    pub(super) names: &'a [&'a str],
+    pub(super) single: &'a [&'a str],
+    pub(super) parent: &'a str,
+    pub(super) what: &'a str,
+}
+
+/// The rules of extraDevicesXml.
+const DEVICES: Allowed<'static> = Allowed {
+    names: DEVICE_ELEMENTS,
+    single: SINGLE_DEVICES,
+    parent: "devices",
+    what: "libvirt device element",
+};
+
+/// Parses and checks extraDevicesXml.
 pub(super) fn parse_extra_devices(text: &str) -> Result<ExtraDevices, DomainError> {
-    let err = |reason: String, pos: u64| DomainError::ExtraDevicesXml {
+    parse_fragment(text, &DEVICES).map_err(|(reason, pos)| DomainError::ExtraDevicesXml {
         reason,
         near: near(text, pos),
-    };
+    })
+}
+
+/// Parses and checks a fragment whose top-level elements `allowed` names;
+/// an error is its reason and the byte offset it was found at.
+pub(super) fn parse_fragment(text: &str, allowed: &Allowed) -> Result<ExtraDevices, (String, u64)> {
+    let err = |reason: String, pos: u64| (reason, pos);
     if text.len() > limits::EXTRA_XML_BYTES {
         return Err(err(
             format!("it is {} bytes long, more than 64 KiB", text.len()),
@@ -150,15 +177,16 @@ pub(super) fn parse_extra_devices(text: &str) -> Result<ExtraDevices, DomainErro
             .map_err(|e| err(e.to_string(), reader.error_position()))?;
         match &event {
             Event::Start(start) | Event::Empty(start) => {
-                let name = check_element(start, open.len()).map_err(|r| err(r, pos))?;
+                let name = check_element(start, open.len(), allowed).map_err(|r| err(r, pos))?;
                 if open.is_empty() {
-                    if SINGLE_DEVICES.contains(&name.as_str())
+                    if allowed.single.contains(&name.as_str())
                         && out.devices.iter().any(|(n, _)| *n == name)
                     {
                         return Err(err(format!("a domain has at most one <{name}>"), pos));
                     }
                     let kind = attribute(start, "type");
                     out.devices.push((name.clone(), kind));
+                    out.tops.push((name.clone(), attributes(start)));
                 }
                 if matches!(event, Event::Start(_)) {
                     open.push(name);
@@ -191,7 +219,10 @@ pub(super) fn parse_extra_devices(text: &str) -> Result<ExtraDevices, DomainErro
             Event::CData(_) | Event::Comment(_) => {}
             Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {
                 return Err(err(
-                    "declarations, processing instructions and DOCTYPEs are not allowed in a device fragment".into(),
+                    format!(
+                        "declarations, processing instructions and DOCTYPEs are not allowed in a <{}> fragment",
+                        allowed.parent
+                    ),
                     pos,
                 ));
             }
@@ -220,9 +251,21 @@ fn attribute(start: &BytesStart, key: &str) -> Option<String> {
         .map(|v| v.into_owned())
 }
 
-/// Checks one start tag at nesting `depth` (0 = a top-level device) and
-/// returns its name.
-fn check_element(start: &BytesStart, depth: usize) -> Result<String, String> {
+/// Every attribute of `start` whose value unescapes, in order.
+fn attributes(start: &BytesStart) -> Vec<(String, String)> {
+    start
+        .attributes()
+        .flatten()
+        .filter_map(|a| {
+            let value = a.unescape_value().ok()?.into_owned();
+            Some((String::from_utf8_lossy(a.key.as_ref()).into_owned(), value))
+        })
+        .collect()
+}
+
+/// Checks one start tag at nesting `depth` (0 = a top-level element of the
+/// fragment) and returns its name.
+fn check_element(start: &BytesStart, depth: usize, allowed: &Allowed) -> Result<String, String> {
     let raw = start.name();
     let name = String::from_utf8_lossy(raw.as_ref()).into_owned();
     if let Some(p) = name_problem(raw.as_ref()) {
@@ -234,10 +277,12 @@ fn check_element(start: &BytesStart, depth: usize) -> Result<String, String> {
             limits::EXTRA_XML_DEPTH
         ));
     }
-    if depth == 0 && !DEVICE_ELEMENTS.contains(&name.as_str()) {
+    if depth == 0 && !allowed.names.contains(&name.as_str()) {
         return Err(format!(
-            "<{name}> is not a libvirt device element; the fragment goes inside <devices>, so its top-level elements are devices: {}",
-            DEVICE_ELEMENTS.join(", ")
+            "<{name}> is not a {what}; the fragment goes inside <{parent}>, so its top-level elements are one of: {}",
+            allowed.names.join(", "),
+            what = allowed.what,
+            parent = allowed.parent,
         ));
     }
     for attr in start.attributes().with_checks(true) {

@@ -17,8 +17,16 @@ pub enum HvFeature {
     StimerDirect,
     Frequencies,
     Tlbflush,
+    /// `<extended>` inside `<tlbflush>` (libvirt >= 11.0.0).
+    TlbflushExtended,
     Ipi,
     Evmcs,
+    /// hv-avic: SynIC with the host's APICv/AVIC (libvirt >= 8.10.0).
+    Avic,
+    /// hv-xmm-input (libvirt >= 10.7.0).
+    XmmInput,
+    /// `<vendor_id>`: not an enlightenment, the Hyper-V vendor signature.
+    VendorId,
 }
 
 impl HvFeature {
@@ -34,8 +42,12 @@ impl HvFeature {
             HvFeature::StimerDirect => "stimer direct",
             HvFeature::Frequencies => "frequencies",
             HvFeature::Tlbflush => "tlbflush",
+            HvFeature::TlbflushExtended => "tlbflush extended",
             HvFeature::Ipi => "ipi",
             HvFeature::Evmcs => "evmcs",
+            HvFeature::Avic => "avic",
+            HvFeature::XmmInput => "xmm_input",
+            HvFeature::VendorId => "vendor_id",
         }
     }
 
@@ -49,14 +61,19 @@ impl HvFeature {
             StimerDirect => (&[Stimer], false),
             Tlbflush | Ipi => (&[Vpindex], false),
             Evmcs => (&[Vapic], false),
-            Relaxed | Vapic | Spinlocks | Vpindex | Runtime | Frequencies => (&[], false),
+            TlbflushExtended => (&[Tlbflush], false),
+            Relaxed | Vapic | Spinlocks | Vpindex | Runtime | Frequencies | Avic | XmmInput
+            | VendorId => (&[], false),
         }
     }
 }
 
 /// The enlightenments a Windows guest gets: all QEMU recommends for a pinned
-/// desktop guest, plus `evmcs` when asked for on an Intel host.
-/// `vendor` is the host CPU vendor ([`cpu_vendor`]).
+/// desktop guest, plus `evmcs` when asked for on an Intel host, and the
+/// opt-in ones (`cpu.avic`, `hyperv.*`, `hideHypervisor`'s vendor id), in
+/// the order libvirt formats them (src/conf/domain_conf.c,
+/// virDomainFeaturesHyperVDefFormat). `vendor` is the host CPU vendor
+/// ([`cpu_vendor`]).
 pub fn hyperv_features(
     cfg: &VmConfig,
     vendor: Option<CpuVendor>,
@@ -71,10 +88,15 @@ pub fn hyperv_features(
         Synic,
         Stimer,
         StimerDirect,
-        Frequencies,
-        Tlbflush,
-        Ipi,
     ];
+    if cfg.hide_hypervisor {
+        features.push(VendorId);
+    }
+    features.extend([Frequencies, Tlbflush]);
+    if cfg.hyperv.tlbflush_extended {
+        features.push(TlbflushExtended);
+    }
+    features.push(Ipi);
     if cfg.cpu.evmcs {
         match vendor {
             Some(CpuVendor::Intel) => features.push(Evmcs),
@@ -90,12 +112,18 @@ pub fn hyperv_features(
             }
         }
     }
+    if cfg.cpu.avic == Some(true) {
+        features.push(Avic);
+    }
+    if cfg.hyperv.xmm_input {
+        features.push(XmmInput);
+    }
     Ok(features)
 }
 
 /// Checks the dependency graph of the Hyper-V enlightenments: synic → vpindex;
 /// stimer → vpindex, synic and the hypervclock timer; direct → stimer;
-/// tlbflush, ipi → vpindex; evmcs → vapic.
+/// tlbflush, ipi → vpindex; tlbflush extended → tlbflush; evmcs → vapic.
 pub fn check_hyperv(features: &[HvFeature], hypervclock: bool) -> Result<(), DomainError> {
     for &feature in features {
         let (needs, needs_clock) = feature.requires();

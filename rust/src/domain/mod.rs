@@ -11,13 +11,19 @@
 //!   "none"`), the Hyper-V enlightenments QEMU recommends (with their
 //!   dependencies checked), host-passthrough CPU with the pinned topology
 //!   (`topoext` on AMD), memory bound to `cpu.pinning.numaNode`, 1 GiB
-//!   hugepages, a virtio disk on an IOThread, the GPU functions on one guest
-//!   slot, Looking Glass, evdev input, TPM 2.0, no memory balloon; an ich9
-//!   sound card played through SPICE or PipeWire (`audio.backend`), USB
-//!   devices by ID and whole PCI devices (`usb.*`, `pci.devices`), each on
-//!   its own root port.
+//!   hugepages preallocated by several threads, a virtio disk on an
+//!   IOThread (io_uring), the GPU functions on one guest slot, Looking
+//!   Glass, evdev input, TPM 2.0, the QEMU guest agent channel, spare PCIe
+//!   root ports for hot-plug, no memory balloon; an ich9 sound card played
+//!   through SPICE or PipeWire (`audio.backend`), USB devices by ID and
+//!   whole PCI devices (`usb.*`, `pci.devices`), each on its own root port.
 //! * `linux-server`: the same hygiene without the Windows parts, plus a serial
-//!   console, the QEMU guest agent channel and a virtio RNG.
+//!   console and a virtio RNG.
+//!
+//! The classic fixes and tuning options (`gpu.romBar`, `cpu.maxPhysAddr`,
+//! `hideHypervisor`, `cpu.avic`, `hyperv.*`, `spice.*`, the `<cpu>`,
+//! `<features>` and `<os>` escape hatches) are written by `tuning.rs`,
+//! `fragments.rs` and `hotplug.rs`.
 //!
 //! No `<emulator>` and no firmware paths are emitted: libvirt picks the host's
 //! QEMU and firmware, so store paths never end up in the domain definition.
@@ -27,9 +33,12 @@ mod device_error;
 mod devices;
 mod error;
 mod extra;
+mod fragments;
+mod hotplug;
 mod hyperv;
 mod pci;
 mod platform;
+mod tuning;
 mod usb;
 mod validate;
 mod writer;
@@ -39,6 +48,7 @@ pub use device_error::DeviceError;
 pub use error::DomainError;
 pub use hyperv::{check_hyperv, hyperv_features, HvFeature};
 pub use pci::PASSTHROUGH_FIRST_BUS;
+pub use tuning::HIDDEN_VENDOR_ID;
 pub use validate::cpu_vendor;
 
 use crate::config::VmConfig;
@@ -87,10 +97,19 @@ pub fn render_with_warnings(
     cfg: &VmConfig,
     host: Option<&HostTopology>,
 ) -> Result<Rendered, DomainError> {
-    let plan = validate(cfg, host)?;
-    let mut x = Xml::new();
-    write_domain(&mut x, cfg, &plan)?;
-    let xml = x.finish()?;
+    let mut plan = validate(cfg, host)?;
+    let write = |plan: &validate::Plan| -> Result<String, DomainError> {
+        let mut x = Xml::new();
+        write_domain(&mut x, cfg, plan)?;
+        x.finish()
+    };
+    let mut xml = write(&plan)?;
+    if cfg.spare_root_ports > 0 {
+        // The devices take root ports first (see hotplug.rs): declare
+        // theirs and the spare ones.
+        plan.root_ports = hotplug::ports_taken(&xml) + cfg.spare_root_ports;
+        xml = write(&plan)?;
+    }
     Ok(Rendered {
         xml,
         warnings: plan.pins.map(|p| p.warnings).unwrap_or_default(),

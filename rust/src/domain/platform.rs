@@ -2,7 +2,9 @@
 //! their pins, firmware, features, CPU model and clock; and the domain itself.
 
 use super::devices::write_devices;
+use super::fragments::write_fragment;
 use super::hyperv::HvFeature;
+use super::tuning::{prealloc_threads, write_kvm_features, write_maxphysaddr, HIDDEN_VENDOR_ID};
 use super::validate::Plan;
 use super::writer::{yes_no, Xml};
 use super::{
@@ -45,9 +47,9 @@ pub(super) fn write_domain(x: &mut Xml, cfg: &VmConfig, plan: &Plan) -> Result<(
     }
     write_numatune(x, plan);
 
-    write_os(x, cfg);
+    write_os(x, cfg, plan);
     write_features(x, cfg, plan);
-    write_cpu(x, plan);
+    write_cpu(x, cfg, plan);
     write_clock(x, windows, plan.hypervclock);
     x.text("on_poweroff", &[], "destroy");
     x.text("on_reboot", &[], "restart");
@@ -84,7 +86,11 @@ fn write_memory(x: &mut Xml, cfg: &VmConfig) {
     }
     x.empty("nosharepages", &[]);
     if cfg.hugepages.enable {
-        x.empty("allocation", &[("mode", "immediate")]);
+        let threads = prealloc_threads(cfg).to_string();
+        x.empty(
+            "allocation",
+            &[("mode", "immediate"), ("threads", &threads)],
+        );
     }
     x.close("memoryBacking");
 }
@@ -173,7 +179,7 @@ fn write_cputune(x: &mut Xml, pins: &PinMap) {
 /// variable store must come with Microsoft's keys. QEMU's own edk2
 /// descriptors have `secure-boot` but not `enrolled-keys`; the firmware
 /// module installs one that has (see [`crate::firmware`]).
-fn write_os(x: &mut Xml, cfg: &VmConfig) {
+fn write_os(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
     x.open("os", &[("firmware", "efi")]);
     x.text("type", &[("arch", "x86_64"), ("machine", "q35")], "hvm");
     let keys = cfg.secure_boot && cfg.secure_boot_keys == SecureBootKeys::Microsoft;
@@ -190,6 +196,7 @@ fn write_os(x: &mut Xml, cfg: &VmConfig) {
         ],
     );
     x.close("firmware");
+    write_fragment(x, &plan.fragments.os);
     x.close("os");
 }
 
@@ -200,9 +207,10 @@ fn write_features(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
     if !plan.hyperv.is_empty() {
         x.open("hyperv", &[("mode", "custom")]);
         let direct = plan.hyperv.contains(&HvFeature::StimerDirect);
+        let extended = plan.hyperv.contains(&HvFeature::TlbflushExtended);
         for feature in &plan.hyperv {
             match feature {
-                HvFeature::StimerDirect => {}
+                HvFeature::StimerDirect | HvFeature::TlbflushExtended => {}
                 HvFeature::Spinlocks => x.empty(
                     "spinlocks",
                     &[("state", "on"), ("retries", &SPINLOCK_RETRIES.to_string())],
@@ -212,11 +220,20 @@ fn write_features(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
                     x.empty("direct", &[("state", "on")]);
                     x.close("stimer");
                 }
+                HvFeature::Tlbflush if extended => {
+                    x.open("tlbflush", &[("state", "on")]);
+                    x.empty("extended", &[("state", "on")]);
+                    x.close("tlbflush");
+                }
+                HvFeature::VendorId => {
+                    x.empty("vendor_id", &[("state", "on"), ("value", HIDDEN_VENDOR_ID)])
+                }
                 other => x.empty(other.name(), &[("state", "on")]),
             }
         }
         x.close("hyperv");
     }
+    write_kvm_features(x, cfg);
     x.empty("vmport", &[("state", "off")]);
     if cfg.secure_boot {
         x.empty("smm", &[("state", "on")]);
@@ -228,10 +245,11 @@ fn write_features(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
     // never turns it into a QEMU option). Windows guests that touch MSRs KVM
     // does not emulate need the host's `kvm ignore_msrs=1`, set by the VFIO
     // module, not anything in the domain.
+    write_fragment(x, &plan.fragments.features);
     x.close("features");
 }
 
-fn write_cpu(x: &mut Xml, plan: &Plan) {
+fn write_cpu(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
     x.open(
         "cpu",
         &[
@@ -255,6 +273,8 @@ fn write_cpu(x: &mut Xml, plan: &Plan) {
         x.empty("feature", &[("policy", "require"), ("name", "topoext")]);
     }
     x.empty("feature", &[("policy", "require"), ("name", "invtsc")]);
+    write_maxphysaddr(x, cfg);
+    write_fragment(x, &plan.fragments.cpu);
     x.close("cpu");
 }
 

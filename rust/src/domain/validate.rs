@@ -1,6 +1,7 @@
 //! Validation: everything that can be wrong is found before writing starts.
 
 use super::extra::{parse_extra_devices, ExtraDevices};
+use super::fragments::{parse_fragments, Fragments};
 use super::hyperv::{check_hyperv, hyperv_features, HvFeature};
 use super::pci::{passthrough_devices, Passthrough};
 use super::{audio, usb};
@@ -23,6 +24,11 @@ pub(super) struct Plan {
     pub(super) memory_nodes: Vec<u32>,
     /// `pci.devices` and `usb.controllers` with their guest buses.
     pub(super) passthrough: Vec<Passthrough>,
+    /// extraCpuXml, extraFeaturesXml, extraOsXml.
+    pub(super) fragments: Fragments,
+    /// Root ports declared for the devices and the spare ones (set by
+    /// `render_with_warnings` once it knows how many the devices take).
+    pub(super) root_ports: u32,
 }
 
 /// The host CPU vendor: `cpu.vendor`, else the vendor of the host topology.
@@ -72,6 +78,8 @@ pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Pl
     audio::check_audio(cfg)?;
     usb::check_usb(cfg)?;
     let passthrough = passthrough_devices(cfg)?;
+    let fragments = parse_fragments(cfg, vendor)?;
+    check_panic(cfg, &extra_devices)?;
     let memory_nodes = memory_nodes(cfg, pins.as_ref(), host)?;
 
     Ok(Plan {
@@ -84,7 +92,21 @@ pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Pl
         extra_devices,
         memory_nodes,
         passthrough,
+        fragments,
+        root_ports: 0,
     })
+}
+
+/// `hyperv.panic` and a Hyper-V panic device in extraDevicesXml: libvirt
+/// takes one of each panic model.
+fn check_panic(cfg: &VmConfig, extra: &ExtraDevices) -> Result<(), DomainError> {
+    let in_extra = extra.tops.iter().any(|(name, attrs)| {
+        name == "panic" && attrs.iter().any(|(k, v)| k == "model" && v == "hyperv")
+    });
+    if cfg.hyperv.panic && cfg.vm_type.is_windows() && in_extra {
+        return Err(DomainError::HypervPanicTwice);
+    }
+    Ok(())
 }
 
 /// With SMT pairs in the guest, the CPU vendor must be known: on AMD the

@@ -39,6 +39,7 @@ pub fn read_declared(manifest: &Manifest) -> Vec<Result<Desired, (String, SyncEr
                 )));
             }
             let text = fs::read_to_string(&decl.xml).map_err(|e| unreadable(e.to_string()))?;
+            super::rom::check_rom_files(&decl.name, &text).map_err(|e| (decl.name.clone(), e))?;
             let disk_state = decl.disk.as_deref().map(probe_disk);
             prepare(decl, &text, disk_state).map_err(|e| (decl.name.clone(), e))
         })

@@ -9,6 +9,8 @@
 //! * a running VM is never stopped or restarted: redefining it updates its
 //!   persistent configuration only, which applies at its next start;
 //! * autostart is set or cleared as declared;
+//! * a domain whose VBIOS image (`gpu.romFile`) is missing or empty is
+//!   refused, left as it is in libvirt (see `rom.rs`);
 //! * a missing qcow2 disk image is created (see "Disk images");
 //!   an existing disk is never touched, a block device is never created;
 //! * a domain of ours that left the manifest is undefined, keeping its disks,
@@ -222,6 +224,7 @@ mod marker;
 mod names;
 mod network;
 mod plan;
+mod rom;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -236,6 +239,7 @@ pub use manifest::{
 pub use marker::{content_hash, stamp_hash, xml_facts, Marker, XmlFacts};
 pub use network::{plan_networks, stock_default_network_xml, LiveNetwork, NetAction, NetworkPlan};
 pub use plan::{plan, running_note, Action, DefineReason, DomainPlan, Phase, Plan};
+pub use rom::{check_rom_files, rom_files, rom_problem};
 pub use state::{prepare, Desired, DesiredDisk, LiveDomain};
 pub use virsh::{parse_dominfo, Libvirt, Virsh, DEFAULT_TIMEOUT_SECS};
 
@@ -460,6 +464,17 @@ pub enum SyncError {
         help("check that qemu-img is installed and that there is room at {path}; no file was left at {path}")
     )]
     DiskCreateFailed {
+        name: String,
+        path: String,
+        detail: String,
+    },
+
+    #[error("the VBIOS image {path} of `{name}` cannot be used: {detail}")]
+    #[diagnostic(
+        code(vfio::sync::rom_file),
+        help("QEMU reads it at every start of `{name}` and refuses to start without it, so the domain is not defined (or redefined) until it is usable: put the GPU's ROM image at {path}, or change (or unset) virtualisation.vms.{name}.gpu.romFile")
+    )]
+    RomFileUnusable {
         name: String,
         path: String,
         detail: String,

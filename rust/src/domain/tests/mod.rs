@@ -321,4 +321,5 @@ proptest! {
 }
 
 mod devices;
+mod tuning;
 mod validation;
