@@ -1,6 +1,18 @@
-//! Findings of the static checks (`vfio-helper check`) and their two renderings:
-//! miette reports for people (file, line, the underlined span, what is wrong
-//! and the fix) and JSON for editors and CI.
+//! The project's diagnostics vocabulary: one [`Severity`] for every kind of
+//! finding, typed rule codes ([`rule_codes!`]: an enum per producer whose
+//! variants each have a stable `code()`), and the findings of the static
+//! checks (`vfio-helper check`) with their two renderings: miette reports for
+//! people (file, line, the underlined span, what is wrong and the fix) and
+//! JSON for editors and CI.
+//!
+//! The three producers share the severity and the code convention; their
+//! findings keep the shape of what they are about:
+//!
+//! | producer | finding | code enum | where |
+//! |---|---|---|---|
+//! | `check` | [`Finding`]: a span of a file | rule names (`vm-vcpus`) | here |
+//! | `discover` | `discover::Finding`: a fact of the host | `discover::FindingCode` | `discover/report.rs` |
+//! | `doctor` | `doctor::Check`: one verdict on the host | `doctor::CheckCode` | `doctor/mod.rs` |
 //!
 //! A [`Finding`] is plain data: the file it belongs to, a byte span in that
 //! file, the rule that produced it, the message and the fix. Rendering never
@@ -53,13 +65,112 @@ fn push_escaped(out: &mut String, text: &str, i: usize, c: char) {
     }
 }
 
-/// How bad a finding is. Errors make `check` exit with status 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// How bad a finding is, for every producer. `check` fails (status 1) on an
+/// error; `doctor` calls an error a failed check (the VM cannot start, JSON
+/// `"fail"`), a warning `"warn"`, and a passed check info (`"ok"`);
+/// `discover` lists errors and warnings as problems and info as notes.
+/// Ordered most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
     Warning,
+    /// Worth knowing, nothing to fix.
+    Info,
 }
+
+impl Severity {
+    /// `error`, `warning`, `info`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// Defines a rule-code enum: each variant has a stable kebab-case code
+/// (`code()`), `ALL` lists the variants in order, `Display` and serde use the
+/// code, and the enum compares with a `&str` code.
+///
+/// ```ignore
+/// rule_codes! {
+///     /// What the doctor checks.
+///     pub enum CheckCode {
+///         /// IOMMU groups exist.
+///         Iommu = "iommu",
+///     }
+/// }
+/// ```
+macro_rules! rule_codes {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $code:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [$name] = &[ $( $name::$variant, )+ ];
+
+            /// The stable code, as in JSON and on the terminal.
+            pub fn code(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $code, )+
+                }
+            }
+
+            /// The variant of a code.
+            pub fn from_code(code: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|c| c.code() == code)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.code())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.code() == *other
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.code() == other
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.code())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::from_code(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown code `{text}`, expected one of: {}",
+                        $name::ALL.iter().map(|c| c.code()).collect::<Vec<_>>().join(", ")
+                    ))
+                })
+            }
+        }
+    };
+}
+pub(crate) use rule_codes;
 
 /// A 1-based line and column (columns count characters, not bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,9 +217,83 @@ pub fn position(source: &str, offset: usize) -> Position {
     Position { line, column }
 }
 
+/// Where a [`Finding`] is: a span of a file's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location<'a> {
+    /// The file as named on the command line.
+    pub file: &'a str,
+    /// Its text.
+    pub source: &'a str,
+    /// Byte offset of the span (clamped to the text).
+    pub offset: usize,
+    /// Length of the span in bytes (0: a point; clamped to the text).
+    pub length: usize,
+}
+
+impl<'a> Location<'a> {
+    /// The span `offset..offset + length` of `source`, the text of `file`.
+    pub fn new(file: &'a str, source: &'a str, offset: usize, length: usize) -> Location<'a> {
+        Location {
+            file,
+            source,
+            offset,
+            length,
+        }
+    }
+}
+
+/// What a [`Finding`] says: the problem, the label under the span, the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text {
+    pub message: String,
+    pub label: String,
+    pub help: String,
+}
+
+impl Text {
+    pub fn new(
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Text {
+        Text {
+            message: message.into(),
+            label: label.into(),
+            help: help.into(),
+        }
+    }
+}
+
 impl Finding {
-    /// A finding at `offset..offset+length` of `source`.
+    /// A finding of rule `rule` at `at`, saying `text`. Text quoted from the
+    /// file (in the message, label, help or file name) is stored escaped.
+    pub fn at(rule: &str, severity: Severity, at: Location<'_>, text: Text) -> Finding {
+        let source = at.source;
+        let offset = at.offset.min(source.len());
+        let length = at.length.min(source.len() - offset);
+        // Messages quote values from the file: they are shown escaped.
+        let clean = |s: String| match escape_control(&s) {
+            std::borrow::Cow::Borrowed(_) => s,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        };
+        Finding {
+            rule: rule.to_string(),
+            severity,
+            file: escape_control(at.file).into_owned(),
+            offset,
+            length,
+            start: position(source, offset),
+            end: position(source, offset + length),
+            message: clean(text.message),
+            label: clean(text.label),
+            help: clean(text.help),
+        }
+    }
+
+    /// [`Finding::at`] with the location and text spelled out, for the
+    /// callers written before [`Location`] and [`Text`]; new code uses `at`.
     #[allow(clippy::too_many_arguments)]
+    #[doc(hidden)]
     pub fn new(
         rule: &str,
         severity: Severity,
@@ -120,25 +305,12 @@ impl Finding {
         label: String,
         help: String,
     ) -> Finding {
-        let offset = offset.min(source.len());
-        let length = length.min(source.len() - offset);
-        // Messages quote values from the file: they are shown escaped.
-        let clean = |s: String| match escape_control(&s) {
-            std::borrow::Cow::Borrowed(_) => s,
-            std::borrow::Cow::Owned(escaped) => escaped,
-        };
-        Finding {
-            rule: rule.to_string(),
+        Finding::at(
+            rule,
             severity,
-            file: escape_control(file).into_owned(),
-            offset,
-            length,
-            start: position(source, offset),
-            end: position(source, offset + length),
-            message: clean(message),
-            label: clean(label),
-            help: clean(help),
-        }
+            Location::new(file, source, offset, length),
+            Text::new(message, label, help),
+        )
     }
 }
 
@@ -182,6 +354,7 @@ impl Diagnostic for Report<'_> {
         Some(match self.finding.severity {
             Severity::Error => miette::Severity::Error,
             Severity::Warning => miette::Severity::Warning,
+            Severity::Info => miette::Severity::Advice,
         })
     }
 
@@ -294,10 +467,7 @@ pub fn render_reports(findings: &[Finding], source: &str) -> String {
 
 /// One-line form: `file:line:col: error[rule]: message (fix: help)`.
 pub fn plain(finding: &Finding) -> String {
-    let severity = match finding.severity {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
-    };
+    let severity = finding.severity.as_str();
     format!(
         "{}:{}:{}: {severity}[{}]: {} (fix: {})",
         finding.file,
@@ -322,17 +492,18 @@ pub struct JsonOutput {
     pub findings: Vec<Finding>,
 }
 
+/// How many of `findings` have `severity`.
+fn count(findings: &[Finding], severity: Severity) -> usize {
+    findings.iter().filter(|f| f.severity == severity).count()
+}
+
 impl JsonOutput {
     pub fn new(files: Vec<String>, findings: Vec<Finding>) -> JsonOutput {
-        let errors = findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count();
         JsonOutput {
             version: 1,
             files,
-            errors,
-            warnings: findings.len() - errors,
+            errors: count(&findings, Severity::Error),
+            warnings: count(&findings, Severity::Warning),
             findings,
         }
     }
@@ -347,11 +518,8 @@ impl JsonOutput {
 
 /// The closing line of a human-readable run.
 pub fn summary(files: usize, findings: &[Finding]) -> String {
-    let errors = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
-    let warnings = findings.len() - errors;
+    let errors = count(findings, Severity::Error);
+    let warnings = count(findings, Severity::Warning);
     let plural = |n: usize, word: &str| {
         if n == 1 {
             format!("{n} {word}")
@@ -403,16 +571,15 @@ mod tests {
     #[test]
     fn report_shows_file_line_span_message_and_fix() {
         let src = "{\n  vcpus = 12;\n}\n";
-        let f = Finding::new(
+        let f = Finding::at(
             "vm-vcpus",
             Severity::Error,
-            "host.nix",
-            src,
-            12,
-            2,
-            "vcpus = 12 but cpu.cores * cpu.threads = 8".into(),
-            "12 vCPUs".into(),
-            "set vcpus = 8".into(),
+            Location::new("host.nix", src, 12, 2),
+            Text::new(
+                "vcpus = 12 but cpu.cores * cpu.threads = 8",
+                "12 vCPUs",
+                "set vcpus = 8",
+            ),
         );
         let text = render_report(&f, src);
         assert!(text.contains("host.nix:2:11"), "{text}");
@@ -431,16 +598,11 @@ mod tests {
     fn reports_escape_the_source_and_keep_the_underline_in_place() {
         let src = "{\n  a = \"\u{1b}]0;t\u{7}\u{1b}[2J\"; b = 1;\n}\n";
         let at = src.find("b = 1").unwrap();
-        let f = Finding::new(
+        let f = Finding::at(
             "r",
             Severity::Error,
-            "h\u{1b}[31m.nix",
-            src,
-            at,
-            1,
-            "m \u{9b}31m".into(),
-            "l".into(),
-            "h".into(),
+            Location::new("h\u{1b}[31m.nix", src, at, 1),
+            Text::new("m \u{9b}31m", "l", "h"),
         );
         let text = render_report(&f, src);
         assert!(!text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\u{9b}'));
@@ -463,14 +625,98 @@ mod tests {
     #[test]
     fn json_counts_errors_and_warnings() {
         let src = "{ }";
-        let mk = |s| Finding::new("r", s, "f", src, 0, 1, "m".into(), "l".into(), "h".into());
+        let mk = |s| {
+            Finding::at(
+                "r",
+                s,
+                Location::new("f", src, 0, 1),
+                Text::new("m", "l", "h"),
+            )
+        };
         let out = JsonOutput::new(
             vec!["f".into()],
-            vec![mk(Severity::Error), mk(Severity::Warning)],
+            vec![
+                mk(Severity::Error),
+                mk(Severity::Warning),
+                mk(Severity::Info),
+            ],
         );
+        // Info is neither an error nor a warning.
         assert_eq!((out.errors, out.warnings), (1, 1));
+        assert_eq!(summary(1, &out.findings), "1 file: 1 error, 1 warning\n");
+        assert_eq!(plain(&out.findings[2]), "f:1:1: info[r]: m (fix: h)");
         let v: serde_json::Value = serde_json::from_str(&out.render()).unwrap();
         assert_eq!(v["findings"][0]["start"]["line"], 1);
         assert_eq!(v["findings"][1]["severity"], "warning");
+        assert_eq!(v["findings"][2]["severity"], "info");
+    }
+
+    #[test]
+    fn the_old_constructor_builds_the_same_finding() {
+        let src = "{ a = 1; }";
+        let old = Finding::new(
+            "r",
+            Severity::Error,
+            "f",
+            src,
+            2,
+            5,
+            "m".into(),
+            "l".into(),
+            "h".into(),
+        );
+        let new = Finding::at(
+            "r",
+            Severity::Error,
+            Location::new("f", src, 2, 5),
+            Text::new("m", "l", "h"),
+        );
+        assert_eq!(old, new);
+        // Spans past the end are clamped.
+        let clamped = Finding::at(
+            "r",
+            Severity::Error,
+            Location::new("f", src, 99, 9),
+            Text::new("m", "l", "h"),
+        );
+        assert_eq!((clamped.offset, clamped.length), (src.len(), 0));
+    }
+
+    rule_codes! {
+        /// Codes of a test.
+        enum Demo {
+            /// The first.
+            First = "first",
+            TwoWords = "two-words",
+        }
+    }
+
+    #[test]
+    fn rule_codes_have_stable_codes_in_json() {
+        assert_eq!(Demo::TwoWords.code(), "two-words");
+        assert_eq!(Demo::ALL, [Demo::First, Demo::TwoWords]);
+        assert_eq!(Demo::from_code("first"), Some(Demo::First));
+        assert_eq!(Demo::from_code("First"), None);
+        assert!(Demo::TwoWords == "two-words");
+        assert_eq!(Demo::First.to_string(), "first");
+        assert_eq!(
+            serde_json::to_string(&Demo::TwoWords).unwrap(),
+            "\"two-words\""
+        );
+        let back: Demo = serde_json::from_str("\"two-words\"").unwrap();
+        assert_eq!(back, Demo::TwoWords);
+        let err = serde_json::from_str::<Demo>("\"three\"").unwrap_err();
+        assert!(err.to_string().contains("first, two-words"), "{err}");
+    }
+
+    #[test]
+    fn severities_order_most_severe_first() {
+        let mut v = vec![Severity::Info, Severity::Error, Severity::Warning];
+        v.sort();
+        assert_eq!(v, [Severity::Error, Severity::Warning, Severity::Info]);
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            "[\"error\",\"warning\",\"info\"]"
+        );
     }
 }
