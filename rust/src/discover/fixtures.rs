@@ -75,6 +75,65 @@ impl Pci {
     }
 }
 
+/// What input device a USB device has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputKind {
+    #[default]
+    None,
+    /// A full keyboard (every key from Esc to D).
+    Keyboard,
+    /// A mouse: buttons and relative axes, no keys.
+    Mouse,
+}
+
+/// A USB device plugged into a controller's root hub, or into a hub there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usb {
+    /// PCI address of the controller.
+    pub controller: String,
+    /// USB bus number of the controller's root hub.
+    pub bus: u32,
+    /// Port path below the root hub: `2`, or `1.4` behind the hub on port 1.
+    pub port: String,
+    /// `vendor:product`, hex.
+    pub id: String,
+    /// The `product` string; `None` writes no file.
+    pub product: Option<String>,
+    pub input: InputKind,
+}
+
+/// Builds a [`Usb`]: `usb("0000:0c:00.3", 1, "2", "046d:c52b", "USB Receiver")`;
+/// an empty product writes none.
+pub fn usb(controller: &str, bus: u32, port: &str, id: &str, product: &str) -> Usb {
+    Usb {
+        controller: controller.into(),
+        bus,
+        port: port.into(),
+        id: id.into(),
+        product: (!product.is_empty()).then(|| product.to_string()),
+        input: InputKind::None,
+    }
+}
+
+impl Usb {
+    /// Gives the device a keyboard input device.
+    pub fn keyboard(mut self) -> Usb {
+        self.input = InputKind::Keyboard;
+        self
+    }
+
+    /// Gives the device a mouse input device.
+    pub fn mouse(mut self) -> Usb {
+        self.input = InputKind::Mouse;
+        self
+    }
+
+    /// The kernel's name: `<bus>-<port>`.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.bus, self.port)
+    }
+}
+
 /// A whole host.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Host {
@@ -94,7 +153,14 @@ pub struct Host {
     pub pci: Vec<Pci>,
     /// Write `kernel/iommu_groups` and the `iommu_group` links.
     pub iommu: bool,
+    /// USB devices, written below their controllers with their root hubs.
+    pub usb: Vec<Usb>,
+    /// `/proc/sys/kernel/osrelease`; `None` writes no file.
+    pub kernel_release: Option<String>,
 }
+
+/// The kernel of the presets.
+const KERNEL: &str = "6.12.10";
 
 /// CPUs of `cores` cores with two threads, siblings `n` and `n + cores`
 /// (AMD desktop and Intel pre-hybrid enumeration).
@@ -178,6 +244,7 @@ fn ryzen_two_ccd(model: &str, l3_0: u64, l3_1: u64) -> Host {
         cpus,
         hugepages: default_hugepages(),
         cmdline: "BOOT_IMAGE=/boot/kernel iommu=pt".into(),
+        kernel_release: Some(KERNEL.into()),
         ..Host::default()
     }
 }
@@ -198,6 +265,7 @@ pub fn i7_8700k() -> Host {
         cpus,
         hugepages: default_hugepages(),
         cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt".into(),
+        kernel_release: Some(KERNEL.into()),
         ..Host::default()
     }
 }
@@ -245,6 +313,7 @@ pub fn i9_13900k() -> Host {
         cpus,
         hugepages: default_hugepages(),
         cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on".into(),
+        kernel_release: Some(KERNEL.into()),
         ..Host::default()
     }
 }
@@ -304,6 +373,7 @@ pub fn dual_socket_server() -> Host {
             pci("0000:81:00.0", "10de:2684", 0x030000, "vfio-pci", 41).numa(1),
             pci("0000:81:00.1", "10de:22ba", 0x040300, "vfio-pci", 41).numa(1),
         ],
+        kernel_release: Some(KERNEL.into()),
         ..Host::default()
     }
 }
@@ -331,6 +401,14 @@ pub fn am5_rtx4080() -> Host {
         pci("0000:0c:00.3", "1022:15b6", 0x0c0330, "xhci_hcd", 25),
         pci("0000:0c:00.4", "1022:15b7", 0x0c0330, "xhci_hcd", 26),
         pci("0000:0d:00.0", "1022:15b8", 0x0c0330, "xhci_hcd", 27),
+    ];
+    // The keyboard's receiver and a mouse on the CPU's controllers, a hub
+    // with a USB stick on the chipset's.
+    host.usb = vec![
+        usb("0000:0c:00.3", 1, "2", "046d:c52b", "USB Receiver").keyboard(),
+        usb("0000:0c:00.4", 3, "1", "1532:0084", "Razer DeathAdder V2").mouse(),
+        usb("0000:0a:00.0", 5, "3", "05e3:0610", "USB2.1 Hub"),
+        usb("0000:0a:00.0", 5, "3.2", "0781:5583", "Ultra Fit"),
     ];
     host
 }
@@ -502,6 +580,10 @@ impl Host {
         std::fs::create_dir_all(&proc)?;
         self.write_cpus(&sys)?;
         self.write_pci(&sys)?;
+        self.write_usb(&sys)?;
+        if let Some(release) = &self.kernel_release {
+            write(&proc.join("sys/kernel/osrelease"), &format!("{release}\n"))?;
+        }
         for (size, total, free) in &self.hugepages {
             let d = sys.join(format!("kernel/mm/hugepages/hugepages-{size}kB"));
             write(&d.join("nr_hugepages"), &format!("{total}\n"))?;
@@ -645,6 +727,87 @@ impl Host {
                     &gdir.join("devices").join(&p.address),
                 )?;
             }
+        }
+        Ok(())
+    }
+
+    /// The root hubs, devices and input devices of [`Host::usb`], laid out
+    /// as the kernel does below the controller's PCI function, with the
+    /// `bus/usb/devices` and `class/input` links.
+    fn write_usb(&self, sys: &Path) -> io::Result<()> {
+        let links = sys.join("bus/usb/devices");
+        std::fs::create_dir_all(&links)?;
+        std::fs::create_dir_all(sys.join("class/input"))?;
+        let mut hubs: Vec<(&str, u32)> = self
+            .usb
+            .iter()
+            .map(|u| (u.controller.as_str(), u.bus))
+            .collect();
+        hubs.sort_unstable();
+        hubs.dedup();
+        for (controller, bus) in hubs {
+            let rel = format!("devices/pci0000:00/{controller}/usb{bus}");
+            let dir = sys.join(&rel);
+            write(&dir.join("idVendor"), "1d6b\n")?;
+            write(&dir.join("idProduct"), "0002\n")?;
+            write(&dir.join("product"), "xHCI Host Controller\n")?;
+            write(&dir.join("busnum"), &format!("{bus}\n"))?;
+            symlink(
+                &Path::new("../../..").join(&rel),
+                &links.join(format!("usb{bus}")),
+            )?;
+        }
+        for (n, u) in self.usb.iter().enumerate() {
+            // usb1/1-1/1-1.4: each hub's port path is a prefix of the next.
+            let mut rel = format!("devices/pci0000:00/{}/usb{}", u.controller, u.bus);
+            let parts: Vec<&str> = u.port.split('.').collect();
+            for depth in 1..=parts.len() {
+                rel = format!("{rel}/{}-{}", u.bus, parts[..depth].join("."));
+            }
+            let dir = sys.join(&rel);
+            let (vendor, product) = u.id.split_once(':').unwrap_or((&u.id, "0000"));
+            write(&dir.join("idVendor"), &format!("{vendor}\n"))?;
+            write(&dir.join("idProduct"), &format!("{product}\n"))?;
+            write(&dir.join("busnum"), &format!("{}\n", u.bus))?;
+            if let Some(p) = &u.product {
+                write(&dir.join("product"), &format!("{p}\n"))?;
+            }
+            let name = u.name();
+            symlink(&Path::new("../../..").join(&rel), &links.join(&name))?;
+            let iface = format!("{rel}/{name}:1.0");
+            write(&sys.join(&iface).join("bInterfaceClass"), "03\n")?;
+            symlink(
+                &Path::new("../../..").join(&iface),
+                &links.join(format!("{name}:1.0")),
+            )?;
+            let (ev, key) = match u.input {
+                InputKind::None => continue,
+                // A real keyboard's bits (drivers/hid/hid-input.c sets them).
+                InputKind::Keyboard => (
+                    "120013",
+                    "1000000000007 ff9f207ac14057ff febeffdfffefffff fffffffffffffffe",
+                ),
+                // Left, right, middle, side and extra buttons; REL_X, REL_Y, wheel.
+                InputKind::Mouse => ("17", "1f0000 0 0 0 0"),
+            };
+            let input = format!(
+                "{iface}/0003:{}:{}.{:04X}/input/input{n}",
+                vendor.to_ascii_uppercase(),
+                product.to_ascii_uppercase(),
+                n + 1
+            );
+            write(
+                &sys.join(&input).join("capabilities/ev"),
+                &format!("{ev}\n"),
+            )?;
+            write(
+                &sys.join(&input).join("capabilities/key"),
+                &format!("{key}\n"),
+            )?;
+            symlink(
+                &Path::new("../..").join(&input),
+                &sys.join(format!("class/input/input{n}")),
+            )?;
         }
         Ok(())
     }
