@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{LookingGlassBackend, NetworkType, VmConfig};
 use crate::discover;
+use crate::domain::GPU_GUEST_BUS;
+
+use super::error::FactsError;
 
 /// The facts about a VM the checks need, from its JSON config or from its
 /// domain XML.
@@ -16,8 +19,14 @@ use crate::discover;
 #[serde(rename_all = "camelCase")]
 pub struct VmFacts {
     pub name: String,
-    /// PCI addresses of the passed-through functions, the GPU first.
-    pub pci_functions: Vec<String>,
+    /// PCI addresses of the GPU's functions (`gpu.address`, `audioAddress`,
+    /// `extraAddresses`), the GPU first.
+    pub gpu_functions: Vec<String>,
+    /// The other PCI devices passed whole: `pci.devices`, then
+    /// `usb.controllers`.
+    pub devices: Vec<PassedDevice>,
+    /// `usb.devices`.
+    pub usb_devices: Vec<UsbId>,
     /// Hugepages: page size in KiB and the number of pages needed.
     pub hugepages: Option<Hugepages>,
     pub looking_glass: Option<LookingGlass>,
@@ -25,6 +34,52 @@ pub struct VmFacts {
     pub firmware: Option<FirmwareRequest>,
     /// libvirt networks the VM's interfaces use (`type = "nat"`: `default`).
     pub networks: Vec<String>,
+}
+
+/// A PCI device passed whole (`pci.devices`, `usb.controllers`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassedDevice {
+    /// The option that passes it (`pci.devices[0]`); `None` when read from a
+    /// domain XML, which does not say.
+    pub option: Option<String>,
+    /// `DDDD:BB:SS.F`, lower case.
+    pub address: String,
+    /// `vendor:device` vfio-pci claims at boot (`pciId`); `None` when not
+    /// set, or read from a domain XML.
+    pub pci_id: Option<String>,
+}
+
+impl PassedDevice {
+    /// `usb.controllers[1] 0000:0c:00.3`, or `PCI device 0000:0c:00.3`.
+    pub fn describe(&self) -> String {
+        match &self.option {
+            Some(o) => format!("{o} {}", self.address),
+            None => format!("PCI device {}", self.address),
+        }
+    }
+
+    /// Listed in `usb.controllers`.
+    pub fn is_usb_controller(&self) -> bool {
+        self.option
+            .as_deref()
+            .is_some_and(|o| o.starts_with("usb.controllers"))
+    }
+}
+
+/// A USB device passed by its IDs (`usb.devices`), 4 lower-case hex digits each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsbId {
+    pub vendor_id: String,
+    pub product_id: String,
+}
+
+impl UsbId {
+    /// `046d:c52b`.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.vendor_id, self.product_id)
+    }
 }
 
 /// A domain's request to libvirt's firmware autoselection: what
@@ -66,11 +121,12 @@ pub enum SecureBootKeys {
 impl SecureBootKeys {
     /// `secureBootKeys` of a VM's JSON config; the default, `microsoft`,
     /// when the field is absent (configs written before it existed).
-    pub fn from_config_json(config: &serde_json::Value) -> Result<SecureBootKeys, String> {
+    pub fn from_config_json(config: &serde_json::Value) -> Result<SecureBootKeys, FactsError> {
         match config.get("secureBootKeys") {
             None | Some(serde_json::Value::Null) => Ok(SecureBootKeys::Microsoft),
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|_| format!("secureBootKeys: {v} is not one of \"microsoft\", \"none\"")),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|_| FactsError::SecureBootKeys {
+                value: v.to_string(),
+            }),
         }
     }
 }
@@ -121,6 +177,29 @@ impl VmFacts {
             pci.extend(cfg.gpu.extra_addresses.iter().cloned());
         }
         let pci = pci.iter().map(|a| discover::normalise_address(a)).collect();
+        let lists = [
+            ("pci.devices", &cfg.pci.devices),
+            ("usb.controllers", &cfg.usb.controllers),
+        ];
+        let devices = lists
+            .into_iter()
+            .flat_map(|(option, list)| {
+                list.iter().enumerate().map(move |(i, d)| PassedDevice {
+                    option: Some(format!("{option}[{i}]")),
+                    address: discover::normalise_address(&d.address),
+                    pci_id: d.pci_id.as_ref().map(|id| id.to_ascii_lowercase()),
+                })
+            })
+            .collect();
+        let usb_devices = cfg
+            .usb
+            .devices
+            .iter()
+            .map(|d| UsbId {
+                vendor_id: d.vendor_id.to_ascii_lowercase(),
+                product_id: d.product_id.to_ascii_lowercase(),
+            })
+            .collect();
         let hugepages = cfg.hugepages.enable.then(|| Hugepages {
             size_kib: GIB_KIB,
             count: cfg.memory.div_ceil(1024),
@@ -158,12 +237,26 @@ impl VmFacts {
         };
         VmFacts {
             name: cfg.name.clone(),
-            pci_functions: pci,
+            gpu_functions: pci,
+            devices,
+            usb_devices,
             hugepages,
             looking_glass,
             firmware: Some(firmware),
             networks,
         }
+    }
+
+    /// The VM gets a PCI device: a GPU, or one passed whole.
+    pub fn passes_pci(&self) -> bool {
+        !self.gpu_functions.is_empty() || !self.devices.is_empty()
+    }
+
+    /// The VM gets the PCI function at `address` (a GPU function or a
+    /// device passed whole).
+    pub fn passes(&self, address: &str) -> bool {
+        self.gpu_functions.iter().any(|a| a == address)
+            || self.devices.iter().any(|d| d.address == address)
     }
 
     /// With `secureBootKeys`: `none` asks for Secure Boot without enrolled
@@ -177,15 +270,20 @@ impl VmFacts {
         self
     }
 
-    /// From a domain XML: `<hostdev type='pci'>` sources, `<memory>` with
+    /// From a domain XML: `<hostdev type='pci'>` sources (the GPU's on the
+    /// guest bus the renderer gives it, `GPU_GUEST_BUS`; the others are
+    /// passed devices), `<hostdev type='usb'>` IDs, `<memory>` with
     /// `<memoryBacking><hugepages>`, `<shmem>` and a kvmfr `memory-backend-file`
     /// in `<qemu:commandline>`, `<os>` with its firmware request, and the
     /// networks of `<interface type='network'>`.
-    pub fn from_domain_xml(xml: &str) -> Result<VmFacts, String> {
+    pub fn from_domain_xml(xml: &str) -> Result<VmFacts, FactsError> {
+        let xml_error = |e: &dyn std::fmt::Display| FactsError::Xml {
+            detail: e.to_string(),
+        };
         let mut reader = Reader::from_str(xml);
         let mut walk = XmlWalk::default();
         loop {
-            let event = reader.read_event().map_err(|e| e.to_string())?;
+            let event = reader.read_event().map_err(|e| xml_error(&e))?;
             match event {
                 Event::Start(ref e) | Event::Empty(ref e) => {
                     let tag = String::from_utf8_lossy(e.name().as_ref()).into_owned();
@@ -197,7 +295,7 @@ impl VmFacts {
                 }
                 Event::End(_) => walk.end(),
                 Event::Text(t) => {
-                    let text = t.unescape().map_err(|e| e.to_string())?;
+                    let text = t.unescape().map_err(|e| xml_error(&e))?;
                     walk.text(text.trim());
                 }
                 Event::Eof => break,
@@ -208,11 +306,16 @@ impl VmFacts {
     }
 }
 
-fn attributes(e: &BytesStart) -> Result<BTreeMap<String, String>, String> {
+fn attributes(e: &BytesStart) -> Result<BTreeMap<String, String>, FactsError> {
     let mut attrs = BTreeMap::new();
     for a in e.attributes().flatten() {
         let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
-        let value = a.unescape_value().map_err(|e| e.to_string())?.into_owned();
+        let value = a
+            .unescape_value()
+            .map_err(|e| FactsError::Xml {
+                detail: e.to_string(),
+            })?
+            .into_owned();
         attrs.insert(key, value);
     }
     Ok(attrs)
@@ -231,8 +334,13 @@ struct XmlWalk {
     memory_text: String,
     hugepages: bool,
     page_kib: Option<u64>,
-    pci: Vec<String>,
-    hostdev_pci: bool,
+    gpu: Vec<String>,
+    devices: Vec<PassedDevice>,
+    usb: Vec<UsbId>,
+    /// The open `<hostdev type='pci'>`: its host address and guest bus.
+    hostdev_pci: Option<(Option<String>, Option<u32>)>,
+    /// The open `<hostdev type='usb'>`: its vendor and product IDs.
+    hostdev_usb: Option<(Option<String>, Option<String>)>,
     shmem_name: Option<String>,
     shmem_unit: Option<String>,
     shmem_text: String,
@@ -256,13 +364,32 @@ impl XmlWalk {
                 self.page_kib = to_kib(size, unit);
             }
             (Some("devices"), "hostdev") => {
-                self.hostdev_pci = attrs.get("type").map(String::as_str) == Some("pci");
+                let kind = attrs.get("type").map(String::as_str);
+                self.hostdev_pci = (kind == Some("pci")).then_some((None, None));
+                self.hostdev_usb = (kind == Some("usb")).then_some((None, None));
             }
-            (Some("source"), "address")
-                if self.hostdev_pci && self.path.iter().any(|p| p == "hostdev") =>
+            (Some("source"), "address") if self.in_hostdev_source() => {
+                if let Some((host, _)) = &mut self.hostdev_pci {
+                    *host = pci_address(attrs);
+                }
+            }
+            (Some("hostdev"), "address")
+                if attrs.get("type").map(String::as_str) == Some("pci") =>
             {
-                if let Some(a) = pci_address(attrs) {
-                    self.pci.push(a);
+                if let Some((_, bus)) = &mut self.hostdev_pci {
+                    *bus = attrs
+                        .get("bus")
+                        .and_then(|b| u32::from_str_radix(b.trim_start_matches("0x"), 16).ok());
+                }
+            }
+            (Some("source"), "vendor" | "product") if self.in_hostdev_source() => {
+                if let Some((vendor, product)) = &mut self.hostdev_usb {
+                    let id = attrs.get("id").and_then(|v| usb_hex(v));
+                    if tag == "vendor" {
+                        *vendor = id;
+                    } else {
+                        *product = id;
+                    }
                 }
             }
             (Some("devices"), "shmem") => self.shmem_name = attrs.get("name").cloned(),
@@ -333,9 +460,36 @@ impl XmlWalk {
         }
     }
 
+    /// Inside `<devices><hostdev><source>`.
+    fn in_hostdev_source(&self) -> bool {
+        self.path
+            .ends_with(&["hostdev".to_string(), "source".to_string()])
+    }
+
+    /// A `<hostdev>` closes: its device is the GPU's or a passed one.
+    fn end_hostdev(&mut self) {
+        if let Some((Some(address), bus)) = self.hostdev_pci.take() {
+            if bus == Some(u32::from(GPU_GUEST_BUS)) {
+                self.gpu.push(address);
+            } else {
+                self.devices.push(PassedDevice {
+                    option: None,
+                    address,
+                    pci_id: None,
+                });
+            }
+        }
+        if let Some((Some(vendor_id), Some(product_id))) = self.hostdev_usb.take() {
+            self.usb.push(UsbId {
+                vendor_id,
+                product_id,
+            });
+        }
+    }
+
     fn end(&mut self) {
         match self.path.last().map(String::as_str) {
-            Some("hostdev") => self.hostdev_pci = false,
+            Some("hostdev") => self.end_hostdev(),
             Some("interface") => self.network_interface = false,
             _ => {}
         }
@@ -351,9 +505,9 @@ impl XmlWalk {
         }
     }
 
-    fn finish(self) -> Result<VmFacts, String> {
+    fn finish(self) -> Result<VmFacts, FactsError> {
         if self.name.is_empty() {
-            return Err("the domain XML has no <name>".into());
+            return Err(FactsError::NoName);
         }
         let memory_unit = self.memory_unit.as_deref().unwrap_or("KiB");
         let memory_kib = self
@@ -387,7 +541,9 @@ impl XmlWalk {
         };
         Ok(VmFacts {
             name: self.name,
-            pci_functions: self.pci,
+            gpu_functions: self.gpu,
+            devices: self.devices,
+            usb_devices: self.usb,
             hugepages,
             looking_glass,
             firmware: self.firmware,
@@ -410,6 +566,12 @@ fn pci_address(attrs: &BTreeMap<String, String>) -> Option<String> {
         num("slot", 2)?,
         num("function", 1)?
     ))
+}
+
+/// `0x046d` → `046d`: a USB ID of 4 hex digits, lower case.
+fn usb_hex(text: &str) -> Option<String> {
+    let hex = text.trim_start_matches("0x").to_ascii_lowercase();
+    (hex.len() == 4 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
 /// libvirt's size units to KiB.
