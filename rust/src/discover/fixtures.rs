@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use crate::topology::format_cpu_list;
 
+mod usb;
+
+pub use usb::{usb, InputKind, Usb};
+
 /// A logical CPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cpu {
@@ -72,65 +76,6 @@ impl Pci {
     pub fn numa(mut self, node: u32) -> Pci {
         self.numa_node = Some(node);
         self
-    }
-}
-
-/// What input device a USB device has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InputKind {
-    #[default]
-    None,
-    /// A full keyboard (every key from Esc to D).
-    Keyboard,
-    /// A mouse: buttons and relative axes, no keys.
-    Mouse,
-}
-
-/// A USB device plugged into a controller's root hub, or into a hub there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Usb {
-    /// PCI address of the controller.
-    pub controller: String,
-    /// USB bus number of the controller's root hub.
-    pub bus: u32,
-    /// Port path below the root hub: `2`, or `1.4` behind the hub on port 1.
-    pub port: String,
-    /// `vendor:product`, hex.
-    pub id: String,
-    /// The `product` string; `None` writes no file.
-    pub product: Option<String>,
-    pub input: InputKind,
-}
-
-/// Builds a [`Usb`]: `usb("0000:0c:00.3", 1, "2", "046d:c52b", "USB Receiver")`;
-/// an empty product writes none.
-pub fn usb(controller: &str, bus: u32, port: &str, id: &str, product: &str) -> Usb {
-    Usb {
-        controller: controller.into(),
-        bus,
-        port: port.into(),
-        id: id.into(),
-        product: (!product.is_empty()).then(|| product.to_string()),
-        input: InputKind::None,
-    }
-}
-
-impl Usb {
-    /// Gives the device a keyboard input device.
-    pub fn keyboard(mut self) -> Usb {
-        self.input = InputKind::Keyboard;
-        self
-    }
-
-    /// Gives the device a mouse input device.
-    pub fn mouse(mut self) -> Usb {
-        self.input = InputKind::Mouse;
-        self
-    }
-
-    /// The kernel's name: `<bus>-<port>`.
-    pub fn name(&self) -> String {
-        format!("{}-{}", self.bus, self.port)
     }
 }
 
@@ -727,87 +672,6 @@ impl Host {
                     &gdir.join("devices").join(&p.address),
                 )?;
             }
-        }
-        Ok(())
-    }
-
-    /// The root hubs, devices and input devices of [`Host::usb`], laid out
-    /// as the kernel does below the controller's PCI function, with the
-    /// `bus/usb/devices` and `class/input` links.
-    fn write_usb(&self, sys: &Path) -> io::Result<()> {
-        let links = sys.join("bus/usb/devices");
-        std::fs::create_dir_all(&links)?;
-        std::fs::create_dir_all(sys.join("class/input"))?;
-        let mut hubs: Vec<(&str, u32)> = self
-            .usb
-            .iter()
-            .map(|u| (u.controller.as_str(), u.bus))
-            .collect();
-        hubs.sort_unstable();
-        hubs.dedup();
-        for (controller, bus) in hubs {
-            let rel = format!("devices/pci0000:00/{controller}/usb{bus}");
-            let dir = sys.join(&rel);
-            write(&dir.join("idVendor"), "1d6b\n")?;
-            write(&dir.join("idProduct"), "0002\n")?;
-            write(&dir.join("product"), "xHCI Host Controller\n")?;
-            write(&dir.join("busnum"), &format!("{bus}\n"))?;
-            symlink(
-                &Path::new("../../..").join(&rel),
-                &links.join(format!("usb{bus}")),
-            )?;
-        }
-        for (n, u) in self.usb.iter().enumerate() {
-            // usb1/1-1/1-1.4: each hub's port path is a prefix of the next.
-            let mut rel = format!("devices/pci0000:00/{}/usb{}", u.controller, u.bus);
-            let parts: Vec<&str> = u.port.split('.').collect();
-            for depth in 1..=parts.len() {
-                rel = format!("{rel}/{}-{}", u.bus, parts[..depth].join("."));
-            }
-            let dir = sys.join(&rel);
-            let (vendor, product) = u.id.split_once(':').unwrap_or((&u.id, "0000"));
-            write(&dir.join("idVendor"), &format!("{vendor}\n"))?;
-            write(&dir.join("idProduct"), &format!("{product}\n"))?;
-            write(&dir.join("busnum"), &format!("{}\n", u.bus))?;
-            if let Some(p) = &u.product {
-                write(&dir.join("product"), &format!("{p}\n"))?;
-            }
-            let name = u.name();
-            symlink(&Path::new("../../..").join(&rel), &links.join(&name))?;
-            let iface = format!("{rel}/{name}:1.0");
-            write(&sys.join(&iface).join("bInterfaceClass"), "03\n")?;
-            symlink(
-                &Path::new("../../..").join(&iface),
-                &links.join(format!("{name}:1.0")),
-            )?;
-            let (ev, key) = match u.input {
-                InputKind::None => continue,
-                // A real keyboard's bits (drivers/hid/hid-input.c sets them).
-                InputKind::Keyboard => (
-                    "120013",
-                    "1000000000007 ff9f207ac14057ff febeffdfffefffff fffffffffffffffe",
-                ),
-                // Left, right, middle, side and extra buttons; REL_X, REL_Y, wheel.
-                InputKind::Mouse => ("17", "1f0000 0 0 0 0"),
-            };
-            let input = format!(
-                "{iface}/0003:{}:{}.{:04X}/input/input{n}",
-                vendor.to_ascii_uppercase(),
-                product.to_ascii_uppercase(),
-                n + 1
-            );
-            write(
-                &sys.join(&input).join("capabilities/ev"),
-                &format!("{ev}\n"),
-            )?;
-            write(
-                &sys.join(&input).join("capabilities/key"),
-                &format!("{key}\n"),
-            )?;
-            symlink(
-                &Path::new("../..").join(&input),
-                &sys.join(format!("class/input/input{n}")),
-            )?;
         }
         Ok(())
     }

@@ -35,6 +35,7 @@ mod facts;
 pub mod firmware;
 mod read;
 mod render;
+mod xml;
 
 use std::collections::BTreeSet;
 
