@@ -1,18 +1,32 @@
-//! Findings of the static checks (`vfio-helper check`) and their two renderings:
-//! miette reports for people (file, line, the underlined span, what is wrong
-//! and the fix) and JSON for editors and CI.
+//! The project's diagnostics vocabulary: one [`Severity`] for every kind of
+//! finding, typed rule codes ([`rule_codes!`]: an enum per producer whose
+//! variants each have a stable `code()`), and the findings of the static
+//! checks (`vfio-helper check`) with their two renderings: miette reports for
+//! people (file, line, the underlined span, what is wrong and the fix) and
+//! JSON for editors and CI.
+//!
+//! The three producers share the severity and the code convention; their
+//! findings keep the shape of what they are about:
+//!
+//! | producer | finding | code enum | where |
+//! |---|---|---|---|
+//! | `check` | [`Finding`]: a span of a file | rule names (`vm-vcpus`) | here |
+//! | `discover` | `discover::Finding`: a fact of the host | `discover::FindingCode` | `discover/report.rs` |
+//! | `doctor` | `doctor::Check`: one verdict on the host | `doctor::CheckCode` | `doctor/mod.rs` |
 //!
 //! A [`Finding`] is plain data: the file it belongs to, a byte span in that
 //! file, the rule that produced it, the message and the fix. Rendering never
 //! depends on the terminal: colours are off and the width is fixed, so the
 //! same findings always give byte-identical output.
 
-use std::fmt;
+mod codes;
+mod report;
 
-use miette::{
-    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode,
-};
 use serde::{Deserialize, Serialize};
+
+pub(crate) use codes::rule_codes;
+pub use codes::Severity;
+pub use report::{plain, render_report, render_reports, Report, MAX_SHOWN_LINE};
 
 /// True for characters a terminal would act on instead of showing: C0
 /// controls other than newline and tab, DEL, C1 controls (U+0080..U+009F,
@@ -51,14 +65,6 @@ fn push_escaped(out: &mut String, text: &str, i: usize, c: char) {
     } else {
         out.push(c);
     }
-}
-
-/// How bad a finding is. Errors make `check` exit with status 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
 }
 
 /// A 1-based line and column (columns count characters, not bytes).
@@ -106,9 +112,83 @@ pub fn position(source: &str, offset: usize) -> Position {
     Position { line, column }
 }
 
+/// Where a [`Finding`] is: a span of a file's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location<'a> {
+    /// The file as named on the command line.
+    pub file: &'a str,
+    /// Its text.
+    pub source: &'a str,
+    /// Byte offset of the span (clamped to the text).
+    pub offset: usize,
+    /// Length of the span in bytes (0: a point; clamped to the text).
+    pub length: usize,
+}
+
+impl<'a> Location<'a> {
+    /// The span `offset..offset + length` of `source`, the text of `file`.
+    pub fn new(file: &'a str, source: &'a str, offset: usize, length: usize) -> Location<'a> {
+        Location {
+            file,
+            source,
+            offset,
+            length,
+        }
+    }
+}
+
+/// What a [`Finding`] says: the problem, the label under the span, the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text {
+    pub message: String,
+    pub label: String,
+    pub help: String,
+}
+
+impl Text {
+    pub fn new(
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Text {
+        Text {
+            message: message.into(),
+            label: label.into(),
+            help: help.into(),
+        }
+    }
+}
+
 impl Finding {
-    /// A finding at `offset..offset+length` of `source`.
+    /// A finding of rule `rule` at `at`, saying `text`. Text quoted from the
+    /// file (in the message, label, help or file name) is stored escaped.
+    pub fn at(rule: &str, severity: Severity, at: Location<'_>, text: Text) -> Finding {
+        let source = at.source;
+        let offset = at.offset.min(source.len());
+        let length = at.length.min(source.len() - offset);
+        // Messages quote values from the file: they are shown escaped.
+        let clean = |s: String| match escape_control(&s) {
+            std::borrow::Cow::Borrowed(_) => s,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        };
+        Finding {
+            rule: rule.to_string(),
+            severity,
+            file: escape_control(at.file).into_owned(),
+            offset,
+            length,
+            start: position(source, offset),
+            end: position(source, offset + length),
+            message: clean(text.message),
+            label: clean(text.label),
+            help: clean(text.help),
+        }
+    }
+
+    /// [`Finding::at`] with the location and text spelled out, for the
+    /// callers written before [`Location`] and [`Text`]; new code uses `at`.
     #[allow(clippy::too_many_arguments)]
+    #[doc(hidden)]
     pub fn new(
         rule: &str,
         severity: Severity,
@@ -120,193 +200,13 @@ impl Finding {
         label: String,
         help: String,
     ) -> Finding {
-        let offset = offset.min(source.len());
-        let length = length.min(source.len() - offset);
-        // Messages quote values from the file: they are shown escaped.
-        let clean = |s: String| match escape_control(&s) {
-            std::borrow::Cow::Borrowed(_) => s,
-            std::borrow::Cow::Owned(escaped) => escaped,
-        };
-        Finding {
-            rule: rule.to_string(),
+        Finding::at(
+            rule,
             severity,
-            file: escape_control(file).into_owned(),
-            offset,
-            length,
-            start: position(source, offset),
-            end: position(source, offset + length),
-            message: clean(message),
-            label: clean(label),
-            help: clean(help),
-        }
+            Location::new(file, source, offset, length),
+            Text::new(message, label, help),
+        )
     }
-}
-
-/// A finding together with its source text, as a miette diagnostic.
-pub struct Report<'a> {
-    finding: &'a Finding,
-    source: NamedSource<String>,
-}
-
-impl<'a> Report<'a> {
-    pub fn new(finding: &'a Finding, source: &str) -> Report<'a> {
-        Report {
-            finding,
-            source: NamedSource::new(&finding.file, source.to_string()),
-        }
-    }
-}
-
-impl fmt::Debug for Report<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Report")
-            .field("finding", self.finding)
-            .finish()
-    }
-}
-
-impl fmt::Display for Report<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.finding.message)
-    }
-}
-
-impl std::error::Error for Report<'_> {}
-
-impl Diagnostic for Report<'_> {
-    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        Some(Box::new(format!("vfio::check::{}", self.finding.rule)))
-    }
-
-    fn severity(&self) -> Option<miette::Severity> {
-        Some(match self.finding.severity {
-            Severity::Error => miette::Severity::Error,
-            Severity::Warning => miette::Severity::Warning,
-        })
-    }
-
-    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        Some(Box::new(&self.finding.help))
-    }
-
-    fn source_code(&self) -> Option<&dyn SourceCode> {
-        Some(&self.source)
-    }
-
-    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(LabeledSpan::new(
-            Some(self.finding.label.clone()),
-            self.finding.offset,
-            self.finding.length,
-        ))))
-    }
-}
-
-/// `source` with control characters escaped (as [`escape_control`] does),
-/// and each of the byte offsets `offsets` (ascending) of `source` moved to the
-/// same text in it.
-fn escape_source(source: &str, offsets: &[usize]) -> (String, Vec<usize>) {
-    if let std::borrow::Cow::Borrowed(_) = escape_control(source) {
-        return (source.to_string(), offsets.to_vec());
-    }
-    let mut out = String::with_capacity(source.len() + 64);
-    let mut moved = Vec::with_capacity(offsets.len());
-    let mut next = 0;
-    for (i, c) in source.char_indices() {
-        while next < offsets.len() && offsets[next] <= i {
-            moved.push(out.len());
-            next += 1;
-        }
-        push_escaped(&mut out, source, i, c);
-    }
-    while moved.len() < offsets.len() {
-        moved.push(out.len());
-    }
-    (out, moved)
-}
-
-/// Source lines longer than this are not shown: the finding is rendered in
-/// its one-line form instead (a hostile file can be one 1 MiB line, and every
-/// finding would repeat it).
-pub const MAX_SHOWN_LINE: usize = 1000;
-
-/// Renders one finding as a miette report, without colours, at a fixed width.
-/// Control characters in the source lines shown are escaped, with the
-/// underline kept under the same text.
-pub fn render_report(finding: &Finding, source: &str) -> String {
-    let mut text = render_reports(std::slice::from_ref(finding), source);
-    text.pop();
-    text
-}
-
-/// [`render_report`] for each of `findings` (all of one file), each followed
-/// by an empty line; the source is escaped once.
-pub fn render_reports(findings: &[Finding], source: &str) -> String {
-    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
-        .with_width(100)
-        .with_links(false);
-    let mut offsets: Vec<usize> = findings
-        .iter()
-        .flat_map(|f| [f.offset, f.offset + f.length])
-        .collect();
-    offsets.sort_unstable();
-    offsets.dedup();
-    let (escaped, moved) = escape_source(source, &offsets);
-    let map = |o: usize| {
-        offsets
-            .binary_search(&o)
-            .map_or(o.min(escaped.len()), |i| moved[i])
-    };
-    let newlines: Vec<usize> = escaped
-        .bytes()
-        .enumerate()
-        .filter(|(_, b)| *b == b'\n')
-        .map(|(i, _)| i)
-        .collect();
-    let line_len = |at: usize| {
-        let k = newlines.partition_point(|&n| n < at);
-        let start = if k == 0 { 0 } else { newlines[k - 1] + 1 };
-        let end = newlines.get(k).copied().unwrap_or(escaped.len());
-        end - start
-    };
-    let mut out = String::new();
-    for finding in findings {
-        let (start, end) = (map(finding.offset), map(finding.offset + finding.length));
-        if line_len(start) > MAX_SHOWN_LINE || line_len(end) > MAX_SHOWN_LINE {
-            out.push_str(&plain(finding));
-            out.push_str(" (the line is too long to show)\n\n");
-            continue;
-        }
-        let mut shown = finding.clone();
-        shown.offset = start;
-        shown.length = end - start;
-        let report = Report::new(&shown, &escaped);
-        let mut one = String::new();
-        if handler.render_report(&mut one, &report).is_err() {
-            // Rendering into a String cannot fail; keep the plain form anyway.
-            one = plain(finding);
-        }
-        out.push_str(&one);
-        out.push('\n');
-    }
-    out
-}
-
-/// One-line form: `file:line:col: error[rule]: message (fix: help)`.
-pub fn plain(finding: &Finding) -> String {
-    let severity = match finding.severity {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
-    };
-    format!(
-        "{}:{}:{}: {severity}[{}]: {} (fix: {})",
-        finding.file,
-        finding.start.line,
-        finding.start.column,
-        finding.rule,
-        finding.message,
-        finding.help
-    )
 }
 
 /// The `--format json` document of a check run.
@@ -322,17 +222,18 @@ pub struct JsonOutput {
     pub findings: Vec<Finding>,
 }
 
+/// How many of `findings` have `severity`.
+fn count(findings: &[Finding], severity: Severity) -> usize {
+    findings.iter().filter(|f| f.severity == severity).count()
+}
+
 impl JsonOutput {
     pub fn new(files: Vec<String>, findings: Vec<Finding>) -> JsonOutput {
-        let errors = findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count();
         JsonOutput {
             version: 1,
             files,
-            errors,
-            warnings: findings.len() - errors,
+            errors: count(&findings, Severity::Error),
+            warnings: count(&findings, Severity::Warning),
             findings,
         }
     }
@@ -347,11 +248,8 @@ impl JsonOutput {
 
 /// The closing line of a human-readable run.
 pub fn summary(files: usize, findings: &[Finding]) -> String {
-    let errors = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
-    let warnings = findings.len() - errors;
+    let errors = count(findings, Severity::Error);
+    let warnings = count(findings, Severity::Warning);
     let plural = |n: usize, word: &str| {
         if n == 1 {
             format!("{n} {word}")
@@ -401,76 +299,62 @@ mod tests {
     }
 
     #[test]
-    fn report_shows_file_line_span_message_and_fix() {
-        let src = "{\n  vcpus = 12;\n}\n";
-        let f = Finding::new(
-            "vm-vcpus",
-            Severity::Error,
-            "host.nix",
-            src,
-            12,
-            2,
-            "vcpus = 12 but cpu.cores * cpu.threads = 8".into(),
-            "12 vCPUs".into(),
-            "set vcpus = 8".into(),
-        );
-        let text = render_report(&f, src);
-        assert!(text.contains("host.nix:2:11"), "{text}");
-        assert!(text.contains("vcpus = 12 but"), "{text}");
-        assert!(text.contains("12 vCPUs"), "{text}");
-        assert!(text.contains("set vcpus = 8"), "{text}");
-        assert!(text.contains("vfio::check::vm-vcpus"), "{text}");
-        assert_eq!(text, render_report(&f, src));
-        assert_eq!(
-            plain(&f),
-            "host.nix:2:11: error[vm-vcpus]: vcpus = 12 but cpu.cores * cpu.threads = 8 (fix: set vcpus = 8)"
-        );
-    }
-
-    #[test]
-    fn reports_escape_the_source_and_keep_the_underline_in_place() {
-        let src = "{\n  a = \"\u{1b}]0;t\u{7}\u{1b}[2J\"; b = 1;\n}\n";
-        let at = src.find("b = 1").unwrap();
-        let f = Finding::new(
-            "r",
-            Severity::Error,
-            "h\u{1b}[31m.nix",
-            src,
-            at,
-            1,
-            "m \u{9b}31m".into(),
-            "l".into(),
-            "h".into(),
-        );
-        let text = render_report(&f, src);
-        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\u{9b}'));
-        assert!(text.contains("\\u{1b}]0;t\\u{7}"), "{text}");
-        assert!(text.contains("h\\u{1b}[31m.nix"), "{text}");
-        // The underline sits under `b`.
-        let lines: Vec<&str> = text.lines().collect();
-        let code = lines.iter().position(|l| l.contains("b = 1")).unwrap();
-        let col = lines[code].find("b = 1").unwrap();
-        let mark = lines[code + 1];
-        let under = mark
-            .char_indices()
-            .find(|(_, c)| *c == '┬' || *c == '▲')
-            .map(|(i, _)| mark[..i].chars().count())
-            .unwrap();
-        assert_eq!(under, lines[code][..col].chars().count(), "{text}");
-        assert_eq!(f.start.column, 21);
-    }
-
-    #[test]
     fn json_counts_errors_and_warnings() {
         let src = "{ }";
-        let mk = |s| Finding::new("r", s, "f", src, 0, 1, "m".into(), "l".into(), "h".into());
+        let mk = |s| {
+            Finding::at(
+                "r",
+                s,
+                Location::new("f", src, 0, 1),
+                Text::new("m", "l", "h"),
+            )
+        };
         let out = JsonOutput::new(
             vec!["f".into()],
-            vec![mk(Severity::Error), mk(Severity::Warning)],
+            vec![
+                mk(Severity::Error),
+                mk(Severity::Warning),
+                mk(Severity::Info),
+            ],
         );
+        // Info is neither an error nor a warning.
         assert_eq!((out.errors, out.warnings), (1, 1));
+        assert_eq!(summary(1, &out.findings), "1 file: 1 error, 1 warning\n");
+        assert_eq!(plain(&out.findings[2]), "f:1:1: info[r]: m (fix: h)");
         let v: serde_json::Value = serde_json::from_str(&out.render()).unwrap();
         assert_eq!(v["findings"][0]["start"]["line"], 1);
         assert_eq!(v["findings"][1]["severity"], "warning");
+        assert_eq!(v["findings"][2]["severity"], "info");
+    }
+
+    #[test]
+    fn the_old_constructor_builds_the_same_finding() {
+        let src = "{ a = 1; }";
+        let old = Finding::new(
+            "r",
+            Severity::Error,
+            "f",
+            src,
+            2,
+            5,
+            "m".into(),
+            "l".into(),
+            "h".into(),
+        );
+        let new = Finding::at(
+            "r",
+            Severity::Error,
+            Location::new("f", src, 2, 5),
+            Text::new("m", "l", "h"),
+        );
+        assert_eq!(old, new);
+        // Spans past the end are clamped.
+        let clamped = Finding::at(
+            "r",
+            Severity::Error,
+            Location::new("f", src, 99, 9),
+            Text::new("m", "l", "h"),
+        );
+        assert_eq!((clamped.offset, clamped.length), (src.len(), 0));
     }
 }

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vfio_helper::config::VmConfig;
+use vfio_helper::diagnostics::Severity;
 use vfio_helper::discover::fixtures::{self, Host};
 use vfio_helper::doctor::{
-    self, Input, LibvirtFacts, Mode, NetworkFacts, Report, Roots, SecureBootKeys, Verdict, VmFacts,
+    self, Input, LibvirtError, LibvirtFacts, Mode, NetworkFacts, Report, Roots, SecureBootKeys,
+    VmFacts,
 };
 use vfio_helper::sync::{self, LiveDomain};
 
@@ -82,7 +84,7 @@ fn firmware_dir(root: &Path, name: &str, which: &[(&str, &[&str])]) -> PathBuf {
 }
 
 /// The default network, defined, active and autostarted.
-fn good_network() -> BTreeMap<String, Result<NetworkFacts, String>> {
+fn good_network() -> doctor::Networks {
     BTreeMap::from([(
         "default".to_string(),
         Ok(NetworkFacts {
@@ -218,12 +220,12 @@ fn iommu_off_fails() {
     let fx = fixture(&fixtures::iommu_off());
     let r = run(&fx, vm(AM5_VM), None, defined("win11"));
     let c = check(&r, "iommu");
-    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(c.severity, Severity::Error);
     assert!(c.detail.contains("no IOMMU groups"), "{}", c.detail);
     assert!(c.fix.as_deref().unwrap().contains("IOMMU"));
     assert!(!r.can_start);
     // Failures come first.
-    assert_eq!(r.checks[0].verdict, Verdict::Fail);
+    assert_eq!(r.checks[0].severity, Severity::Error);
 }
 
 #[test]
@@ -235,7 +237,7 @@ fn group_with_the_second_gpu_is_not_viable() {
     );
     let r = run(&fx, facts, None, defined("win11"));
     let c = check(&r, "iommu-group");
-    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert_eq!(c.severity, Severity::Error, "{c:?}");
     assert!(c.detail.contains("not viable"), "{}", c.detail);
     assert!(
         c.detail
@@ -265,12 +267,12 @@ fn turing_card_with_all_functions_passed_through_is_viable() {
     );
     let r = run(&fx, facts, None, defined("win11"));
     assert_eq!(
-        check(&r, "iommu-group").verdict,
-        Verdict::Ok,
+        check(&r, "iommu-group").severity,
+        Severity::Info,
         "{:?}",
         check(&r, "iommu-group")
     );
-    assert_eq!(check(&r, "binding").verdict, Verdict::Ok);
+    assert_eq!(check(&r, "binding").severity, Severity::Info);
 }
 
 #[test]
@@ -281,7 +283,7 @@ fn gpu_on_nvidia_in_static_mode_fails() {
     let r = run(&fx, vm(AM5_VM), None, defined("win11"));
     assert_eq!(r.mode, Mode::Static);
     let c = check(&r, "binding");
-    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(c.severity, Severity::Error);
     assert!(
         c.detail.contains("0000:01:00.0 [10de:2704] (nvidia)"),
         "{}",
@@ -296,11 +298,11 @@ fn dynamic_mode_accepts_a_free_host_driver_and_warns_when_busy() {
     let fx = fixture(&fixtures::am5_rtx4080());
     let r = run(&fx, vm(AM5_VM), None, defined("win11"));
     assert_eq!(r.mode, Mode::Dynamic);
-    assert_eq!(check(&r, "binding").verdict, Verdict::Ok);
+    assert_eq!(check(&r, "binding").severity, Severity::Info);
     fx.module("nvidia", 3);
     let r = run(&fx, vm(AM5_VM), Some(Mode::Dynamic), defined("win11"));
     let c = check(&r, "binding");
-    assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+    assert_eq!(c.severity, Severity::Warning, "{c:?}");
     assert!(c.detail.contains("module nvidia has users"), "{}", c.detail);
 }
 
@@ -311,7 +313,7 @@ fn not_enough_free_1g_pages_fails() {
     let fx = fixture(&host);
     let r = run(&fx, vm(AM5_VM), None, defined("win11"));
     let c = check(&r, "hugepages");
-    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(c.severity, Severity::Error);
     assert_eq!(
         c.detail,
         "only 4 of 16 1 GiB pages are free, the VM needs 16"
@@ -329,7 +331,7 @@ fn not_enough_free_1g_pages_fails() {
         list[0].running = true;
     }
     let r = run(&fx, vm(AM5_VM), None, running);
-    assert_eq!(check(&r, "hugepages").verdict, Verdict::Ok);
+    assert_eq!(check(&r, "hugepages").severity, Severity::Info);
 }
 
 const SHM_VM: &str = r#"{"name":"win11","gpu":{"enable":true,"pciId":"10de:2704","address":"0000:01:00.0",
@@ -340,7 +342,7 @@ fn shm_file_missing_wrong_mode_too_small_or_right() {
     let fx = fixture(&am5_isolated());
     let r = run(&fx, vm(SHM_VM), None, defined("win11"));
     let c = check(&r, "looking-glass");
-    assert_eq!(c.verdict, Verdict::Warn);
+    assert_eq!(c.severity, Severity::Warning);
     assert!(
         c.detail.contains("shm/looking-glass does not exist"),
         "{}",
@@ -350,14 +352,14 @@ fn shm_file_missing_wrong_mode_too_small_or_right() {
     fx.shm(0, 0o644);
     let r = run(&fx, vm(SHM_VM), None, defined("win11"));
     let c = check(&r, "looking-glass");
-    assert_eq!(c.verdict, Verdict::Warn);
+    assert_eq!(c.severity, Severity::Warning);
     assert!(c.detail.contains("0644"), "{}", c.detail);
     assert!(c.detail.contains("every user can read"), "{}", c.detail);
 
     fx.shm(32, 0o660);
     let r = run(&fx, vm(SHM_VM), None, defined("win11"));
     let c = check(&r, "looking-glass");
-    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert_eq!(c.severity, Severity::Error, "{c:?}");
     assert!(
         c.detail.contains("is 32 MiB, smaller than the VM's 64 MiB"),
         "{}",
@@ -367,7 +369,7 @@ fn shm_file_missing_wrong_mode_too_small_or_right() {
     fx.shm(64, 0o660);
     let r = run(&fx, vm(SHM_VM), None, defined("win11"));
     let c = check(&r, "looking-glass");
-    assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+    assert_eq!(c.severity, Severity::Info, "{c:?}");
     assert!(
         c.detail.contains("0660 draxel:looking-glass"),
         "{}",
@@ -383,24 +385,24 @@ const KVMFR_VM: &str = r#"{"name":"win11","gpu":{"enable":true,"pciId":"10de:270
 fn kvmfr_node_must_be_a_character_device_and_the_module_loaded() {
     let fx = fixture(&am5_isolated());
     let r = run(&fx, vm(KVMFR_VM), None, defined("win11"));
-    assert_eq!(check(&r, "looking-glass").verdict, Verdict::Fail);
+    assert_eq!(check(&r, "looking-glass").severity, Severity::Error);
     assert!(check(&r, "looking-glass")
         .detail
         .contains("kvmfr0 does not exist"));
-    assert_eq!(check(&r, "kvmfr-module").verdict, Verdict::Fail);
+    assert_eq!(check(&r, "kvmfr-module").severity, Severity::Error);
 
     // A regular file where the device should be.
     std::fs::write(fx.roots.dev.join("kvmfr0"), "").unwrap();
     fx.module("kvmfr", 0);
     let r = run(&fx, vm(KVMFR_VM), None, defined("win11"));
     let c = check(&r, "looking-glass");
-    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(c.severity, Severity::Error);
     assert!(
         c.detail.contains("is not a character device"),
         "{}",
         c.detail
     );
-    assert_eq!(check(&r, "kvmfr-module").verdict, Verdict::Ok);
+    assert_eq!(check(&r, "kvmfr-module").severity, Severity::Info);
     assert!(!r.can_start);
 
     // A character device (any will do for the check): the VM can start; the
@@ -409,7 +411,7 @@ fn kvmfr_node_must_be_a_character_device_and_the_module_loaded() {
     std::os::unix::fs::symlink("/dev/null", fx.roots.dev.join("kvmfr0")).unwrap();
     let r = run(&fx, vm(KVMFR_VM), None, defined("win11"));
     let c = check(&r, "looking-glass");
-    assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
+    assert_eq!(c.severity, Severity::Warning, "{c:?}");
     assert!(c.detail.contains("not 0660 with group kvm"), "{}", c.detail);
 }
 
@@ -445,10 +447,10 @@ fn all_good_host_can_start() {
     let r = doctor::diagnose(&input);
     assert!(r.can_start, "{:#?}", r.checks);
     for c in &r.checks {
-        assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+        assert_eq!(c.severity, Severity::Info, "{c:?}");
         assert!(c.fix.is_none());
     }
-    let names: Vec<&str> = r.checks.iter().map(|c| c.check.as_str()).collect();
+    let names: Vec<&str> = r.checks.iter().map(|c| c.check.code()).collect();
     for want in [
         "iommu",
         "gpu",
@@ -485,7 +487,7 @@ fn all_good_host_can_start() {
         None,
         stale,
     ));
-    assert_eq!(check(&r, "definition").verdict, Verdict::Warn);
+    assert_eq!(check(&r, "definition").severity, Severity::Warning);
     assert!(r.can_start);
 }
 
@@ -494,13 +496,15 @@ fn libvirt_unreachable_or_vm_undefined_fails() {
     let fx = fixture(&am5_isolated());
     let down = LibvirtFacts {
         uri: "qemu:///system".into(),
-        domains: Err("failed to connect to the hypervisor".into()),
+        domains: Err(LibvirtError::Unreachable {
+            detail: "failed to connect to the hypervisor".into(),
+        }),
     };
     let r = run(&fx, vm(AM5_VM), None, down);
-    assert_eq!(check(&r, "libvirtd").verdict, Verdict::Fail);
+    assert_eq!(check(&r, "libvirtd").severity, Severity::Error);
     assert!(check(&r, "libvirtd").detail.contains("failed to connect"));
     let r = run(&fx, vm(AM5_VM), None, defined("other"));
-    assert_eq!(check(&r, "defined").verdict, Verdict::Fail);
+    assert_eq!(check(&r, "defined").severity, Severity::Error);
     assert!(!r.can_start);
 }
 
@@ -770,7 +774,7 @@ fn firmware_autoselection_on_a_stock_nixos_host() {
     // Secure Boot with Microsoft keys: QEMU's descriptors have no enrolled
     // keys, so libvirt refuses to define the VM.
     let c = firmware_check(ms.clone(), vec![qemu_only.clone()]);
-    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert_eq!(c.severity, Severity::Error, "{c:?}");
     assert!(
         c.detail.contains("UEFI with Secure Boot and enrolled keys"),
         "{c:?}"
@@ -791,7 +795,7 @@ fn firmware_autoselection_on_a_stock_nixos_host() {
 
     // With the project's descriptor, libvirt picks it (30 sorts first).
     let c = firmware_check(ms.clone(), vec![with_ours.clone()]);
-    assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+    assert_eq!(c.severity, Severity::Info, "{c:?}");
     assert!(c.detail.contains("30-vfio-helper-ovmf-ms.json"), "{c:?}");
 
     // secureBootKeys = "none": Secure Boot without keys is QEMU's secure
@@ -799,7 +803,7 @@ fn firmware_autoselection_on_a_stock_nixos_host() {
     let none = ms.clone().with_secure_boot_keys(SecureBootKeys::None);
     for dirs in [vec![qemu_only.clone()], vec![with_ours.clone()]] {
         let c = firmware_check(none.clone(), dirs);
-        assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+        assert_eq!(c.severity, Severity::Info, "{c:?}");
         assert!(c.detail.contains("50-edk2-x86_64-secure.json"), "{c:?}");
     }
 
@@ -809,7 +813,7 @@ fn firmware_autoselection_on_a_stock_nixos_host() {
         "\"name\":\"win11\",\"secureBoot\":false",
     ));
     let c = firmware_check(off, vec![qemu_only]);
-    assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+    assert_eq!(c.severity, Severity::Info, "{c:?}");
     assert!(c.detail.contains("60-edk2-x86_64.json"), "{c:?}");
 }
 
@@ -823,7 +827,7 @@ fn firmware_descriptors_are_found_the_way_libvirt_finds_them() {
     let conf = firmware_dir(root.path(), "etc", &[]);
     std::fs::write(conf.join(PROJECT_MS.0), "").unwrap();
     let c = firmware_check(ms.clone(), vec![data.clone(), conf.clone()]);
-    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert_eq!(c.severity, Severity::Error, "{c:?}");
     assert!(!c.detail.contains("30-vfio-helper"), "masked: {c:?}");
 
     // A later directory's file replaces the earlier one of the same name.
@@ -833,7 +837,7 @@ fn firmware_descriptors_are_found_the_way_libvirt_finds_them() {
     )
     .unwrap();
     let c = firmware_check(ms.clone(), vec![data.clone(), conf.clone()]);
-    assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+    assert_eq!(c.severity, Severity::Info, "{c:?}");
     assert!(
         c.detail
             .contains(&conf.join(PROJECT_MS.0).display().to_string()),
@@ -857,7 +861,7 @@ fn firmware_descriptors_are_found_the_way_libvirt_finds_them() {
     )
     .unwrap();
     let c = firmware_check(ms.clone(), vec![data.clone(), conf.clone()]);
-    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert_eq!(c.severity, Severity::Error, "{c:?}");
     assert!(c.detail.contains("99-broken.json"), "{c:?}");
     assert!(c.fix.unwrap().contains("99-broken.json"));
     std::fs::remove_file(conf.join("99-broken.json")).unwrap();
@@ -865,14 +869,14 @@ fn firmware_descriptors_are_found_the_way_libvirt_finds_them() {
     // So does a dangling symlink.
     std::os::unix::fs::symlink("/nonexistent/x.json", conf.join("70-gone.json")).unwrap();
     let c = firmware_check(ms.clone(), vec![data.clone(), conf.clone()]);
-    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert_eq!(c.severity, Severity::Error, "{c:?}");
     assert!(c.detail.contains("70-gone.json"), "{c:?}");
     std::fs::remove_file(conf.join("70-gone.json")).unwrap();
 
     // The chosen descriptor's firmware was garbage-collected.
     std::fs::remove_file(root.path().join("fd/CODE.fd")).unwrap();
     let c = firmware_check(ms, vec![data, conf]);
-    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert_eq!(c.severity, Severity::Error, "{c:?}");
     assert!(c.detail.contains("CODE.fd"), "{c:?}");
 }
 
@@ -892,8 +896,8 @@ fn firmware_request_from_the_domain_xml() {
     );
     assert_eq!(req.features.get("enrolled-keys"), Some(&true));
     assert_eq!(
-        firmware_check(facts, vec![qemu_only.clone()]).verdict,
-        Verdict::Fail
+        firmware_check(facts, vec![qemu_only.clone()]).severity,
+        Severity::Error
     );
     // Secure Boot without keys, as a domain says it.
     let no_keys = xml.replace(
@@ -903,7 +907,7 @@ fn firmware_request_from_the_domain_xml() {
     assert_ne!(no_keys, xml);
     let facts = VmFacts::from_domain_xml(&no_keys).unwrap();
     let c = firmware_check(facts, vec![qemu_only]);
-    assert_eq!(c.verdict, Verdict::Ok, "{c:?}");
+    assert_eq!(c.severity, Severity::Info, "{c:?}");
     assert!(c.detail.contains("50-edk2-x86_64-secure.json"));
     // A domain without firmware autoselection is not checked.
     let bios = VmFacts::from_domain_xml("<domain><name>b</name><os><type>hvm</type></os></domain>")
@@ -925,13 +929,14 @@ fn secure_boot_keys_are_read_defensively() {
     );
     assert!(keys(r#"{"secureBootKeys":"mine"}"#)
         .unwrap_err()
+        .to_string()
         .contains("secureBootKeys"));
 }
 
 #[test]
 fn nat_vms_need_the_default_network_defined_active_and_autostarted() {
     let fx = fixture(&am5_isolated());
-    let with = |state: Result<NetworkFacts, String>| {
+    let with = |state: Result<NetworkFacts, LibvirtError>| {
         let networks = BTreeMap::from([("default".to_string(), state)]);
         run_with(&fx, vm(AM5_VM), None, defined("win11"), networks)
     };
@@ -942,11 +947,11 @@ fn nat_vms_need_the_default_network_defined_active_and_autostarted() {
         persistent: defined,
     };
     let r = with(Ok(net(true, true, true)));
-    assert_eq!(check(&r, "network").verdict, Verdict::Ok);
+    assert_eq!(check(&r, "network").severity, Severity::Info);
 
     let r = with(Ok(net(true, false, false)));
     let c = check(&r, "network");
-    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(c.severity, Severity::Error);
     assert!(c.detail.contains("not active"), "{c:?}");
     let fix = c.fix.clone().unwrap();
     assert!(
@@ -958,17 +963,20 @@ fn nat_vms_need_the_default_network_defined_active_and_autostarted() {
 
     let r = with(Ok(net(true, true, false)));
     let c = check(&r, "network");
-    assert_eq!(c.verdict, Verdict::Warn);
+    assert_eq!(c.severity, Severity::Warning);
     assert!(c.detail.contains("not autostarted"), "{c:?}");
     assert!(r.can_start);
 
     let r = with(Ok(net(false, false, false)));
     let c = check(&r, "network");
-    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(c.severity, Severity::Error);
     assert!(c.detail.contains("no network `default`"), "{c:?}");
 
-    let r = with(Err("connection reset".into()));
-    assert_eq!(check(&r, "network").verdict, Verdict::Warn);
+    let r = with(Err(LibvirtError::Failed {
+        command: "virsh net-list".into(),
+        detail: "connection reset".into(),
+    }));
+    assert_eq!(check(&r, "network").severity, Severity::Warning);
 
     // A bridged VM uses no libvirt network: no check.
     let bridged = AM5_VM.replace(
@@ -993,22 +1001,35 @@ fn nat_vms_need_the_default_network_defined_active_and_autostarted() {
 }
 
 #[test]
-fn net_info_is_parsed() {
-    let text = "Name:           default\nUUID:           dd8f\nActive:         yes\nPersistent:     yes\nAutostart:      no\nBridge:         virbr0\n";
+fn network_states_come_from_libvirts_list() {
+    // Through virsh and the test driver, whose `default` network is active
+    // but not autostarted.
+    assert!(virsh_available(), "virsh is needed (libvirt client tools)");
+    let states = doctor::read_networks("test:///default", &["default".into(), "nope".into()]);
     assert_eq!(
-        doctor::parse_net_info(text),
-        NetworkFacts {
+        states["default"],
+        Ok(NetworkFacts {
             defined: true,
             active: true,
             autostart: false,
             persistent: true
-        }
+        })
     );
-    // Through virsh and the test driver, when virsh is there.
-    assert!(virsh_available(), "virsh is needed (libvirt client tools)");
-    let states = doctor::read_networks("test:///default", &["default".into(), "nope".into()]);
-    assert!(states["default"].as_ref().unwrap().active);
     assert!(!states["nope"].as_ref().unwrap().defined);
+    // libvirt unreachable: every network says why.
+    let states = doctor::read_networks(
+        "qemu+unix:///system?socket=/nonexistent/sock",
+        &["default".into()],
+    );
+    assert!(
+        matches!(
+            states["default"],
+            Err(LibvirtError::Unreachable { .. }) | Err(LibvirtError::Failed { .. })
+        ),
+        "{states:?}"
+    );
+    let facts = LibvirtFacts::read("qemu+unix:///system?socket=/nonexistent/sock");
+    assert!(facts.domains.is_err(), "{facts:?}");
 }
 
 /// Undefines a `vfiotest-` domain when dropped, also when an assertion fails.
@@ -1092,4 +1113,487 @@ fn definition_synced_by_sync_is_the_declared_one() {
         .unwrap()
         .contains("differs"));
     drop(guard);
+}
+
+// ---- devices passed whole, USB devices, shared IDs, the AMD reset bug ----
+
+/// Every check named `name`.
+fn checks<'a>(r: &'a Report, name: &str) -> Vec<&'a doctor::Check> {
+    r.checks.iter().filter(|c| c.check == name).collect()
+}
+
+/// AM5 with the NVIDIA card on vfio-pci, and a VM passing `extra` (JSON
+/// members added to AM5_VM, e.g. `"pci":{...}`).
+fn am5_vm_with(extra: &str) -> VmFacts {
+    vm(&AM5_VM.replace("\"name\":\"win11\"", &format!("\"name\":\"win11\",{extra}")))
+}
+
+#[test]
+fn devices_passed_whole_must_exist_and_be_what_their_pci_id_says() {
+    let fx = fixture(&am5_isolated());
+    let facts = am5_vm_with(
+        r#""pci":{"devices":[{"address":"0000:08:00.0","pciId":"8086:15f3"},
+                             {"address":"0000:09:00.0"},
+                             {"address":"0000:02:00.0","pciId":"144d:a80a"}]},
+           "usb":{"controllers":[{"address":"0000:0d:00.0"},{"address":"0000:0b:00.0"}]}"#,
+    );
+    let r = run(&fx, facts, None, defined("win11"));
+    let found = checks(&r, "pci-device");
+    assert_eq!(found.len(), 5, "{found:#?}");
+    let of = |needle: &str| {
+        *found
+            .iter()
+            .find(|c| c.detail.contains(needle))
+            .unwrap_or_else(|| panic!("no pci-device check with {needle}: {found:#?}"))
+    };
+    let nic = of("pci.devices[0] 0000:08:00.0");
+    assert_eq!(nic.severity, Severity::Info, "{nic:?}");
+    assert_eq!(
+        nic.detail,
+        "pci.devices[0] 0000:08:00.0: 0000:08:00.0 [8086:15f3] (igc)"
+    );
+    let gone = of("pci.devices[1] 0000:09:00.0");
+    assert_eq!(gone.severity, Severity::Error);
+    assert!(gone.detail.contains("is not on the PCI bus"), "{gone:?}");
+    assert!(gone.fix.as_deref().unwrap().contains("lspci -D"));
+    // The AM5's NVMe drive is c0a9:5419, not the Samsung ID given.
+    let nvme = of("pci.devices[2] 0000:02:00.0");
+    assert_eq!(nvme.severity, Severity::Error);
+    assert!(
+        nvme.detail
+            .contains("is [c0a9:5419], not 144d:a80a as its pciId says"),
+        "{nvme:?}"
+    );
+    assert!(
+        nvme.fix
+            .as_deref()
+            .unwrap()
+            .contains("set pci.devices[2].pciId = \"c0a9:5419\""),
+        "{nvme:?}"
+    );
+    assert_eq!(
+        of("usb.controllers[0] 0000:0d:00.0").severity,
+        Severity::Info
+    );
+    // A SATA controller listed as a USB controller.
+    let sata = of("usb.controllers[1] 0000:0b:00.0");
+    assert_eq!(sata.severity, Severity::Warning);
+    assert!(
+        sata.detail
+            .contains("is not a USB controller (class 010601)"),
+        "{sata:?}"
+    );
+    assert!(!r.can_start);
+}
+
+#[test]
+fn a_usb_controller_with_the_hosts_keyboard_warns() {
+    let fx = fixture(&am5_isolated());
+    let r = run(
+        &fx,
+        am5_vm_with(r#""usb":{"controllers":[{"address":"0000:0c:00.3"}]}"#),
+        None,
+        defined("win11"),
+    );
+    let c = check(&r, "pci-device");
+    assert_eq!(c.severity, Severity::Warning, "{c:?}");
+    assert_eq!(
+        c.detail,
+        "the host's keyboard (1-2 [046d:c52b]) hangs off usb.controllers[0] 0000:0c:00.3: while the VM runs, the host has none"
+    );
+    assert!(c.fix.as_deref().unwrap().contains("usb.devices"));
+    // The controller with the mouse only is fine.
+    let r = run(
+        &fx,
+        am5_vm_with(r#""usb":{"controllers":[{"address":"0000:0c:00.4"}]}"#),
+        None,
+        defined("win11"),
+    );
+    assert_eq!(check(&r, "pci-device").severity, Severity::Info);
+}
+
+#[test]
+fn the_group_of_a_device_passed_whole_holds_only_the_vms_devices() {
+    // The NIC's group 18 with its root port (a bridge): viable.
+    let mut host = am5_isolated();
+    let fx = fixture(&host);
+    let nic = r#""pci":{"devices":[{"address":"0000:08:00.0"}]}"#;
+    let r = run(&fx, am5_vm_with(nic), None, defined("win11"));
+    let c = check(&r, "device-group");
+    assert_eq!(c.severity, Severity::Info, "{c:?}");
+    assert_eq!(
+        c.detail,
+        "IOMMU group 18 of pci.devices[0] 0000:08:00.0 holds only the VM's devices and bridges"
+    );
+    // The chipset's USB controller joins the group, on its host driver: not viable.
+    for p in &mut host.pci {
+        if p.address == "0000:0a:00.0" {
+            p.group = Some(18);
+        }
+    }
+    let fx = fixture(&host);
+    let r = run(&fx, am5_vm_with(nic), None, defined("win11"));
+    let c = check(&r, "device-group");
+    assert_eq!(c.severity, Severity::Error, "{c:?}");
+    assert!(
+        c.detail.contains(
+            "IOMMU group 18 of pci.devices[0] 0000:08:00.0 is not viable: 0000:0a:00.0 [1022:43f7] (xhci_hcd) is bound to a host driver"
+        ),
+        "{c:?}"
+    );
+    assert!(!r.can_start);
+    // Passed too: viable.
+    let both = r#""pci":{"devices":[{"address":"0000:08:00.0"}]},"usb":{"controllers":[{"address":"0000:0a:00.0"}]}"#;
+    let r = run(&fx, am5_vm_with(both), None, defined("win11"));
+    assert!(checks(&r, "device-group")
+        .iter()
+        .all(|c| c.severity == Severity::Info));
+    // Unbound, not passed: the VM starts, but it takes the controller along.
+    for p in &mut host.pci {
+        if p.address == "0000:0a:00.0" {
+            p.driver = None;
+        }
+    }
+    let fx = fixture(&host);
+    let r = run(&fx, am5_vm_with(nic), None, defined("win11"));
+    let c = check(&r, "device-group");
+    assert_eq!(c.severity, Severity::Warning, "{c:?}");
+    assert!(
+        c.detail.contains(
+            "also holds 0000:0a:00.0 [1022:43f7] (no driver), which this VM does not get"
+        ),
+        "{c:?}"
+    );
+    // No IOMMU: the iommu check says it, once.
+    let fx = fixture(&fixtures::iommu_off());
+    let r = run(&fx, am5_vm_with(nic), None, defined("win11"));
+    assert!(checks(&r, "device-group").is_empty());
+    assert_eq!(check(&r, "iommu").severity, Severity::Error);
+}
+
+/// AM5 with a second Samsung NVMe drive (the host's own on 02:00.0 gets
+/// the same model) and a second RTX 4080 for the host.
+fn am5_identical_devices() -> Host {
+    let mut host = am5_isolated();
+    for p in &mut host.pci {
+        if p.address == "0000:02:00.0" {
+            p.id = "144d:a80a".into();
+        }
+    }
+    host.pci.extend([
+        fixtures::pci("0000:05:00.0", "144d:a80a", 0x010802, "nvme", 30),
+        fixtures::pci("0000:06:00.0", "10de:2704", 0x030000, "nvidia", 31),
+        fixtures::pci("0000:06:00.1", "10de:22bb", 0x040300, "snd_hda_intel", 31),
+    ]);
+    host
+}
+
+#[test]
+fn an_id_vfio_pci_claims_at_boot_must_not_be_shared() {
+    let fx = fixture(&am5_identical_devices());
+    // The second drive by address and pciId: vfio-pci would take the
+    // host's own drive too.
+    let r = run(
+        &fx,
+        am5_vm_with(r#""pci":{"devices":[{"address":"0000:05:00.0","pciId":"144d:a80a"}]}"#),
+        None,
+        defined("win11"),
+    );
+    let shared = checks(&r, "shared-id");
+    let nvme = shared
+        .iter()
+        .find(|c| c.detail.contains("144d:a80a"))
+        .unwrap_or_else(|| panic!("{shared:#?}"));
+    assert_eq!(nvme.severity, Severity::Warning);
+    assert_eq!(
+        nvme.detail,
+        "vfio-pci claims [144d:a80a] at boot for pci.devices[0] 0000:05:00.0, and takes 0000:02:00.0 [144d:a80a] (nvme) too: it has the same ID and is not passed to this VM"
+    );
+    assert!(
+        nvme.fix
+            .as_deref()
+            .unwrap()
+            .contains("remove pci.devices[0].pciId"),
+        "{nvme:?}"
+    );
+    // The GPU's IDs are on the command line (static binding), and the
+    // host's own RTX 4080 has them too.
+    let gpu = shared
+        .iter()
+        .find(|c| c.detail.contains("[10de:2704]"))
+        .unwrap_or_else(|| panic!("{shared:#?}"));
+    assert_eq!(gpu.severity, Severity::Warning);
+    assert!(
+        gpu.detail
+            .contains("takes 0000:06:00.0 [10de:2704] (nvidia) too"),
+        "{gpu:?}"
+    );
+    assert!(gpu.fix.as_deref().unwrap().contains("primaryMode = false"));
+    assert!(r.can_start, "sharing only warns");
+
+    // By address only, with nothing on the command line: nothing claims
+    // the drive at boot, no check.
+    let mut host = am5_identical_devices();
+    host.cmdline = "BOOT_IMAGE=/boot/kernel iommu=pt".into();
+    let fx = fixture(&host);
+    let r = run(
+        &fx,
+        am5_vm_with(r#""pci":{"devices":[{"address":"0000:05:00.0"}]}"#),
+        Some(Mode::Dynamic),
+        defined("win11"),
+    );
+    assert!(checks(&r, "shared-id").is_empty(), "{:#?}", r.checks);
+    // The drive's ID on the command line by hand: claimed all the same.
+    host.cmdline = "BOOT_IMAGE=/boot/kernel iommu=pt vfio-pci.ids=144d:a80a".into();
+    let fx = fixture(&host);
+    let r = run(
+        &fx,
+        am5_vm_with(r#""pci":{"devices":[{"address":"0000:05:00.0"}]}"#),
+        None,
+        defined("win11"),
+    );
+    assert_eq!(check(&r, "shared-id").severity, Severity::Warning);
+    // An ID no other device has is fine.
+    let fx = fixture(&am5_isolated());
+    let r = run(
+        &fx,
+        am5_vm_with(r#""pci":{"devices":[{"address":"0000:08:00.0","pciId":"8086:15f3"}]}"#),
+        None,
+        defined("win11"),
+    );
+    let shared = checks(&r, "shared-id");
+    assert!(
+        shared.iter().all(|c| c.severity == Severity::Info),
+        "{shared:#?}"
+    );
+    assert!(shared.iter().any(|c| c.detail
+        == "vfio-pci claims [8086:15f3] at boot, and only pci.devices[0] 0000:08:00.0 has it"));
+}
+
+#[test]
+fn usb_devices_are_plugged_in_at_most_once() {
+    let usb = r#""usb":{"devices":[{"vendorId":"046d","productId":"c52b"},
+                                   {"vendorId":"1234","productId":"5678"}]}"#;
+    let fx = fixture(&am5_isolated());
+    let r = run(&fx, am5_vm_with(usb), None, defined("win11"));
+    let found = checks(&r, "usb-device");
+    assert_eq!(found.len(), 2);
+    let receiver = found
+        .iter()
+        .find(|c| c.detail.contains("046d:c52b"))
+        .unwrap();
+    assert_eq!(receiver.severity, Severity::Info);
+    assert_eq!(
+        receiver.detail,
+        "USB device 046d:c52b is plugged in at 1-2 (USB Receiver)"
+    );
+    let absent = found
+        .iter()
+        .find(|c| c.detail.contains("1234:5678"))
+        .unwrap();
+    assert_eq!(absent.severity, Severity::Warning);
+    assert!(absent.detail.contains("not plugged in"), "{absent:?}");
+    assert!(r.can_start);
+    // A second receiver: libvirt cannot choose.
+    let mut host = am5_isolated();
+    host.usb.push(fixtures::usb(
+        "0000:0a:00.0",
+        5,
+        "4",
+        "046d:c52b",
+        "USB Receiver",
+    ));
+    let fx = fixture(&host);
+    let r = run(&fx, am5_vm_with(usb), None, defined("win11"));
+    let twice = checks(&r, "usb-device")
+        .into_iter()
+        .find(|c| c.detail.contains("046d:c52b"))
+        .unwrap();
+    assert_eq!(twice.severity, Severity::Error, "{twice:?}");
+    assert!(
+        twice.detail.contains("plugged in 2 times (1-2, 5-4)")
+            && twice
+                .detail
+                .contains("\"Multiple USB devices for 46d:c52b, use <address> to specify one\""),
+        "{twice:?}"
+    );
+    assert!(twice.fix.as_deref().unwrap().contains("usb.controllers"));
+    assert!(!r.can_start);
+}
+
+/// The Polaris card of the two-GPU fixture passed to a VM, on vfio-pci.
+fn polaris_host(reset_method: Option<&str>, kernel: Option<&str>) -> Host {
+    let mut host = fixtures::two_gpus_one_group();
+    for p in &mut host.pci {
+        if p.address == "0000:02:00.0" {
+            p.reset_method = reset_method.map(String::from);
+        }
+    }
+    host.kernel_release = kernel.map(String::from);
+    host
+}
+
+const POLARIS_VM: &str = r#"{"name":"win11","gpu":{"enable":true,"pciId":"1002:67df","audioPciId":"1002:aaf0",
+  "address":"0000:02:00.0","audioAddress":"0000:02:00.1"}}"#;
+
+#[test]
+fn a_card_with_the_reset_bug_needs_vendor_reset() {
+    let fx = fixture(&polaris_host(Some("bus"), Some("6.12.10")));
+    let r = run(&fx, vm(POLARIS_VM), None, defined("win11"));
+    let c = check(&r, "reset-bug");
+    assert_eq!(c.severity, Severity::Error, "{c:?}");
+    assert_eq!(
+        c.detail,
+        "0000:02:00.0 [1002:67df], an AMD Polaris 10 (RX 470, 480, 570, 580, 590), has the AMD reset bug and the vendor-reset module is not loaded: after the VM stops, its next start hangs until the host reboots"
+    );
+    let fix = c.fix.as_deref().unwrap();
+    assert!(
+        fix.contains("modules.vfio.vendorReset.enable = true")
+            && fix.contains("modprobe vendor-reset"),
+        "{fix}"
+    );
+    // Only the GPU function is in the table, not its audio.
+    assert_eq!(checks(&r, "reset-bug").len(), 1);
+
+    // Loaded, but the kernel still resets the card by bus reset.
+    fx.module("vendor_reset", 0);
+    let r = run(&fx, vm(POLARIS_VM), None, defined("win11"));
+    let c = check(&r, "reset-bug");
+    assert_eq!(c.severity, Severity::Warning, "{c:?}");
+    assert!(
+        c.detail
+            .contains("reset methods are `bus`, not `device_specific` first"),
+        "{c:?}"
+    );
+    assert!(c
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("echo device_specific > /sys/bus/pci/devices/0000:02:00.0/reset_method"));
+
+    // device_specific first: fine.
+    let fx = fixture(&polaris_host(Some("device_specific bus"), Some("6.12.10")));
+    fx.module("vendor_reset", 0);
+    let r = run(&fx, vm(POLARIS_VM), None, defined("win11"));
+    assert_eq!(check(&r, "reset-bug").severity, Severity::Info);
+
+    // Before 5.15 there is no reset_method: the module is all it takes.
+    let fx = fixture(&polaris_host(None, Some("5.10.209")));
+    fx.module("vendor_reset", 0);
+    let r = run(&fx, vm(POLARIS_VM), None, defined("win11"));
+    assert_eq!(check(&r, "reset-bug").severity, Severity::Info);
+    // Kernel unknown: a reset_method file means 5.15 or later.
+    let fx = fixture(&polaris_host(Some("bus"), None));
+    fx.module("vendor_reset", 0);
+    let r = run(&fx, vm(POLARIS_VM), None, defined("win11"));
+    assert_eq!(check(&r, "reset-bug").severity, Severity::Warning);
+
+    // An NVIDIA card: no such check.
+    let fx = fixture(&am5_isolated());
+    let r = run(&fx, vm(AM5_VM), None, defined("win11"));
+    assert!(checks(&r, "reset-bug").is_empty());
+}
+
+#[test]
+fn devices_from_the_domain_xml_match_the_config() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for case in ["pci-passthrough", "usb"] {
+        let json = std::fs::read_to_string(golden.join(format!("{case}.json"))).unwrap();
+        let xml = std::fs::read_to_string(golden.join(format!("{case}.xml"))).unwrap();
+        let from_json = VmFacts::from_config(&VmConfig::from_json(&json).unwrap());
+        let from_xml = VmFacts::from_domain_xml(&xml).unwrap();
+        assert_eq!(from_xml.gpu_functions, from_json.gpu_functions, "{case}");
+        assert_eq!(from_xml.usb_devices, from_json.usb_devices, "{case}");
+        let addresses =
+            |f: &VmFacts| -> Vec<String> { f.devices.iter().map(|d| d.address.clone()).collect() };
+        assert_eq!(addresses(&from_xml), addresses(&from_json), "{case}");
+        // The XML does not say which option passed a device, nor its pciId.
+        assert!(from_xml
+            .devices
+            .iter()
+            .all(|d| d.option.is_none() && d.pci_id.is_none()));
+    }
+    let json = std::fs::read_to_string(golden.join("pci-passthrough.json")).unwrap();
+    let facts = VmFacts::from_config(&VmConfig::from_json(&json).unwrap());
+    let shown: Vec<(Option<&str>, &str, Option<&str>)> = facts
+        .devices
+        .iter()
+        .map(|d| (d.option.as_deref(), d.address.as_str(), d.pci_id.as_deref()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (Some("pci.devices[0]"), "0000:04:00.0", Some("144d:a80a")),
+            (Some("pci.devices[1]"), "0000:05:00.0", None),
+            (Some("usb.controllers[0]"), "0000:0a:00.3", None),
+        ]
+    );
+    assert_eq!(facts.gpu_functions, ["0000:01:00.0", "0000:01:00.1"]);
+    assert_eq!(facts.usb_devices[0].id(), "046d:c52b");
+}
+
+#[test]
+fn binary_reports_device_checks_in_json() {
+    assert!(
+        virsh_available(),
+        "virsh is needed for `doctor` (libvirt client tools)"
+    );
+    let fx = fixture(&am5_isolated());
+    let cfg = AM5_VM.replace("\"win11\"", "\"test\"").replace(
+        "\"hugepages\"",
+        r#""usb":{"devices":[{"vendorId":"046d","productId":"c52b"}],"controllers":[{"address":"0000:0c:00.4"}]},"hugepages""#,
+    );
+    let config = fx.roots.dev.join("../vm.json");
+    std::fs::write(&config, &cfg).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
+        .args([
+            "doctor",
+            "--format",
+            "json",
+            "--manifest",
+            "/nonexistent/m.json",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .args(["--connect", "test:///default"])
+        .arg("--sysfs-root")
+        .arg(&fx.roots.sysfs)
+        .arg("--proc-root")
+        .arg(&fx.roots.proc)
+        .arg("--dev-root")
+        .arg(&fx.roots.dev)
+        .arg("--etc-root")
+        .arg(&fx.roots.etc)
+        .arg("--firmware-dir")
+        .arg(&fx.firmware[0])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let checks = doc["reports"][0]["checks"].as_array().unwrap();
+    let get = |name: &str| checks.iter().find(|c| c["check"] == name).unwrap().clone();
+    assert_eq!(get("usb-device")["verdict"], "ok", "{doc:#}");
+    assert_eq!(get("pci-device")["verdict"], "ok", "{doc:#}");
+    assert_eq!(get("device-group")["verdict"], "ok", "{doc:#}");
+    // The human table names them too.
+    let out = Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
+        .args(["doctor", "--manifest", "/nonexistent/m.json"])
+        .arg("--config")
+        .arg(&config)
+        .args(["--connect", "test:///default"])
+        .arg("--sysfs-root")
+        .arg(&fx.roots.sysfs)
+        .arg("--proc-root")
+        .arg(&fx.roots.proc)
+        .arg("--dev-root")
+        .arg(&fx.roots.dev)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "ok      usb-device     USB device 046d:c52b is plugged in at 1-2 (USB Receiver)"
+        ),
+        "{text}"
+    );
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use vfio_helper::check::{self, Options};
 use vfio_helper::config::VmConfig;
+use vfio_helper::diagnostics::Severity;
 use vfio_helper::discover::fixtures::{self, Host, Pci};
 use vfio_helper::doctor::{self, LibvirtFacts, Roots, VmFacts};
 use vfio_helper::{domain, pinning};
@@ -282,10 +283,10 @@ proptest! {
         };
         let libvirt = LibvirtFacts { uri: "test:///fuzz".into(), domains: Ok(Vec::new()) };
         let report = doctor::diagnose(&doctor::read(VmFacts::from_config(&cfg), None, &roots, None, libvirt));
-        let fails = report.checks.iter().any(|c| c.verdict == doctor::Verdict::Fail);
+        let fails = report.checks.iter().any(|c| c.severity == Severity::Error);
         prop_assert_eq!(report.can_start, !fails);
         // Failures first.
-        let order: Vec<doctor::Verdict> = report.checks.iter().map(|c| c.verdict).collect();
+        let order: Vec<Severity> = report.checks.iter().map(|c| c.severity).collect();
         let mut sorted = order.clone();
         sorted.sort();
         prop_assert_eq!(order, sorted);

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use miette::{IntoDiagnostic, WrapErr};
-use vfio_helper::discover::{self, render, Options, PciIds};
+use vfio_helper::discover::{self, render, Options, PciIds, UsbIds};
 use vfio_helper::nixedit::{self, NixValue};
 
 /// Report GPUs, IOMMU groups and CPU topology; write them as Nix.
@@ -17,6 +17,9 @@ pub struct Args {
     /// A pci.ids file for device names (default: the usual install locations).
     #[arg(long, value_name = "FILE")]
     pub pci_ids: Option<PathBuf>,
+    /// A usb.ids file for USB device names (default: the usual install locations).
+    #[arg(long, value_name = "FILE")]
+    pub usb_ids: Option<PathBuf>,
     /// Print the report as JSON (the format other subcommands read).
     #[arg(long, conflicts_with_all = ["nix", "write"])]
     pub json: bool,
@@ -38,10 +41,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> miette::Result<ExitCode> {
-    let (pci_ids_path, pci_ids) = load_pci_ids(args.pci_ids.as_deref())?;
+    let (pci_ids_path, pci_ids) = load_ids(IdFile::Pci, args.pci_ids.as_deref())?;
+    let (usb_ids_path, usb_ids) = load_ids(IdFile::Usb, args.usb_ids.as_deref())?;
     let options = Options {
         pci_ids,
         pci_ids_path,
+        usb_ids,
+        usb_ids_path,
         gpu: args.gpu.clone(),
     };
     let report = discover::discover(&args.sysfs_root, &args.proc_root, &options)?;
@@ -100,22 +106,38 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_pci_ids(explicit: Option<&Path>) -> miette::Result<(Option<PathBuf>, Option<PciIds>)> {
+/// Which name database.
+#[derive(Clone, Copy)]
+enum IdFile {
+    Pci,
+    Usb,
+}
+
+/// The name database given, else the first one installed where
+/// distributions put it; `None` when there is none.
+fn load_ids(
+    kind: IdFile,
+    explicit: Option<&Path>,
+) -> miette::Result<(Option<PathBuf>, Option<PciIds>)> {
+    let (flag, package, defaults) = match kind {
+        IdFile::Pci => ("--pci-ids", "pci.ids of pciutils or hwdata (e.g. $(nix build --print-out-paths nixpkgs#hwdata)/share/hwdata/pci.ids)", PciIds::default_paths()),
+        IdFile::Usb => ("--usb-ids", "usb.ids of usbutils or hwdata (e.g. $(nix build --print-out-paths nixpkgs#hwdata)/share/hwdata/usb.ids)", UsbIds::usb_default_paths()),
+    };
     if let Some(path) = explicit {
         let bytes = std::fs::read(path)
             .into_diagnostic()
-            .wrap_err_with(|| format!("cannot read --pci-ids {}", path.display()))?;
+            .wrap_err_with(|| format!("cannot read {flag} {}", path.display()))?;
         let ids = PciIds::parse(&String::from_utf8_lossy(&bytes));
         if ids.is_empty() {
             return Err(miette::miette!(
-                help = "pass the pci.ids of pciutils or hwdata (e.g. $(nix build --print-out-paths nixpkgs#hwdata)/share/hwdata/pci.ids)",
-                "--pci-ids {}: no vendor entries in this file",
+                help = format!("pass the {package}"),
+                "{flag} {}: no vendor entries in this file",
                 path.display()
             ));
         }
         return Ok((Some(path.to_path_buf()), Some(ids)));
     }
-    Ok(match PciIds::load_first(&PciIds::default_paths()) {
+    Ok(match PciIds::load_first(&defaults) {
         Some((p, ids)) => (Some(p), Some(ids)),
         None => (None, None),
     })

@@ -8,7 +8,7 @@ use vfio_helper::config::VmConfig;
 use vfio_helper::doctor::{
     self, firmware, LibvirtFacts, Mode, Networks, Report, Roots, SecureBootKeys, VmFacts,
 };
-use vfio_helper::sync::{self, Libvirt, Manifest};
+use vfio_helper::sync::{self, Manifest};
 
 /// Diagnose this host, read-only: can the VM start? Exit status 0 when no
 /// check fails, 1 otherwise.
@@ -63,8 +63,8 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
         .clone()
         .or_else(|| manifest.as_ref().map(|m| m.uri.clone()))
         .unwrap_or_else(|| sync::DEFAULT_URI.to_string());
-    let domains = sync::Virsh::new(&uri).list().map_err(|e| e.to_string());
-    let networks = if domains.is_ok() {
+    let libvirt = LibvirtFacts::read(&uri);
+    let networks = if libvirt.domains.is_ok() {
         let mut names: Vec<String> = targets
             .iter()
             .flat_map(|t| t.facts.networks.iter().cloned())
@@ -75,7 +75,6 @@ pub fn run(args: Args) -> miette::Result<ExitCode> {
     } else {
         Networks::new()
     };
-    let libvirt = LibvirtFacts { uri, domains };
     let roots = Roots {
         sysfs: args.sysfs_root.clone(),
         proc: args.proc_root.clone(),
@@ -161,7 +160,7 @@ fn targets(args: &Args, manifest: Option<&Manifest>) -> miette::Result<Vec<Targe
         }
         let raw: serde_json::Value = serde_json::from_str(&text).into_diagnostic()?;
         let keys = SecureBootKeys::from_config_json(&raw)
-            .map_err(|e| miette::miette!("{}: {e}", path.display()))?;
+            .wrap_err_with(|| format!("{} is not a VM config", path.display()))?;
         let xml = declared_xml(&cfg.name)?;
         targets.push(Target {
             facts: VmFacts::from_config(&cfg).with_secure_boot_keys(keys),
@@ -183,7 +182,7 @@ fn targets(args: &Args, manifest: Option<&Manifest>) -> miette::Result<Vec<Targe
         for name in wanted {
             let xml = declared_xml(name)?.unwrap_or_default();
             let facts = VmFacts::from_domain_xml(&xml)
-                .map_err(|e| miette::miette!("the domain XML of `{name}` cannot be read: {e}"))?;
+                .wrap_err_with(|| format!("the domain XML of `{name}` cannot be read"))?;
             targets.push(Target {
                 facts,
                 xml: Some(xml),

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use crate::topology::format_cpu_list;
 
+mod usb;
+
+pub use usb::{usb, InputKind, Usb};
+
 /// A logical CPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cpu {
@@ -94,7 +98,14 @@ pub struct Host {
     pub pci: Vec<Pci>,
     /// Write `kernel/iommu_groups` and the `iommu_group` links.
     pub iommu: bool,
+    /// USB devices, written below their controllers with their root hubs.
+    pub usb: Vec<Usb>,
+    /// `/proc/sys/kernel/osrelease`; `None` writes no file.
+    pub kernel_release: Option<String>,
 }
+
+/// The kernel of the presets.
+const KERNEL: &str = "6.12.10";
 
 /// CPUs of `cores` cores with two threads, siblings `n` and `n + cores`
 /// (AMD desktop and Intel pre-hybrid enumeration).
@@ -178,6 +189,7 @@ fn ryzen_two_ccd(model: &str, l3_0: u64, l3_1: u64) -> Host {
         cpus,
         hugepages: default_hugepages(),
         cmdline: "BOOT_IMAGE=/boot/kernel iommu=pt".into(),
+        kernel_release: Some(KERNEL.into()),
         ..Host::default()
     }
 }
@@ -198,6 +210,7 @@ pub fn i7_8700k() -> Host {
         cpus,
         hugepages: default_hugepages(),
         cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt".into(),
+        kernel_release: Some(KERNEL.into()),
         ..Host::default()
     }
 }
@@ -245,6 +258,7 @@ pub fn i9_13900k() -> Host {
         cpus,
         hugepages: default_hugepages(),
         cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on".into(),
+        kernel_release: Some(KERNEL.into()),
         ..Host::default()
     }
 }
@@ -304,6 +318,7 @@ pub fn dual_socket_server() -> Host {
             pci("0000:81:00.0", "10de:2684", 0x030000, "vfio-pci", 41).numa(1),
             pci("0000:81:00.1", "10de:22ba", 0x040300, "vfio-pci", 41).numa(1),
         ],
+        kernel_release: Some(KERNEL.into()),
         ..Host::default()
     }
 }
@@ -331,6 +346,14 @@ pub fn am5_rtx4080() -> Host {
         pci("0000:0c:00.3", "1022:15b6", 0x0c0330, "xhci_hcd", 25),
         pci("0000:0c:00.4", "1022:15b7", 0x0c0330, "xhci_hcd", 26),
         pci("0000:0d:00.0", "1022:15b8", 0x0c0330, "xhci_hcd", 27),
+    ];
+    // The keyboard's receiver and a mouse on the CPU's controllers, a hub
+    // with a USB stick on the chipset's.
+    host.usb = vec![
+        usb("0000:0c:00.3", 1, "2", "046d:c52b", "USB Receiver").keyboard(),
+        usb("0000:0c:00.4", 3, "1", "1532:0084", "Razer DeathAdder V2").mouse(),
+        usb("0000:0a:00.0", 5, "3", "05e3:0610", "USB2.1 Hub"),
+        usb("0000:0a:00.0", 5, "3.2", "0781:5583", "Ultra Fit"),
     ];
     host
 }
@@ -502,6 +525,10 @@ impl Host {
         std::fs::create_dir_all(&proc)?;
         self.write_cpus(&sys)?;
         self.write_pci(&sys)?;
+        self.write_usb(&sys)?;
+        if let Some(release) = &self.kernel_release {
+            write(&proc.join("sys/kernel/osrelease"), &format!("{release}\n"))?;
+        }
         for (size, total, free) in &self.hugepages {
             let d = sys.join(format!("kernel/mm/hugepages/hugepages-{size}kB"));
             write(&d.join("nr_hugepages"), &format!("{total}\n"))?;

@@ -1,4 +1,6 @@
-//! A reader for the `pci.ids` database (the file behind `lspci`'s names).
+//! A reader for the `pci.ids` database (the file behind `lspci`'s names) and
+//! for `usb.ids` (`lsusb`'s), which has the same layout: vendor lines, device
+//! lines indented by one tab, deeper lines, then a class section (`C 03`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,18 @@ pub struct PciIds {
     vendors: HashMap<u16, String>,
     devices: HashMap<(u16, u16), String>,
 }
+
+/// Vendor and product names from a `usb.ids` file.
+pub type UsbIds = PciIds;
+
+/// Where distributions install `usb.ids` (NixOS users pass `--usb-ids`).
+pub const USB_DEFAULT_LOCATIONS: &[&str] = &[
+    "/usr/share/hwdata/usb.ids",
+    "/usr/share/misc/usb.ids",
+    "/usr/share/usb.ids",
+    "/var/lib/usbutils/usb.ids",
+    "/run/current-system/sw/share/hwdata/usb.ids",
+];
 
 /// Where distributions install `pci.ids` (NixOS users pass `--pci-ids`).
 pub const DEFAULT_LOCATIONS: &[&str] = &[
@@ -65,6 +79,14 @@ impl PciIds {
             .collect()
     }
 
+    /// The default install locations of `usb.ids`.
+    pub fn usb_default_paths() -> Vec<PathBuf> {
+        USB_DEFAULT_LOCATIONS
+            .iter()
+            .map(|p| Path::new(p).to_path_buf())
+            .collect()
+    }
+
     pub fn vendor(&self, vendor: u16) -> Option<&str> {
         self.vendors.get(&vendor).map(String::as_str)
     }
@@ -105,5 +127,16 @@ mod tests {
         assert_eq!(ids.device(0x1002, 0x164e), Some("Raphael"));
         assert_eq!(ids.device(0x1002, 0x0000), None);
         assert_eq!(ids.vendor(0x0300), None);
+    }
+
+    #[test]
+    fn reads_usb_ids_too() {
+        let ids = UsbIds::parse(
+            "# usb.ids\n046d  Logitech, Inc.\n\tc52b  Unifying Receiver\n\t\t00  interface\n1d6b  Linux Foundation\n\t0003  3.0 root hub\nC 00  (Defined at Interface level)\n\t01  Audio\nHID 00  Undefined\n",
+        );
+        assert_eq!(ids.vendor(0x046d), Some("Logitech, Inc."));
+        assert_eq!(ids.device(0x046d, 0xc52b), Some("Unifying Receiver"));
+        assert_eq!(ids.device(0x1d6b, 0x0003), Some("3.0 root hub"));
+        assert_eq!(ids.vendor(0x0001), None);
     }
 }

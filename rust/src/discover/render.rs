@@ -7,6 +7,15 @@ use crate::topology::{format_cpu_list, CoreKind};
 
 use super::{DiscoverReport, GpuReport, IommuState, Severity, Verdict};
 
+/// `yes`, `no` or `unknown`: whether an isolation verdict lets the device go alone.
+fn viable(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Isolated => "yes",
+        Verdict::NotIsolated => "no",
+        Verdict::Unknown => "unknown",
+    }
+}
+
 /// Left-aligned columns separated by two spaces; trailing spaces trimmed.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let cols = header.len();
@@ -55,6 +64,7 @@ pub fn text_report(report: &DiscoverReport) -> String {
         problems_section(report),
         iommu_section(report),
         gpus_section(report),
+        usb_section(report),
         cpu_section(report),
         caches_section(report),
         notes_section(report),
@@ -129,6 +139,77 @@ fn gpus_section(report: &DiscoverReport) -> String {
         if report.gpus.len() > 1 {
             out.push_str("  Choose another passthrough GPU with --gpu ADDRESS.\n");
         }
+    }
+    out.push('\n');
+    out
+}
+
+/// A table cell: `name  <- tag`, either part optional.
+fn tagged(name: Option<&str>, tag: Option<&str>) -> String {
+    let tag = tag.map(|t| format!("<- {t}"));
+    [name.map(str::to_string), tag]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// The USB controllers (with their groups) and the USB devices.
+fn usb_section(report: &DiscoverReport) -> String {
+    let mut out = String::new();
+    if report.usb_controllers.is_empty() {
+        out.push_str("USB controllers: none found (no PCI device of class 0c03)\n");
+    } else {
+        out.push_str("USB controllers (usb.controllers passes one whose group is viable)\n");
+        let rows: Vec<Vec<String>> = report
+            .usb_controllers
+            .iter()
+            .map(|c| {
+                let buses: Vec<String> = c.buses.iter().map(u32::to_string).collect();
+                vec![
+                    c.address.clone(),
+                    c.pci_id.clone(),
+                    opt(&c.driver),
+                    c.iommu_group.map_or("-".into(), |g| g.to_string()),
+                    viable(c.isolation.verdict).into(),
+                    if buses.is_empty() {
+                        "-".into()
+                    } else {
+                        buses.join(",")
+                    },
+                    tagged(
+                        c.name.as_deref(),
+                        c.host_keyboard.then_some("the host's keyboard"),
+                    ),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "ADDRESS", "ID", "DRIVER", "GROUP", "VIABLE", "BUSES", "NAME",
+            ],
+            &rows,
+        ));
+    }
+    if !report.usb_devices.is_empty() {
+        out.push_str("USB devices (usb.devices passes one by vendorId and productId)\n");
+        let rows: Vec<Vec<String>> = report
+            .usb_devices
+            .iter()
+            .map(|d| {
+                vec![
+                    d.port.clone(),
+                    d.usb_id(),
+                    opt(&d.controller),
+                    opt(&d.product),
+                    tagged(d.name.as_deref(), d.keyboard.then_some("keyboard")),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["PORT", "ID", "CONTROLLER", "PRODUCT", "NAME"],
+            &rows,
+        ));
     }
     out.push('\n');
     out
@@ -270,6 +351,9 @@ fn gpu_block(gpu: &GpuReport) -> String {
     if gpu.candidate {
         tags.push("passthrough candidate");
     }
+    if gpu.reset_bug.is_some() {
+        tags.push("AMD reset bug");
+    }
     out.push_str(&format!(
         "  {} [{}] {}{}\n",
         gpu.address,
@@ -376,6 +460,17 @@ pub fn nix_file(report: &DiscoverReport, vm: &str) -> String {
                 "#   {}\n",
                 g.isolation.explanation.replace('\n', " ")
             ));
+            if let Some(bug) = &g.reset_bug {
+                out.push_str(&format!(
+                    "# AMD reset bug: {} [{}] is an {}: it cannot be reset after a VM used it;\n#   modules.vfio loads vendor-reset for it (modules.vfio.vendorReset.enable, on by default for this card).\n",
+                    g.address,
+                    g.pci_id,
+                    bug.describe()
+                ));
+            }
+            if g.boot_vga && report.gpus.len() == 1 {
+                out.push_str("# Single GPU: it is the boot GPU, so also set modules.vfio.singleGpu.enable = true\n#   (the host has no display while the VM runs; it comes back when the VM stops).\n");
+            }
             for other in report.gpus.iter().filter(|o| !o.candidate) {
                 out.push_str(&format!(
                     "# Other GPU (stays with the host): {} [{}]{}\n",
@@ -419,6 +514,15 @@ pub fn nix_file(report: &DiscoverReport, vm: &str) -> String {
         out.push_str(&format!(
             "  virtualisation.vms.{vm_attr} = {};\n\n",
             NixValue::Attrs(vm_entries).render(2)
+        ));
+    }
+    if let Some(boot) = report.gpus.iter().find(|g| g.boot_vga) {
+        out.push_str(
+            "  # The GPU the firmware initialised (boot_vga): the host's console starts on it.\n",
+        );
+        out.push_str(&format!(
+            "  modules.vfio.bootGpu = {};\n\n",
+            NixValue::str(&boot.address).render(2)
         ));
     }
     out.push_str("  # The host's CPU topology, read by the pinning code.\n");

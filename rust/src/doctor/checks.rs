@@ -9,9 +9,10 @@ use crate::sync::{self, LiveDomain};
 use super::facts::{FirmwareRequest, LookingGlass};
 use super::firmware::{self, DescriptorFile};
 use super::read::NodeFacts;
-use super::{bad, mode_name, ok, page_name, Check, Input, Mode, Verdict};
+use crate::diagnostics::Severity;
 
-const VFIO_DRIVERS: &[&str] = &["vfio-pci", "pci-stub"];
+use super::devices::outsiders;
+use super::{bad, mode_name, ok, page_name, Check, CheckCode, Input, Mode};
 
 fn describe_device(d: &PciDevice) -> String {
     let driver = d.driver.as_deref().unwrap_or("no driver");
@@ -22,7 +23,7 @@ fn describe_device(d: &PciDevice) -> String {
 fn missing_functions(input: &Input) -> Vec<&str> {
     input
         .vm
-        .pci_functions
+        .gpu_functions
         .iter()
         .filter(|a| !input.host.devices.iter().any(|d| d.address == **a))
         .map(String::as_str)
@@ -32,17 +33,20 @@ fn missing_functions(input: &Input) -> Vec<&str> {
 /// IOMMU groups exist (the IOMMU is on).
 pub(super) fn iommu(input: &Input, checks: &mut Vec<Check>) {
     let host = &input.host;
-    let has_gpu = !input.vm.pci_functions.is_empty();
     if host.groups.is_empty() {
         checks.push(bad(
-            "iommu",
-            if has_gpu { Verdict::Fail } else { Verdict::Warn },
+            CheckCode::Iommu,
+            if input.vm.passes_pci() {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
             "no IOMMU groups: the IOMMU is off".into(),
             "enable VT-d / AMD-Vi (IOMMU) in the firmware setup and boot the entry with modules.vfio.enable (it adds intel_iommu=on / iommu=pt)".into(),
         ));
     } else {
         checks.push(ok(
-            "iommu",
+            CheckCode::Iommu,
             format!("on, {} IOMMU groups", host.groups.len()),
         ));
     }
@@ -53,30 +57,30 @@ pub(super) fn gpu_on_bus(input: &Input, checks: &mut Vec<Check>) {
     let vm = &input.vm;
     let host = &input.host;
     let device = |addr: &str| host.devices.iter().find(|d| d.address == addr);
-    let has_gpu = !input.vm.pci_functions.is_empty();
+    let has_gpu = !input.vm.gpu_functions.is_empty();
     let missing: Vec<&str> = vm
-        .pci_functions
+        .gpu_functions
         .iter()
         .filter(|a| device(a).is_none())
         .map(String::as_str)
         .collect();
     if !has_gpu {
-        checks.push(ok("gpu", "the VM passes no PCI device through".into()));
+        checks.push(ok(CheckCode::Gpu, "the VM passes no GPU through".into()));
     } else if !missing.is_empty() {
         checks.push(bad(
-            "gpu",
-            Verdict::Fail,
+            CheckCode::Gpu,
+            Severity::Error,
             format!("{} not on the PCI bus", missing.join(", ")),
             "check gpu.address / gpu.audioAddress against `lspci -D` (or run `vfio-helper discover`)".into(),
         ));
     } else {
         let ids: Vec<String> = vm
-            .pci_functions
+            .gpu_functions
             .iter()
             .filter_map(|a| device(a))
             .map(|d| format!("{} [{}]", d.address, d.pci_id()))
             .collect();
-        checks.push(ok("gpu", ids.join(", ")));
+        checks.push(ok(CheckCode::Gpu, ids.join(", ")));
     }
 }
 
@@ -85,43 +89,30 @@ pub(super) fn iommu_group(input: &Input, checks: &mut Vec<Check>) {
     let vm = &input.vm;
     let host = &input.host;
     let device = |addr: &str| host.devices.iter().find(|d| d.address == addr);
-    let has_gpu = !input.vm.pci_functions.is_empty();
+    let has_gpu = !input.vm.gpu_functions.is_empty();
     if has_gpu && !host.groups.is_empty() {
         let mut groups: BTreeSet<u32> = BTreeSet::new();
-        for a in &vm.pci_functions {
+        for a in &vm.gpu_functions {
             if let Some(g) = device(a).and_then(|d| d.iommu_group) {
                 groups.insert(g);
             }
         }
-        let mut blocking = Vec::new();
-        for g in &groups {
-            for addr in host.groups.get(g).into_iter().flatten() {
-                if vm.pci_functions.contains(addr) {
-                    continue;
-                }
-                let Some(d) = device(addr) else { continue };
-                if d.is_bridge() || d.class_prefix().is_some_and(|c| c.starts_with("06")) {
-                    continue;
-                }
-                match d.driver.as_deref() {
-                    None => {}
-                    Some(drv) if VFIO_DRIVERS.contains(&drv) => {}
-                    Some(_) => blocking.push((g, d)),
-                }
-            }
-        }
+        let blocking: Vec<(&u32, &PciDevice)> = groups
+            .iter()
+            .flat_map(|g| outsiders(input, *g).0.into_iter().map(move |d| (g, d)))
+            .collect();
         let list: Vec<String> = groups.iter().map(u32::to_string).collect();
         if blocking.is_empty() {
             if groups.is_empty() {
                 checks.push(bad(
-                    "iommu-group",
-                    Verdict::Fail,
+                    CheckCode::IommuGroup,
+                    Severity::Error,
                     "the GPU has no IOMMU group".into(),
                     "enable the IOMMU (see the iommu check)".into(),
                 ));
             } else {
                 checks.push(ok(
-                    "iommu-group",
+                    CheckCode::IommuGroup,
                     format!(
                         "group {} is viable: only the VM's functions and bridges",
                         list.join(", ")
@@ -138,8 +129,8 @@ pub(super) fn iommu_group(input: &Input, checks: &mut Vec<Check>) {
                 .map(|(_, d)| format!("\"{}\"", d.address))
                 .collect();
             checks.push(bad(
-                "iommu-group",
-                Verdict::Fail,
+                CheckCode::IommuGroup,
+                Severity::Error,
                 format!("group is not viable: {} is bound to a host driver and is not passed through", shown.join(", ")),
                 format!(
                     "pass it through too (gpu.extraAddresses = [ {} ] and its ID in gpu.extraPciIds), or move the card to a slot with its own IOMMU group",
@@ -155,11 +146,11 @@ pub(super) fn binding(input: &Input, mode: Mode, checks: &mut Vec<Check>) {
     let vm = &input.vm;
     let host = &input.host;
     let device = |addr: &str| host.devices.iter().find(|d| d.address == addr);
-    let has_gpu = !input.vm.pci_functions.is_empty();
+    let has_gpu = !input.vm.gpu_functions.is_empty();
     let missing = missing_functions(input);
     if has_gpu && missing.is_empty() {
         let not_vfio: Vec<&PciDevice> = vm
-            .pci_functions
+            .gpu_functions
             .iter()
             .filter_map(|a| device(a))
             .filter(|d| d.driver.as_deref() != Some("vfio-pci"))
@@ -167,7 +158,7 @@ pub(super) fn binding(input: &Input, mode: Mode, checks: &mut Vec<Check>) {
         let shown: Vec<String> = not_vfio.iter().map(|d| describe_device(d)).collect();
         match (mode, not_vfio.is_empty()) {
             (_, true) => checks.push(ok(
-                "binding",
+                CheckCode::Binding,
                 format!(
                     "every GPU function is bound to vfio-pci ({} mode)",
                     mode_name(mode)
@@ -176,8 +167,8 @@ pub(super) fn binding(input: &Input, mode: Mode, checks: &mut Vec<Check>) {
             (Mode::Static, false) => {
                 let ids: Vec<String> = not_vfio.iter().map(|d| d.pci_id()).collect();
                 checks.push(bad(
-                    "binding",
-                    Verdict::Fail,
+                    CheckCode::Binding,
+                    Severity::Error,
                     format!("static mode, but {} not bound to vfio-pci", shown.join(", ")),
                     format!(
                         "boot the VFIO entry (modules.vfio.enable), and make sure vfio-pci.ids on the kernel command line lists {} (gpu.pciId, gpu.audioPciId, gpu.extraPciIds)",
@@ -194,7 +185,7 @@ pub(super) fn binding(input: &Input, mode: Mode, checks: &mut Vec<Check>) {
                     .collect();
                 if busy.is_empty() {
                     checks.push(ok(
-                        "binding",
+                        CheckCode::Binding,
                         format!(
                             "dynamic mode: {} will be handed to vfio-pci when the VM starts",
                             shown.join(", ")
@@ -202,8 +193,8 @@ pub(super) fn binding(input: &Input, mode: Mode, checks: &mut Vec<Check>) {
                     ));
                 } else {
                     checks.push(bad(
-                        "binding",
-                        Verdict::Warn,
+                        CheckCode::Binding,
+                        Severity::Warning,
                         format!("dynamic mode: {} is in use on the host (module {} has users)", shown.join(", "), busy.join(", ")),
                         "close what uses the GPU (display server, CUDA, nvidia-persistenced) before starting the VM; the hook refuses to detach a busy GPU".into(),
                     ));
@@ -229,14 +220,14 @@ pub(super) fn hugepages(input: &Input, checks: &mut Vec<Check>) {
             .find(|p| p.size_kib == hp.size_kib);
         let size = page_name(hp.size_kib);
         match pool {
-            _ if running => checks.push(ok("hugepages", format!("the VM is running and holds its {size} pages"))),
+            _ if running => checks.push(ok(CheckCode::Hugepages, format!("the VM is running and holds its {size} pages"))),
             Some(p) if p.free >= hp.count => checks.push(ok(
-                "hugepages",
+                CheckCode::Hugepages,
                 format!("{} of {} {size} pages free, the VM needs {}", p.free, p.total, hp.count),
             )),
             Some(p) => checks.push(bad(
-                "hugepages",
-                Verdict::Fail,
+                CheckCode::Hugepages,
+                Severity::Error,
                 format!("only {} of {} {size} pages are free, the VM needs {}", p.free, p.total, hp.count),
                 format!(
                     "reserve them at boot: hugepages.enable on the VM and modules.vfio.enable in this boot entry put hugepages={} on the kernel command line; stop other VMs holding pages (`grep Huge /proc/meminfo`)",
@@ -244,8 +235,8 @@ pub(super) fn hugepages(input: &Input, checks: &mut Vec<Check>) {
                 ),
             )),
             None => checks.push(bad(
-                "hugepages",
-                Verdict::Fail,
+                CheckCode::Hugepages,
+                Severity::Error,
                 format!("no {size} hugepages are reserved, the VM needs {}", hp.count),
                 format!("boot the entry with modules.vfio.enable (it adds hugepagesz=1G hugepages={}), or set hugepages.enable = false on the VM", hp.count),
             )),
@@ -260,11 +251,11 @@ pub(super) fn looking_glass(input: &Input, checks: &mut Vec<Check>) {
         checks.push(looking_glass_check(lg, node));
         if let LookingGlass::Kvmfr { .. } = lg {
             if input.modules.contains("kvmfr") {
-                checks.push(ok("kvmfr-module", "kvmfr is loaded".into()));
+                checks.push(ok(CheckCode::KvmfrModule, "kvmfr is loaded".into()));
             } else {
                 checks.push(bad(
-                    "kvmfr-module",
-                    Verdict::Fail,
+                    CheckCode::KvmfrModule,
+                    Severity::Error,
                     "the kvmfr module is not loaded".into(),
                     format!(
                         "set modules.vfio.lookingGlass.enable = true (it loads kvmfr with static_size_mb in the VFIO entry), or `modprobe kvmfr static_size_mb={}`",
@@ -281,23 +272,23 @@ pub(super) fn libvirt(input: &Input, checks: &mut Vec<Check>) {
     let vm = &input.vm;
     match &input.libvirt.domains {
         Err(e) => checks.push(bad(
-            "libvirtd",
-            Verdict::Fail,
+            CheckCode::Libvirtd,
+            Severity::Error,
             format!("cannot reach libvirt at {}: {e}", input.libvirt.uri),
             "start it: `systemctl start libvirtd` (virtualisation.libvirtd.enable is set by virtualisation.vms); run doctor as root or a member of the libvirtd group".into(),
         )),
         Ok(list) => {
-            checks.push(ok("libvirtd", format!("reachable at {}", input.libvirt.uri)));
+            checks.push(ok(CheckCode::Libvirtd, format!("reachable at {}", input.libvirt.uri)));
             match list.iter().find(|d| d.name == vm.name) {
                 None => checks.push(bad(
-                    "defined",
-                    Verdict::Fail,
+                    CheckCode::Defined,
+                    Severity::Error,
                     format!("no domain `{}` in libvirt", vm.name),
                     "run `systemctl restart vfio-vms-sync` (or `vfio-helper sync --manifest /etc/vfio/manifest.json`) and check its log".into(),
                 )),
                 Some(live) => {
                     let state = if live.running { "running" } else { "shut off" };
-                    checks.push(ok("defined", format!("`{}` is defined ({state})", vm.name)));
+                    checks.push(ok(CheckCode::Defined, format!("`{}` is defined ({state})", vm.name)));
                     checks.push(definition_check(live, input.declared_xml.as_deref()));
                 }
             }
@@ -307,14 +298,17 @@ pub(super) fn libvirt(input: &Input, checks: &mut Vec<Check>) {
 
 /// A Scream receiver runs (sound from the guest).
 pub(super) fn scream(input: &Input, checks: &mut Vec<Check>) {
-    let has_gpu = !input.vm.pci_functions.is_empty();
+    let has_gpu = !input.vm.gpu_functions.is_empty();
     if has_gpu {
         if input.processes.contains("scream") {
-            checks.push(ok("scream", "the Scream receiver is running".into()));
+            checks.push(ok(
+                CheckCode::Scream,
+                "the Scream receiver is running".into(),
+            ));
         } else {
             checks.push(bad(
-                "scream",
-                Verdict::Warn,
+                CheckCode::Scream,
+                Severity::Warning,
                 "no Scream receiver is running: no sound from the guest".into(),
                 "`systemctl --user start scream` (modules.vfio.scream.enable installs it in the VFIO entry), or ignore this if the guest uses HDMI audio".into(),
             ));
@@ -331,8 +325,8 @@ pub(super) fn firmware_selection(input: &Input, checks: &mut Vec<Check>) {
     let files = match &facts.files {
         Err(e) => {
             checks.push(bad(
-                "firmware",
-                Verdict::Fail,
+                CheckCode::Firmware,
+                Severity::Error,
                 format!("{e}: libvirt cannot list the firmware descriptors, so it selects no firmware for any VM"),
                 "remove the dangling symlink or unreadable entry (or repair what it points to)".into(),
             ));
@@ -345,11 +339,11 @@ pub(super) fn firmware_selection(input: &Input, checks: &mut Vec<Check>) {
             .descriptor
             .as_ref()
             .err()
-            .cloned()
+            .map(ToString::to_string)
             .unwrap_or_default();
         checks.push(bad(
-            "firmware",
-            Verdict::Fail,
+            CheckCode::Firmware,
+            Severity::Error,
             format!("{} is not a firmware descriptor libvirt can read ({why}): while it is there, libvirt selects no firmware for any VM", broken.path),
             format!("fix or remove {}", broken.path),
         ));
@@ -376,8 +370,8 @@ pub(super) fn firmware_selection(input: &Input, checks: &mut Vec<Check>) {
         )
     };
     checks.push(bad(
-        "firmware",
-        Verdict::Fail,
+        CheckCode::Firmware,
+        Severity::Error,
         format!(
             "libvirt finds no firmware for {}: {looked}; defining the VM fails (\"Unable to find 'efi' firmware that is compatible with the current configuration\")",
             firmware::describe(req)
@@ -394,8 +388,8 @@ fn file_name(path: &str) -> &str {
 fn chosen_firmware(req: &FirmwareRequest, file: &DescriptorFile) -> Check {
     if !file.missing_files.is_empty() {
         return bad(
-            "firmware",
-            Verdict::Fail,
+            CheckCode::Firmware,
+            Severity::Error,
             format!(
                 "libvirt picks {}, which names {}, missing: QEMU cannot start the VM",
                 file.path,
@@ -405,7 +399,7 @@ fn chosen_firmware(req: &FirmwareRequest, file: &DescriptorFile) -> Check {
         );
     }
     ok(
-        "firmware",
+        CheckCode::Firmware,
         format!(
             "libvirt picks {} for {}",
             file.path,
@@ -438,30 +432,30 @@ pub(super) fn networks(input: &Input, checks: &mut Vec<Check>) {
         };
         checks.push(match state {
             Err(e) => bad(
-                "network",
-                Verdict::Warn,
+                CheckCode::Network,
+                Severity::Warning,
                 format!("cannot read the state of network `{name}`: {e}"),
                 format!("look at `virsh net-info {name}`"),
             ),
             Ok(n) if !n.defined => bad(
-                "network",
-                Verdict::Fail,
+                CheckCode::Network,
+                Severity::Error,
                 format!("libvirt has no network `{name}`: the VM cannot start (network.type = \"nat\" uses it)"),
                 format!("define it (`virsh net-define /usr/share/libvirt/networks/default.xml`; on NixOS restart libvirtd, which creates it), then {}; or use network.type = \"bridge\" or \"user\"", fix(name)),
             ),
             Ok(n) if !n.active => bad(
-                "network",
-                Verdict::Fail,
+                CheckCode::Network,
+                Severity::Error,
                 format!("network `{name}` is not active: the VM cannot start (\"network '{name}' is not active\")"),
                 fix(name),
             ),
             Ok(n) if !n.autostart => bad(
-                "network",
-                Verdict::Warn,
+                CheckCode::Network,
+                Severity::Warning,
                 format!("network `{name}` is active but not autostarted: after the next boot the VM cannot start"),
                 fix(name),
             ),
-            Ok(_) => ok("network", format!("`{name}` is active and autostarted")),
+            Ok(_) => ok(CheckCode::Network, format!("`{name}` is active and autostarted")),
         });
     }
 }
@@ -481,16 +475,16 @@ fn looking_glass_check(lg: &LookingGlass, node: &NodeFacts) -> Check {
         LookingGlass::Kvmfr { index, size_mib } => {
             if !node.exists {
                 return bad(
-                    "looking-glass",
-                    Verdict::Fail,
+                    CheckCode::LookingGlass,
+                    Severity::Error,
                     format!("{} does not exist: QEMU cannot open it and the VM will not start", node.path),
                     format!("load kvmfr: modules.vfio.lookingGlass.enable = true (with lookingGlass.backend = \"kvmfr\" on the VM), or `modprobe kvmfr static_size_mb={size_mib}` for /dev/kvmfr{index}"),
                 );
             }
             if !node.char_device {
                 return bad(
-                    "looking-glass",
-                    Verdict::Fail,
+                    CheckCode::LookingGlass,
+                    Severity::Error,
                     format!("{} is not a character device (a leftover file?): it is not the kvmfr device", node.path),
                     format!("remove {} and load the kvmfr module (`modprobe kvmfr static_size_mb={size_mib}`)", node.path),
                 );
@@ -499,16 +493,16 @@ fn looking_glass_check(lg: &LookingGlass, node: &NodeFacts) -> Check {
         LookingGlass::Shm { size_mib, .. } => {
             if !node.exists {
                 return bad(
-                    "looking-glass",
-                    Verdict::Warn,
+                    CheckCode::LookingGlass,
+                    Severity::Warning,
                     format!("{} does not exist: QEMU will create it readable by root only, so looking-glass-client cannot open it", node.path),
                     "set modules.vfio.lookingGlass = { enable = true; users = [ \"<you>\" ]; } (it creates the file at boot), or `systemd-tmpfiles --create`".into(),
                 );
             }
             if !node.regular_file {
                 return bad(
-                    "looking-glass",
-                    Verdict::Fail,
+                    CheckCode::LookingGlass,
+                    Severity::Error,
                     format!("{} is not a regular file", node.path),
                     format!(
                         "remove {} and reboot (or `systemd-tmpfiles --create`)",
@@ -519,8 +513,8 @@ fn looking_glass_check(lg: &LookingGlass, node: &NodeFacts) -> Check {
             let want = size_mib * 1024 * 1024;
             if node.size > 0 && node.size < want {
                 return bad(
-                    "looking-glass",
-                    Verdict::Fail,
+                    CheckCode::LookingGlass,
+                    Severity::Error,
                     format!("{} is {} MiB, smaller than the VM's {size_mib} MiB: QEMU refuses a smaller backing file", node.path, node.size / (1024 * 1024)),
                     format!("grow it (`truncate --size={size_mib}M {}`), or set modules.vfio.lookingGlass.shmSize = {size_mib}", node.path),
                 );
@@ -534,14 +528,14 @@ fn looking_glass_check(lg: &LookingGlass, node: &NodeFacts) -> Check {
             "looking-glass-client run by your user cannot open it"
         };
         return bad(
-            "looking-glass",
-            Verdict::Warn,
+            CheckCode::LookingGlass,
+            Severity::Warning,
             format!("{} is {perms}, not 0660 with group {want_group}: {why}", node.path),
             format!("list your user in modules.vfio.lookingGlass.users (it sets group {want_group} and mode 0660), or `chgrp {want_group} {p} && chmod 0660 {p}`", p = node.path),
         );
     }
     ok(
-        "looking-glass",
+        CheckCode::LookingGlass,
         format!("{} is a {kind}, {perms}", node.path),
     )
 }
@@ -549,8 +543,8 @@ fn looking_glass_check(lg: &LookingGlass, node: &NodeFacts) -> Check {
 fn definition_check(live: &LiveDomain, declared_xml: Option<&str>) -> Check {
     let Some(xml) = declared_xml else {
         return bad(
-            "definition",
-            Verdict::Warn,
+            CheckCode::Definition,
+            Severity::Warning,
             "no declared domain XML to compare with".into(),
             "pass --manifest /etc/vfio/manifest.json (written by virtualisation.vms)".into(),
         );
@@ -558,17 +552,17 @@ fn definition_check(live: &LiveDomain, declared_xml: Option<&str>) -> Check {
     let declared = sync::content_hash(xml);
     match live.marker.as_ref() {
         None => bad(
-            "definition",
-            Verdict::Warn,
+            CheckCode::Definition,
+            Severity::Warning,
             format!("`{}` was not defined by vfio-helper (no metadata marker): it is not the declared domain", live.name),
             format!("rename or undefine the hand-made domain (`virsh undefine {} --keep-nvram`), then run `systemctl restart vfio-vms-sync`", live.name),
         ),
         Some(m) if m.hash.as_deref() == Some(declared.as_str()) => {
-            ok("definition", "the live definition is the declared one".into())
+            ok(CheckCode::Definition, "the live definition is the declared one".into())
         }
         Some(_) => bad(
-            "definition",
-            Verdict::Warn,
+            CheckCode::Definition,
+            Severity::Warning,
             "the live definition differs from the declared one (changed since the last sync, or edited by hand)".into(),
             "run `systemctl restart vfio-vms-sync` (or `vfio-helper sync --manifest /etc/vfio/manifest.json`); a running VM picks the new definition up at its next start".into(),
         ),

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use quick_xml::events::{BytesStart, Event};
-use quick_xml::Reader;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{LookingGlassBackend, NetworkType, VmConfig};
 use crate::discover;
+
+use super::error::FactsError;
 
 /// The facts about a VM the checks need, from its JSON config or from its
 /// domain XML.
@@ -16,8 +16,14 @@ use crate::discover;
 #[serde(rename_all = "camelCase")]
 pub struct VmFacts {
     pub name: String,
-    /// PCI addresses of the passed-through functions, the GPU first.
-    pub pci_functions: Vec<String>,
+    /// PCI addresses of the GPU's functions (`gpu.address`, `audioAddress`,
+    /// `extraAddresses`), the GPU first.
+    pub gpu_functions: Vec<String>,
+    /// The other PCI devices passed whole: `pci.devices`, then
+    /// `usb.controllers`.
+    pub devices: Vec<PassedDevice>,
+    /// `usb.devices`.
+    pub usb_devices: Vec<UsbId>,
     /// Hugepages: page size in KiB and the number of pages needed.
     pub hugepages: Option<Hugepages>,
     pub looking_glass: Option<LookingGlass>,
@@ -25,6 +31,52 @@ pub struct VmFacts {
     pub firmware: Option<FirmwareRequest>,
     /// libvirt networks the VM's interfaces use (`type = "nat"`: `default`).
     pub networks: Vec<String>,
+}
+
+/// A PCI device passed whole (`pci.devices`, `usb.controllers`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassedDevice {
+    /// The option that passes it (`pci.devices[0]`); `None` when read from a
+    /// domain XML, which does not say.
+    pub option: Option<String>,
+    /// `DDDD:BB:SS.F`, lower case.
+    pub address: String,
+    /// `vendor:device` vfio-pci claims at boot (`pciId`); `None` when not
+    /// set, or read from a domain XML.
+    pub pci_id: Option<String>,
+}
+
+impl PassedDevice {
+    /// `usb.controllers[1] 0000:0c:00.3`, or `PCI device 0000:0c:00.3`.
+    pub fn describe(&self) -> String {
+        match &self.option {
+            Some(o) => format!("{o} {}", self.address),
+            None => format!("PCI device {}", self.address),
+        }
+    }
+
+    /// Listed in `usb.controllers`.
+    pub fn is_usb_controller(&self) -> bool {
+        self.option
+            .as_deref()
+            .is_some_and(|o| o.starts_with("usb.controllers"))
+    }
+}
+
+/// A USB device passed by its IDs (`usb.devices`), 4 lower-case hex digits each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsbId {
+    pub vendor_id: String,
+    pub product_id: String,
+}
+
+impl UsbId {
+    /// `046d:c52b`.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.vendor_id, self.product_id)
+    }
 }
 
 /// A domain's request to libvirt's firmware autoselection: what
@@ -66,11 +118,12 @@ pub enum SecureBootKeys {
 impl SecureBootKeys {
     /// `secureBootKeys` of a VM's JSON config; the default, `microsoft`,
     /// when the field is absent (configs written before it existed).
-    pub fn from_config_json(config: &serde_json::Value) -> Result<SecureBootKeys, String> {
+    pub fn from_config_json(config: &serde_json::Value) -> Result<SecureBootKeys, FactsError> {
         match config.get("secureBootKeys") {
             None | Some(serde_json::Value::Null) => Ok(SecureBootKeys::Microsoft),
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|_| format!("secureBootKeys: {v} is not one of \"microsoft\", \"none\"")),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|_| FactsError::SecureBootKeys {
+                value: v.to_string(),
+            }),
         }
     }
 }
@@ -107,7 +160,7 @@ impl LookingGlass {
     }
 }
 
-const GIB_KIB: u64 = 1024 * 1024;
+pub(super) const GIB_KIB: u64 = 1024 * 1024;
 
 impl VmFacts {
     /// From a VM's JSON config (the module's model), with the firmware
@@ -121,6 +174,29 @@ impl VmFacts {
             pci.extend(cfg.gpu.extra_addresses.iter().cloned());
         }
         let pci = pci.iter().map(|a| discover::normalise_address(a)).collect();
+        let lists = [
+            ("pci.devices", &cfg.pci.devices),
+            ("usb.controllers", &cfg.usb.controllers),
+        ];
+        let devices = lists
+            .into_iter()
+            .flat_map(|(option, list)| {
+                list.iter().enumerate().map(move |(i, d)| PassedDevice {
+                    option: Some(format!("{option}[{i}]")),
+                    address: discover::normalise_address(&d.address),
+                    pci_id: d.pci_id.as_ref().map(|id| id.to_ascii_lowercase()),
+                })
+            })
+            .collect();
+        let usb_devices = cfg
+            .usb
+            .devices
+            .iter()
+            .map(|d| UsbId {
+                vendor_id: d.vendor_id.to_ascii_lowercase(),
+                product_id: d.product_id.to_ascii_lowercase(),
+            })
+            .collect();
         let hugepages = cfg.hugepages.enable.then(|| Hugepages {
             size_kib: GIB_KIB,
             count: cfg.memory.div_ceil(1024),
@@ -158,12 +234,26 @@ impl VmFacts {
         };
         VmFacts {
             name: cfg.name.clone(),
-            pci_functions: pci,
+            gpu_functions: pci,
+            devices,
+            usb_devices,
             hugepages,
             looking_glass,
             firmware: Some(firmware),
             networks,
         }
+    }
+
+    /// The VM gets a PCI device: a GPU, or one passed whole.
+    pub fn passes_pci(&self) -> bool {
+        !self.gpu_functions.is_empty() || !self.devices.is_empty()
+    }
+
+    /// The VM gets the PCI function at `address` (a GPU function or a
+    /// device passed whole).
+    pub fn passes(&self, address: &str) -> bool {
+        self.gpu_functions.iter().any(|a| a == address)
+            || self.devices.iter().any(|d| d.address == address)
     }
 
     /// With `secureBootKeys`: `none` asks for Secure Boot without enrolled
@@ -175,297 +265,5 @@ impl VmFacts {
             }
         }
         self
-    }
-
-    /// From a domain XML: `<hostdev type='pci'>` sources, `<memory>` with
-    /// `<memoryBacking><hugepages>`, `<shmem>` and a kvmfr `memory-backend-file`
-    /// in `<qemu:commandline>`, `<os>` with its firmware request, and the
-    /// networks of `<interface type='network'>`.
-    pub fn from_domain_xml(xml: &str) -> Result<VmFacts, String> {
-        let mut reader = Reader::from_str(xml);
-        let mut walk = XmlWalk::default();
-        loop {
-            let event = reader.read_event().map_err(|e| e.to_string())?;
-            match event {
-                Event::Start(ref e) | Event::Empty(ref e) => {
-                    let tag = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-                    let attrs = attributes(e)?;
-                    walk.element(&tag, &attrs);
-                    if matches!(event, Event::Start(_)) {
-                        walk.path.push(tag);
-                    }
-                }
-                Event::End(_) => walk.end(),
-                Event::Text(t) => {
-                    let text = t.unescape().map_err(|e| e.to_string())?;
-                    walk.text(text.trim());
-                }
-                Event::Eof => break,
-                _ => {}
-            }
-        }
-        walk.finish()
-    }
-}
-
-fn attributes(e: &BytesStart) -> Result<BTreeMap<String, String>, String> {
-    let mut attrs = BTreeMap::new();
-    for a in e.attributes().flatten() {
-        let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
-        let value = a.unescape_value().map_err(|e| e.to_string())?.into_owned();
-        attrs.insert(key, value);
-    }
-    Ok(attrs)
-}
-
-fn yes(value: Option<&String>) -> Option<bool> {
-    value.map(|v| v == "yes" || v == "on")
-}
-
-/// What [`VmFacts::from_domain_xml`] collects while reading the XML.
-#[derive(Default)]
-struct XmlWalk {
-    path: Vec<String>,
-    name: String,
-    memory_unit: Option<String>,
-    memory_text: String,
-    hugepages: bool,
-    page_kib: Option<u64>,
-    pci: Vec<String>,
-    hostdev_pci: bool,
-    shmem_name: Option<String>,
-    shmem_unit: Option<String>,
-    shmem_text: String,
-    kvmfr: Option<(u32, u64)>,
-    firmware: Option<FirmwareRequest>,
-    /// `interface type='network'` open.
-    network_interface: bool,
-    networks: Vec<String>,
-}
-
-impl XmlWalk {
-    fn element(&mut self, tag: &str, attrs: &BTreeMap<String, String>) {
-        let parent_owned = self.path.last().cloned();
-        let parent = parent_owned.as_deref();
-        match (parent, tag) {
-            (Some("domain"), "memory") => self.memory_unit = attrs.get("unit").cloned(),
-            (Some("memoryBacking"), "hugepages") => self.hugepages = true,
-            (Some("hugepages"), "page") => {
-                let size: u64 = attrs.get("size").and_then(|s| s.parse().ok()).unwrap_or(0);
-                let unit = attrs.get("unit").map_or("KiB", String::as_str);
-                self.page_kib = to_kib(size, unit);
-            }
-            (Some("devices"), "hostdev") => {
-                self.hostdev_pci = attrs.get("type").map(String::as_str) == Some("pci");
-            }
-            (Some("source"), "address")
-                if self.hostdev_pci && self.path.iter().any(|p| p == "hostdev") =>
-            {
-                if let Some(a) = pci_address(attrs) {
-                    self.pci.push(a);
-                }
-            }
-            (Some("devices"), "shmem") => self.shmem_name = attrs.get("name").cloned(),
-            (Some("shmem"), "size") => self.shmem_unit = attrs.get("unit").cloned(),
-            (Some("devices"), "interface") => {
-                self.network_interface = attrs.get("type").map(String::as_str) == Some("network");
-            }
-            (Some("interface"), "source") if self.network_interface => {
-                if let Some(n) = attrs.get("network") {
-                    if !self.networks.contains(n) {
-                        self.networks.push(n.clone());
-                    }
-                }
-            }
-            (Some(p), t) if t.ends_with("arg") && p.ends_with("commandline") => {
-                if let Some(found) = attrs.get("value").and_then(|v| kvmfr_of(v)) {
-                    self.kvmfr = Some(found);
-                }
-            }
-            _ => self.firmware_element(parent, tag, attrs),
-        }
-    }
-
-    /// `<os>`, `<features><smm>` and `<pm>`: the firmware request.
-    fn firmware_element(
-        &mut self,
-        parent: Option<&str>,
-        tag: &str,
-        attrs: &BTreeMap<String, String>,
-    ) {
-        if (parent, tag) == (Some("domain"), "os") {
-            if let Some(interface) = attrs.get("firmware") {
-                self.firmware = Some(FirmwareRequest {
-                    interface: interface.clone(),
-                    arch: String::new(),
-                    machine: String::new(),
-                    features: BTreeMap::new(),
-                    smm: None,
-                    loader_secure: None,
-                    needs_s3: false,
-                    needs_s4: false,
-                });
-            }
-            return;
-        }
-        let in_os = self.path.len() >= 2 && self.path[self.path.len() - 2..] == ["domain", "os"];
-        let in_os_firmware = self
-            .path
-            .ends_with(&["os".to_string(), "firmware".to_string()]);
-        let Some(fw) = &mut self.firmware else { return };
-        match (parent, tag) {
-            (Some("os"), "type") if in_os => {
-                fw.arch = attrs.get("arch").cloned().unwrap_or_default();
-                fw.machine = attrs.get("machine").cloned().unwrap_or_default();
-            }
-            (Some("firmware"), "feature") if in_os_firmware => {
-                if let (Some(name), Some(on)) = (attrs.get("name"), yes(attrs.get("enabled"))) {
-                    fw.features.insert(name.clone(), on);
-                }
-            }
-            (Some("os"), "loader") if in_os => fw.loader_secure = yes(attrs.get("secure")),
-            (Some("features"), "smm") => fw.smm = yes(attrs.get("state")).or(Some(true)),
-            (Some("pm"), "suspend-to-mem") => fw.needs_s3 = yes(attrs.get("enabled")) == Some(true),
-            (Some("pm"), "suspend-to-disk") => {
-                fw.needs_s4 = yes(attrs.get("enabled")) == Some(true)
-            }
-            _ => {}
-        }
-    }
-
-    fn end(&mut self) {
-        match self.path.last().map(String::as_str) {
-            Some("hostdev") => self.hostdev_pci = false,
-            Some("interface") => self.network_interface = false,
-            _ => {}
-        }
-        self.path.pop();
-    }
-
-    fn text(&mut self, text: &str) {
-        match self.path.join("/").as_str() {
-            "domain/name" => self.name.push_str(text),
-            "domain/memory" => self.memory_text.push_str(text),
-            "domain/devices/shmem/size" => self.shmem_text.push_str(text),
-            _ => {}
-        }
-    }
-
-    fn finish(self) -> Result<VmFacts, String> {
-        if self.name.is_empty() {
-            return Err("the domain XML has no <name>".into());
-        }
-        let memory_unit = self.memory_unit.as_deref().unwrap_or("KiB");
-        let memory_kib = self
-            .memory_text
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| to_kib(n, memory_unit));
-        let hugepages = match (self.hugepages, memory_kib) {
-            (true, Some(mem)) => {
-                let size = self.page_kib.unwrap_or(GIB_KIB).max(1);
-                Some(Hugepages {
-                    size_kib: size,
-                    count: mem.div_ceil(size),
-                })
-            }
-            _ => None,
-        };
-        let shmem_unit = self.shmem_unit.as_deref().unwrap_or("b");
-        let looking_glass = match (self.kvmfr, self.shmem_name) {
-            (Some((index, size_mib)), _) => Some(LookingGlass::Kvmfr { index, size_mib }),
-            (None, Some(name)) => {
-                let size_mib = self
-                    .shmem_text
-                    .parse::<u64>()
-                    .ok()
-                    .and_then(|n| to_kib(n, shmem_unit))
-                    .map_or(0, |k| k / 1024);
-                Some(LookingGlass::Shm { name, size_mib })
-            }
-            _ => None,
-        };
-        Ok(VmFacts {
-            name: self.name,
-            pci_functions: self.pci,
-            hugepages,
-            looking_glass,
-            firmware: self.firmware,
-            networks: self.networks,
-        })
-    }
-}
-
-/// `domain:bus:slot.function` of a libvirt `<address>` (hex attributes).
-fn pci_address(attrs: &BTreeMap<String, String>) -> Option<String> {
-    let num = |k: &str, width: usize| -> Option<String> {
-        let v = attrs.get(k)?;
-        let n = u32::from_str_radix(v.trim_start_matches("0x"), 16).ok()?;
-        Some(format!("{n:0width$x}"))
-    };
-    Some(format!(
-        "{}:{}:{}.{}",
-        num("domain", 4)?,
-        num("bus", 2)?,
-        num("slot", 2)?,
-        num("function", 1)?
-    ))
-}
-
-/// libvirt's size units to KiB.
-fn to_kib(n: u64, unit: &str) -> Option<u64> {
-    let factor: u64 = match unit {
-        "b" | "bytes" => return Some(n / 1024),
-        "KB" => return Some(n * 1000 / 1024),
-        "k" | "K" | "KiB" => 1,
-        "MB" => return Some(n * 1_000_000 / 1024),
-        "M" | "MiB" => 1024,
-        "GB" => return Some(n * 1_000_000_000 / 1024),
-        "G" | "GiB" => 1024 * 1024,
-        "T" | "TiB" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
-    n.checked_mul(factor)
-}
-
-/// `(index, size MiB)` of a `memory-backend-file` on `/dev/kvmfrN`.
-fn kvmfr_of(arg: &str) -> Option<(u32, u64)> {
-    let pos = arg.find("/dev/kvmfr")?;
-    let digits: String = arg[pos + "/dev/kvmfr".len()..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    let index = digits.parse().ok()?;
-    let size = ["'size':", "\"size\":", "size="].iter().find_map(|key| {
-        let at = arg.find(key)? + key.len();
-        let n: String = arg[at..]
-            .trim_start()
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        n.parse::<u64>().ok()
-    });
-    Some((index, size.map_or(0, |b| b / (1024 * 1024))))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kvmfr_argument_is_parsed() {
-        assert_eq!(
-            kvmfr_of("{'qom-type':'memory-backend-file','id':'looking-glass','mem-path':'/dev/kvmfr1','size':67108864,'share':true}"),
-            Some((1, 64))
-        );
-        assert_eq!(kvmfr_of("-device ivshmem-plain"), None);
-    }
-
-    #[test]
-    fn units_convert_to_kib() {
-        assert_eq!(to_kib(32768, "MiB"), Some(32 * 1024 * 1024));
-        assert_eq!(to_kib(1, "G"), Some(GIB_KIB));
-        assert_eq!(to_kib(2048, "b"), Some(2));
-        assert_eq!(to_kib(1, "parsec"), None);
     }
 }

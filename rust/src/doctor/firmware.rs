@@ -34,6 +34,78 @@ use super::facts::FirmwareRequest;
 /// libvirt reads at most this much of a descriptor (`DOCUMENT_SIZE`).
 const DOCUMENT_SIZE: u64 = 1024 * 1024;
 
+/// Why libvirt cannot read a descriptor (`qemuFirmwareParse`), which fails
+/// the selection for every domain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DescriptorError {
+    #[error("larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("cannot read it: {detail}")]
+    Read { detail: String },
+    #[error("not JSON: {detail}")]
+    NotJson { detail: String },
+    #[error("no `{field}` array")]
+    NoArray { field: String },
+    #[error("`{field}`: not a string: {value}")]
+    NotString { field: String, value: String },
+    #[error("unknown interface type `{0}`")]
+    UnknownInterface(String),
+    #[error("no `mapping`")]
+    NoMapping,
+    #[error("no `mapping.device`")]
+    NoDevice,
+    #[error("unknown device type `{0}`")]
+    UnknownDevice(String),
+    #[error("`mapping.mode` is not a string")]
+    ModeNotString,
+    #[error("unknown flash mode `{0}`")]
+    UnknownMode(String),
+    #[error("no `mapping.{0}`")]
+    NoMappingFile(String),
+    #[error("no `mapping.{key}.{field}`")]
+    NoMappingField { key: String, field: String },
+    #[error("a target without `{0}`")]
+    TargetWithout(String),
+    #[error("unknown architecture `{0}`")]
+    UnknownArchitecture(String),
+}
+
+/// Why libvirt cannot list the descriptors (`qemuInteropFetchConfigs`),
+/// which fails the selection for every domain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ListError {
+    #[error("cannot read {dir}: {detail}")]
+    ReadDir { dir: String, detail: String },
+    #[error("libvirt cannot access {path}: {detail}")]
+    Stat { path: String, detail: String },
+}
+
+/// Why a descriptor does not fit a domain (`qemuFirmwareMatchDomain`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    #[error("no {0} interface")]
+    NoInterface(String),
+    #[error("not for {arch} {machine}")]
+    NotFor { arch: String, machine: String },
+    /// A feature the domain needs (`acpi-s3`, `secure-boot`, …) is absent.
+    #[error("no {0}")]
+    Lacks(String),
+    #[error("has {0}, which the VM refuses")]
+    Refused(String),
+    #[error("requires SMM, which the VM turns off")]
+    SmmOff,
+    #[error("requires SMM, and the VM's loader is not secure")]
+    LoaderNotSecure,
+    #[error("no requires-smm, and the VM's loader is secure")]
+    LoaderSecure,
+    #[error("{0} flash, not split")]
+    NotSplit(String),
+    #[error("{file} is in format {format}")]
+    Format { file: String, format: String },
+}
+
 /// A flash file of a descriptor's mapping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlashFile {
@@ -65,7 +137,7 @@ pub struct Descriptor {
 pub struct DescriptorFile {
     pub path: String,
     /// The descriptor, or why libvirt cannot read it.
-    pub descriptor: Result<Descriptor, String>,
+    pub descriptor: Result<Descriptor, DescriptorError>,
     /// Files the mapping names that do not exist.
     pub missing_files: Vec<String>,
 }
@@ -76,7 +148,7 @@ pub struct DescriptorFile {
 pub struct FirmwareFacts {
     /// The directories read, lowest priority first.
     pub dirs: Vec<String>,
-    pub files: Result<Vec<DescriptorFile>, String>,
+    pub files: Result<Vec<DescriptorFile>, ListError>,
 }
 
 /// The directories libvirt scans on this host, lowest priority first:
@@ -101,23 +173,29 @@ pub fn read(dirs: &[PathBuf]) -> FirmwareFacts {
 }
 
 /// The non-empty descriptor files, by name, a later directory winning.
-fn list(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+fn list(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ListError> {
     let mut by_name: BTreeMap<Vec<u8>, PathBuf> = BTreeMap::new();
     for dir in dirs {
+        let unreadable = |e: std::io::Error| ListError::ReadDir {
+            dir: dir.display().to_string(),
+            detail: e.to_string(),
+        };
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+            Err(e) => return Err(unreadable(e)),
         };
         for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            let entry = entry.map_err(unreadable)?;
             let name = entry.file_name();
             if name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
             let path = dir.join(&name);
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| format!("libvirt cannot access {}: {e}", path.display()))?;
+            let meta = std::fs::metadata(&path).map_err(|e| ListError::Stat {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
             if meta.is_file() {
                 by_name.insert(name.as_encoded_bytes().to_vec(), path);
             }
@@ -131,9 +209,13 @@ fn list(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 
 fn read_file(path: &Path) -> DescriptorFile {
     let descriptor = match std::fs::metadata(path) {
-        Ok(m) if m.len() > DOCUMENT_SIZE => Err(format!("larger than {DOCUMENT_SIZE} bytes")),
+        Ok(m) if m.len() > DOCUMENT_SIZE => Err(DescriptorError::TooLarge {
+            limit: DOCUMENT_SIZE,
+        }),
         _ => std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
+            .map_err(|e| DescriptorError::Read {
+                detail: e.to_string(),
+            })
             .and_then(|text| parse(&text)),
     };
     let missing_files = match &descriptor {
@@ -211,17 +293,24 @@ const FEATURES: &[&str] = &[
 ];
 
 /// Parses a descriptor with the checks of libvirt's `qemuFirmwareParse`.
-pub fn parse(text: &str) -> Result<Descriptor, String> {
+pub fn parse(text: &str) -> Result<Descriptor, DescriptorError> {
     use serde_json::Value;
-    let doc: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let strings = |v: &Value, what: &str| -> Result<Vec<String>, String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| DescriptorError::NotJson {
+        detail: e.to_string(),
+    })?;
+    let strings = |v: &Value, field: &str| -> Result<Vec<String>, DescriptorError> {
         v.as_array()
-            .ok_or_else(|| format!("no `{what}` array"))?
+            .ok_or_else(|| DescriptorError::NoArray {
+                field: field.into(),
+            })?
             .iter()
             .map(|x| {
                 x.as_str()
                     .map(String::from)
-                    .ok_or(format!("`{what}`: not a string: {x}"))
+                    .ok_or_else(|| DescriptorError::NotString {
+                        field: field.into(),
+                        value: x.to_string(),
+                    })
             })
             .collect()
     };
@@ -230,43 +319,30 @@ pub fn parse(text: &str) -> Result<Descriptor, String> {
         .iter()
         .find(|i| !["bios", "openfirmware", "uboot", "uefi"].contains(&i.as_str()))
     {
-        return Err(format!("unknown interface type `{bad}`"));
+        return Err(DescriptorError::UnknownInterface(bad.clone()));
     }
     let mapping = &doc["mapping"];
     if !mapping.is_object() {
-        return Err("no `mapping`".into());
+        return Err(DescriptorError::NoMapping);
     }
     let device = mapping["device"]
         .as_str()
-        .ok_or("no `mapping.device`")?
+        .ok_or(DescriptorError::NoDevice)?
         .to_string();
     if !["flash", "kernel", "memory"].contains(&device.as_str()) {
-        return Err(format!("unknown device type `{device}`"));
+        return Err(DescriptorError::UnknownDevice(device));
     }
     let (mode, executable, nvram_template) = if device == "flash" {
         flash(mapping)?
     } else {
         ("split".to_string(), None, None)
     };
-    let mut targets = Vec::new();
-    for t in doc["targets"].as_array().ok_or("no `targets` array")? {
-        let arch = t["architecture"]
-            .as_str()
-            .ok_or("a target without `architecture`")?;
-        if !ARCHES.contains(&arch) {
-            return Err(format!("unknown architecture `{arch}`"));
-        }
-        let machines = t["machines"]
-            .as_array()
-            .ok_or("a target without `machines`")?
-            .iter()
-            .filter_map(|m| m.as_str().map(String::from))
-            .collect();
-        targets.push((arch.to_string(), machines));
-    }
+    let targets = targets(&doc["targets"])?;
     let features = doc["features"]
         .as_array()
-        .ok_or("no `features` array")?
+        .ok_or_else(|| DescriptorError::NoArray {
+            field: "features".into(),
+        })?
         .iter()
         .filter_map(Value::as_str)
         .filter(|f| FEATURES.contains(f))
@@ -283,31 +359,60 @@ pub fn parse(text: &str) -> Result<Descriptor, String> {
     })
 }
 
+/// `(architecture, machine globs)` of each of a descriptor's `targets`.
+fn targets(list: &serde_json::Value) -> Result<Vec<(String, Vec<String>)>, DescriptorError> {
+    let mut targets = Vec::new();
+    let list = list.as_array().ok_or_else(|| DescriptorError::NoArray {
+        field: "targets".into(),
+    })?;
+    for t in list {
+        let arch = t["architecture"]
+            .as_str()
+            .ok_or_else(|| DescriptorError::TargetWithout("architecture".into()))?;
+        if !ARCHES.contains(&arch) {
+            return Err(DescriptorError::UnknownArchitecture(arch.into()));
+        }
+        let machines = t["machines"]
+            .as_array()
+            .ok_or_else(|| DescriptorError::TargetWithout("machines".into()))?
+            .iter()
+            .filter_map(|m| m.as_str().map(String::from))
+            .collect();
+        targets.push((arch.to_string(), machines));
+    }
+    Ok(targets)
+}
+
 type Flash = (String, Option<FlashFile>, Option<FlashFile>);
 
 /// `mapping` of a `flash` device: mode, executable, NVRAM template.
-fn flash(mapping: &serde_json::Value) -> Result<Flash, String> {
+fn flash(mapping: &serde_json::Value) -> Result<Flash, DescriptorError> {
     let mode = match mapping.get("mode") {
         None => "split".to_string(),
         Some(m) => {
-            let m = m.as_str().ok_or("`mapping.mode` is not a string")?;
+            let m = m.as_str().ok_or(DescriptorError::ModeNotString)?;
             if !["split", "combined", "stateless"].contains(&m) {
-                return Err(format!("unknown flash mode `{m}`"));
+                return Err(DescriptorError::UnknownMode(m.into()));
             }
             m.to_string()
         }
     };
-    let file = |key: &str| -> Result<FlashFile, String> {
-        let v = mapping.get(key).ok_or(format!("no `mapping.{key}`"))?;
+    let file = |key: &str| -> Result<FlashFile, DescriptorError> {
+        let v = mapping
+            .get(key)
+            .ok_or_else(|| DescriptorError::NoMappingFile(key.into()))?;
+        let field = |name: &str| {
+            v[name]
+                .as_str()
+                .map(String::from)
+                .ok_or_else(|| DescriptorError::NoMappingField {
+                    key: key.into(),
+                    field: name.into(),
+                })
+        };
         Ok(FlashFile {
-            filename: v["filename"]
-                .as_str()
-                .ok_or(format!("no `mapping.{key}.filename`"))?
-                .to_string(),
-            format: v["format"]
-                .as_str()
-                .ok_or(format!("no `mapping.{key}.format`"))?
-                .to_string(),
+            filename: field("filename")?,
+            format: field("format")?,
         })
     };
     let executable = file("executable")?;
@@ -354,13 +459,13 @@ fn canonical_machine(machine: &str) -> String {
 
 /// Why `d` does not satisfy `req`, in `qemuFirmwareMatchDomain`'s order;
 /// `Ok` when libvirt would take it.
-pub fn matches(req: &FirmwareRequest, d: &Descriptor) -> Result<(), String> {
+pub fn matches(req: &FirmwareRequest, d: &Descriptor) -> Result<(), Mismatch> {
     let want = match req.interface.as_str() {
         "efi" => "uefi",
         other => other,
     };
     if !d.interfaces.iter().any(|i| i == want) {
-        return Err(format!("no {want} interface"));
+        return Err(Mismatch::NoInterface(want.into()));
     }
     let machine = canonical_machine(&req.machine);
     let arch = if req.arch == "i686" {
@@ -373,39 +478,45 @@ pub fn matches(req: &FirmwareRequest, d: &Descriptor) -> Result<(), String> {
         .iter()
         .any(|(a, ms)| a == arch && ms.iter().any(|m| glob(m, &machine)))
     {
-        return Err(format!("not for {} {}", req.arch, req.machine));
+        return Err(Mismatch::NotFor {
+            arch: req.arch.clone(),
+            machine: req.machine.clone(),
+        });
     }
     let has = |f: &str| d.features.iter().any(|x| x == f);
     if req.needs_s3 && !has("acpi-s3") {
-        return Err("no acpi-s3".into());
+        return Err(Mismatch::Lacks("acpi-s3".into()));
     }
     if req.needs_s4 && !has("acpi-s4") {
-        return Err("no acpi-s4".into());
+        return Err(Mismatch::Lacks("acpi-s4".into()));
     }
     for name in ["secure-boot", "enrolled-keys"] {
         match req.features.get(name) {
-            Some(true) if !has(name) => return Err(format!("no {name}")),
-            Some(false) if has(name) => return Err(format!("has {name}, which the VM refuses")),
+            Some(true) if !has(name) => return Err(Mismatch::Lacks(name.into())),
+            Some(false) if has(name) => return Err(Mismatch::Refused(name.into())),
             _ => {}
         }
     }
     if has("requires-smm") {
         if req.smm == Some(false) {
-            return Err("requires SMM, which the VM turns off".into());
+            return Err(Mismatch::SmmOff);
         }
         if req.loader_secure == Some(false) {
-            return Err("requires SMM, and the VM's loader is not secure".into());
+            return Err(Mismatch::LoaderNotSecure);
         }
     } else if req.loader_secure == Some(true) {
-        return Err("no requires-smm, and the VM's loader is secure".into());
+        return Err(Mismatch::LoaderSecure);
     }
     if d.device == "flash" {
         if d.mode != "split" {
-            return Err(format!("{} flash, not split", d.mode));
+            return Err(Mismatch::NotSplit(d.mode.clone()));
         }
         for f in [&d.executable, &d.nvram_template].into_iter().flatten() {
             if f.format != "raw" && f.format != "qcow2" {
-                return Err(format!("{} is in format {}", f.filename, f.format));
+                return Err(Mismatch::Format {
+                    file: f.filename.clone(),
+                    format: f.format.clone(),
+                });
             }
         }
     }
@@ -462,7 +573,7 @@ mod tests {
             (&ok.replace("x86_64", "x86"), "unknown architecture"),
             (&ok.replace("\"features\"", "\"feats\""), "features"),
         ] {
-            let e = parse(bad).unwrap_err();
+            let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
         // A stateless mapping needs no NVRAM template.

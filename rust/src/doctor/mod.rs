@@ -18,28 +18,40 @@
 //! | `definition` | (warns only) the live definition is not the declared one (same content hash as `sync`) |
 //! | `network` | a libvirt network the VM uses (`default` for `network.type = "nat"`) is not defined or not active (not autostarted: warns) |
 //! | `scream` | (warns only) no Scream receiver is running |
+//! | `reset-bug` | a passed card has the AMD reset bug and the vendor-reset module is not loaded (kernel 5.15 or later: warns when `device_specific` is not its first reset method) |
+//! | `pci-device` | a device of `pci.devices` or `usb.controllers` is not on the PCI bus, or is not the device its `pciId` names (warns: a `usb.controllers` entry that is no USB controller, or one the host's keyboard hangs off) |
+//! | `device-group` | such a device's IOMMU group holds a device bound to a host driver that the VM does not get (warns: one that is unbound or on vfio-pci) |
+//! | `shared-id` | (warns only) another host device has the ID of a passed device that vfio-pci claims at boot (a `pciId`, or `vfio-pci.ids` on the kernel command line): vfio-pci takes it from the host too |
+//! | `usb-device` | a `usb.devices` entry is plugged in more than once (libvirt cannot tell which to take); not plugged in only warns (the device is optional) |
 //!
 //! Reading the host ([`read`]) is kept apart from judging it ([`diagnose`]),
 //! a pure function; `--sysfs-root`, `--proc-root`, `--dev-root` and
 //! `--connect` point the reading at fixtures in tests. The VM can start when
 
 mod checks;
+mod devices;
+mod error;
 mod facts;
 pub mod firmware;
 mod read;
 mod render;
+mod xml;
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostics::{rule_codes, Severity};
 use crate::discover::RawHost;
 
-pub use facts::{FirmwareRequest, Hugepages, LookingGlass, SecureBootKeys, VmFacts};
+pub use error::{FactsError, LibvirtError};
+pub use facts::{
+    FirmwareRequest, Hugepages, LookingGlass, PassedDevice, SecureBootKeys, UsbId, VmFacts,
+};
 pub use firmware::FirmwareFacts;
 pub use read::{
-    parse_net_info, read, read_modules, read_modules_in_use, read_networks, read_node,
-    read_processes, LibvirtFacts, NetworkFacts, Networks, NodeFacts, Roots,
+    read, read_modules, read_modules_in_use, read_networks, read_node, read_processes,
+    LibvirtFacts, NetworkFacts, Networks, NodeFacts, Roots, VIRSH_TIMEOUT,
 };
 pub use render::render_table;
 
@@ -83,21 +95,60 @@ pub struct Input {
 // Verdicts
 // ---------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Fail,
-    Warn,
-    Ok,
+rule_codes! {
+    /// What a [`Check`] examined (the table in the module documentation).
+    pub enum CheckCode {
+        Iommu = "iommu",
+        Gpu = "gpu",
+        IommuGroup = "iommu-group",
+        Binding = "binding",
+        Hugepages = "hugepages",
+        LookingGlass = "looking-glass",
+        KvmfrModule = "kvmfr-module",
+        Libvirtd = "libvirtd",
+        Defined = "defined",
+        Firmware = "firmware",
+        Definition = "definition",
+        Network = "network",
+        Scream = "scream",
+        ResetBug = "reset-bug",
+        PciDevice = "pci-device",
+        DeviceGroup = "device-group",
+        SharedId = "shared-id",
+        UsbDevice = "usb-device",
+    }
 }
 
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Fail => "fail",
-            Verdict::Warn => "warn",
-            Verdict::Ok => "ok",
-        }
+/// The doctor's words for a [`Severity`]: a check fails (the VM cannot
+/// start), warns, or is ok; JSON `"fail"`, `"warn"`, `"ok"`.
+pub fn verdict_word(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "fail",
+        Severity::Warning => "warn",
+        Severity::Info => "ok",
+    }
+}
+
+/// Serde of a [`Check`]'s severity as its verdict word.
+mod verdict_words {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{verdict_word, Severity};
+
+    pub fn serialize<S: Serializer>(severity: &Severity, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(verdict_word(*severity))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Severity, D::Error> {
+        let word = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        [Severity::Error, Severity::Warning, Severity::Info]
+            .into_iter()
+            .find(|s| verdict_word(*s) == word)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown verdict `{word}`, expected fail, warn or ok"
+                ))
+            })
     }
 }
 
@@ -105,27 +156,37 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Check {
-    pub check: String,
-    pub verdict: Verdict,
+    pub check: CheckCode,
+    /// Error: the check failed; warning; info: it passed. JSON `verdict`:
+    /// `fail`, `warn`, `ok` ([`verdict_word`]).
+    #[serde(rename = "verdict", with = "verdict_words")]
+    pub severity: Severity,
     /// What was found.
     pub detail: String,
     /// What to do (absent when nothing needs doing).
     pub fix: Option<String>,
 }
 
-fn ok(check: &str, detail: String) -> Check {
+impl Check {
+    /// `fail`, `warn` or `ok`.
+    pub fn verdict(&self) -> &'static str {
+        verdict_word(self.severity)
+    }
+}
+
+fn ok(check: CheckCode, detail: String) -> Check {
     Check {
-        check: check.into(),
-        verdict: Verdict::Ok,
+        check,
+        severity: Severity::Info,
         detail,
         fix: None,
     }
 }
 
-fn bad(check: &str, verdict: Verdict, detail: String, fix: String) -> Check {
+fn bad(check: CheckCode, severity: Severity, detail: String, fix: String) -> Check {
     Check {
-        check: check.into(),
-        verdict,
+        check,
+        severity,
         detail,
         fix: Some(fix),
     }
@@ -173,8 +234,13 @@ pub fn diagnose(input: &Input) -> Report {
     checks::libvirt(input, &mut found);
     checks::networks(input, &mut found);
     checks::scream(input, &mut found);
-    found.sort_by_key(|c| c.verdict);
-    let can_start = !found.iter().any(|c| c.verdict == Verdict::Fail);
+    devices::reset_bug(input, &mut found);
+    devices::pci_devices(input, &mut found);
+    devices::device_groups(input, &mut found);
+    devices::shared_ids(input, &mut found);
+    devices::usb_devices(input, &mut found);
+    found.sort_by_key(|c| c.severity);
+    let can_start = !found.iter().any(|c| c.severity == Severity::Error);
     Report {
         vm: input.vm.name.clone(),
         mode,
@@ -203,6 +269,29 @@ fn page_name(kib: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_serialise_with_their_code_and_verdict_word() {
+        let c = bad(
+            CheckCode::SharedId,
+            Severity::Warning,
+            "d".into(),
+            "f".into(),
+        );
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"check": "shared-id", "verdict": "warn", "detail": "d", "fix": "f"})
+        );
+        let back: Check = serde_json::from_value(json).unwrap();
+        assert_eq!(back, c);
+        let ok = serde_json::to_value(ok(CheckCode::Iommu, "on".into())).unwrap();
+        assert_eq!(ok["verdict"], "ok");
+        assert!(serde_json::from_value::<Check>(
+            serde_json::json!({"check": "iommu", "verdict": "error", "detail": "", "fix": null})
+        )
+        .is_err());
+    }
 
     #[test]
     fn mode_follows_the_command_line() {

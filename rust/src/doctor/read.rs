@@ -3,17 +3,16 @@
 //! is probed by the caller ([`LibvirtFacts`], [`read_networks`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::discover;
-use crate::sync::LiveDomain;
+use crate::sync::{Libvirt, LiveDomain, Virsh};
 
+use super::error::LibvirtError;
 use super::facts::VmFacts;
 use super::firmware;
 use super::{Input, Mode};
@@ -38,12 +37,22 @@ pub struct NodeFacts {
 pub struct LibvirtFacts {
     pub uri: String,
     /// Every domain, or why libvirt could not be reached.
-    pub domains: Result<Vec<LiveDomain>, String>,
+    pub domains: Result<Vec<LiveDomain>, LibvirtError>,
+}
+
+impl LibvirtFacts {
+    /// Every domain at `uri`, through `virsh` with [`VIRSH_TIMEOUT`] per call.
+    pub fn read(uri: &str) -> LibvirtFacts {
+        LibvirtFacts {
+            uri: uri.to_string(),
+            domains: virsh(uri).list().map_err(LibvirtError::from),
+        }
+    }
 }
 
 /// The state of libvirt networks by name ([`read_networks`]), or why it
 /// could not be read.
-pub type Networks = BTreeMap<String, Result<NetworkFacts, String>>;
+pub type Networks = BTreeMap<String, Result<NetworkFacts, LibvirtError>>;
 
 /// A libvirt network, from `virsh net-info NAME`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,102 +213,43 @@ impl Input {
     }
 }
 
-/// How long one `virsh` call may take.
-const VIRSH_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one `virsh` call of the doctor may take.
+pub const VIRSH_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// `virsh -c URI ARGS…` with a time limit: its standard output, or its error.
-fn virsh(uri: &str, args: &[&str]) -> Result<String, String> {
-    let mut child = Command::new("virsh")
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run virsh: {e}"))?;
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if start.elapsed() > VIRSH_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "`virsh {}` gave no answer within {} s",
-                    args.join(" "),
-                    VIRSH_TIMEOUT.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut out);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    if status.success() {
-        Ok(out)
-    } else {
-        Err(err.trim().to_string())
-    }
+/// sync's `virsh` runner (every call bounded, killed at the deadline) with
+/// the doctor's bound.
+fn virsh(uri: &str) -> Virsh {
+    Virsh::new(uri).with_timeout(VIRSH_TIMEOUT)
 }
 
-/// The state of each network in `names`, through `virsh net-info`.
-pub fn read_networks(
-    uri: &str,
-    names: &[String],
-) -> BTreeMap<String, Result<NetworkFacts, String>> {
+/// The state of each network in `names`, from libvirt's list of networks
+/// (`virsh net-list --all --uuid` and `net-info` of each): a name it does
+/// not list is not defined.
+pub fn read_networks(uri: &str, names: &[String]) -> Networks {
+    let listed = virsh(uri).list_networks();
     names
         .iter()
         .map(|name| {
-            let state = match virsh(uri, &["net-info", name]) {
-                Ok(text) => Ok(parse_net_info(&text)),
-                Err(e)
-                    if e.contains("Network not found")
-                        || e.contains("no network with matching name") =>
-                {
-                    Ok(NetworkFacts {
+            let state = match &listed {
+                Err(e) => Err(LibvirtError::from(e)),
+                Ok(list) => Ok(match list.iter().find(|n| &n.name == name) {
+                    Some(n) => NetworkFacts {
+                        defined: true,
+                        active: n.active,
+                        autostart: n.autostart,
+                        persistent: n.persistent,
+                    },
+                    None => NetworkFacts {
                         defined: false,
                         active: false,
                         autostart: false,
                         persistent: false,
-                    })
-                }
-                Err(e) => Err(e),
+                    },
+                }),
             };
             (name.clone(), state)
         })
         .collect()
-}
-
-/// Parses `virsh net-info` output (`Active:`, `Persistent:`, `Autostart:`).
-pub fn parse_net_info(text: &str) -> NetworkFacts {
-    let mut facts = NetworkFacts {
-        defined: true,
-        active: false,
-        autostart: false,
-        persistent: false,
-    };
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let on = value.trim() == "yes";
-        match key.trim() {
-            "Active" => facts.active = on,
-            "Persistent" => facts.persistent = on,
-            "Autostart" => facts.autostart = on,
-            _ => {}
-        }
-    }
-    facts
 }
 
 pub fn read_modules_in_use(roots: &Roots) -> BTreeSet<String> {

@@ -1,13 +1,15 @@
 //! The doctor's report as an aligned table.
 
-use super::{mode_name, Report, Verdict};
+use crate::diagnostics::Severity;
+
+use super::{mode_name, Report};
 
 /// The aligned table: verdict, check, what was found, and the fix below.
 pub fn render_table(report: &Report) -> String {
     let width = report
         .checks
         .iter()
-        .map(|c| c.check.len())
+        .map(|c| c.check.code().len())
         .max()
         .unwrap_or(5)
         .max(5);
@@ -21,8 +23,8 @@ pub fn render_table(report: &Report) -> String {
     for c in &report.checks {
         out.push_str(&format!(
             "{:<7} {:<width$}  {}\n",
-            c.verdict.as_str(),
-            c.check,
+            c.verdict(),
+            c.check.code(),
             c.detail
         ));
         if let Some(fix) = &c.fix {
@@ -32,12 +34,12 @@ pub fn render_table(report: &Report) -> String {
     let fails = report
         .checks
         .iter()
-        .filter(|c| c.verdict == Verdict::Fail)
+        .filter(|c| c.severity == Severity::Error)
         .count();
     let warns = report
         .checks
         .iter()
-        .filter(|c| c.verdict == Verdict::Warn)
+        .filter(|c| c.severity == Severity::Warning)
         .count();
     out.push('\n');
     if report.can_start {
