@@ -83,10 +83,14 @@
           # sandbox does not have; the third evaluates discover's Nix output
           # with nix-instantiate, which needs a Nix store. All three run in
           # `bash checks/run-all.sh`.
+          # The last two compare with files outside the package's source
+          # (modules/vfio/reset-bug.nix, docs/examples/vfio-hardware.nix).
           checkFlags = [
             "--skip=this_machine_sys_gives_a_sensible_report"
             "--skip=all_cpus_default_to_the_online_cpus"
             "--skip=nix_output_parses_and_evaluates_shape"
+            "--skip=the_rust_table_is_the_modules_table"
+            "--skip=the_documented_example_is_the_real_nix_output"
           ];
 
           meta = {

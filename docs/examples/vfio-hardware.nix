@@ -20,6 +20,9 @@
     };
   };
 
+  # The GPU the firmware initialised (boot_vga): the host's console starts on it.
+  modules.vfio.bootGpu = "0000:0c:00.0";
+
   # The host's CPU topology, read by the pinning code.
   modules.vfio.hostTopology = {
     cpus = [

@@ -1079,3 +1079,35 @@ fn a_single_gpu_host_is_told_to_use_the_single_gpu_hook() {
     );
     assert!(!help.contains("efifb"), "{help}");
 }
+
+/// docs/examples/vfio-hardware.nix is what `discover --nix` writes for the
+/// AM5 desktop fixture (Ryzen 9 7950X, RTX 4080, the iGPU as boot GPU), as
+/// the README says. `UPDATE_EXAMPLE=1 cargo test --test discover` rewrites it.
+#[test]
+fn the_documented_example_is_the_real_nix_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sys, proc_root) = fixtures::am5_rtx4080().write(dir.path()).unwrap();
+    let out = bin()
+        .args(["discover", "--nix", "--sysfs-root"])
+        .arg(&sys)
+        .arg("--proc-root")
+        .arg(&proc_root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/vfio-hardware.nix");
+    let generated = String::from_utf8(out.stdout).unwrap();
+    if std::env::var_os("UPDATE_EXAMPLE").is_some_and(|v| v == "1") {
+        std::fs::write(&example, &generated).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&example).unwrap(),
+        generated,
+        "run UPDATE_EXAMPLE=1 cargo test --test discover after an intended change"
+    );
+}
