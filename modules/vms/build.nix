@@ -23,13 +23,13 @@ let
   vmJson = name: vm: builtins.toJSON ((removeAttrs vm [ "_module" ]) // { inherit name; });
 
   hostTopology = config.modules.vfio.hostTopology or null;
-  # `avic` is read by the VMs' cpu.avic default (options.nix), not by the
-  # helper's topology model, which rejects keys it does not know.
+  # Its `avic` (written by `vfio-helper discover --nix`) is also the VMs'
+  # cpu.avic default (options-tuning.nix).
   topologyFile =
     if hostTopology == null then
       null
     else
-      pkgs.writeText "host-topology.json" (builtins.toJSON (removeAttrs hostTopology [ "avic" ]));
+      pkgs.writeText "host-topology.json" (builtins.toJSON hostTopology);
 
   vmConfigFile = name: vm: pkgs.writeText "vm-${name}.json" (vmJson name vm);
 

@@ -20,6 +20,11 @@ pub struct HostTopology {
     /// The CPU supports 1 GiB pages (`pdpe1gb`).
     pub pdpe1gb: bool,
     pub hugepages: Vec<HugepagePool>,
+    /// KVM's AVIC (AMD, `kvm_amd avic`) or APICv (Intel, `kvm_intel
+    /// enable_apicv`) is on; None when neither module is loaded. The VMs'
+    /// `cpu.avic` (Hyper-V `avic`) defaults to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avic: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -1111,3 +1111,42 @@ fn the_documented_example_is_the_real_nix_output() {
         "run UPDATE_EXAMPLE=1 cargo test --test discover after an intended change"
     );
 }
+
+/// KVM's AVIC/APICv module parameter becomes the topology's `avic` (the
+/// VMs' `cpu.avic` default): on, off, or absent without the KVM module.
+#[test]
+fn avic_is_read_from_the_kvm_module_parameter() {
+    let avic_of = |param: Option<(&str, &str)>| {
+        let dir = tempfile::tempdir().unwrap();
+        let (sys, proc_root) = fixtures::am5_rtx4080().write(dir.path()).unwrap();
+        if let Some((module, value)) = param {
+            let p = sys.join("module").join(module).join("parameters");
+            std::fs::create_dir_all(&p).unwrap();
+            let file = if module == "kvm_amd" {
+                "avic"
+            } else {
+                "enable_apicv"
+            };
+            std::fs::write(p.join(file), format!("{value}\n")).unwrap();
+        }
+        let out = bin()
+            .args(["discover", "--json", "--sysfs-root"])
+            .arg(&sys)
+            .arg("--proc-root")
+            .arg(&proc_root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["topology"]["avic"].clone()
+    };
+    assert_eq!(avic_of(Some(("kvm_amd", "1"))), serde_json::json!(true));
+    assert_eq!(avic_of(Some(("kvm_amd", "0"))), serde_json::json!(false));
+    assert_eq!(avic_of(Some(("kvm_intel", "Y"))), serde_json::json!(true));
+    assert_eq!(avic_of(Some(("kvm_intel", "N"))), serde_json::json!(false));
+    assert_eq!(avic_of(None), serde_json::Value::Null);
+}

@@ -269,7 +269,25 @@ pub fn read_topology(sys: &Path, info: &CpuInfo, notes: &mut Vec<String>) -> Hos
         numa_nodes,
         pdpe1gb: info.flags.iter().any(|f| f == "pdpe1gb"),
         hugepages: hugepage_pools(sys),
+        avic: avic(sys),
     }
+}
+
+/// Whether KVM uses AVIC/APICv: the `avic` parameter of kvm_amd or the
+/// `enable_apicv` parameter of kvm_intel ("Y"/"1" or "N"/"0"); None when
+/// neither module is loaded (or the value is something else).
+fn avic(sys: &Path) -> Option<bool> {
+    [
+        "kvm_amd/parameters/avic",
+        "kvm_intel/parameters/enable_apicv",
+    ]
+    .iter()
+    .find_map(|p| read_trim(&sys.join("module").join(p)))
+    .and_then(|v| match v.as_str() {
+        "Y" | "y" | "1" => Some(true),
+        "N" | "n" | "0" => Some(false),
+        _ => None,
+    })
 }
 
 /// A CPU list file (`0-3,8-11`), when present and well-formed.
