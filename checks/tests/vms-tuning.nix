@@ -148,7 +148,8 @@ in
   };
 
   # The helper's topology model has no `avic`: the file it reads leaves it out.
-  testTopologyFileLeavesAvicOut = {
+  # The helper's topology model reads `avic` too (discover writes it).
+  testTopologyFileKeepsAvic = {
     expr =
       let
         h = host [
@@ -160,6 +161,7 @@ in
     expected = {
       vendor = "amd";
       pdpe1gb = true;
+      avic = true;
     };
   };
 
