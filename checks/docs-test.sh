@@ -3,13 +3,16 @@
 #
 #   bash checks/docs-test.sh LIB_PATH [VFIO_HELPER]
 #   bash checks/docs-test.sh --update LIB_PATH      # regenerate docs/options.md
+#                                                   # and checks/options.json
 #
 # LIB_PATH is a nixpkgs-lib checkout or store path (`bash checks/locked-input.sh
 # nixpkgs-lib` prints the locked one); VFIO_HELPER a vfio-helper binary (default
 # rust/target/debug/vfio-helper).
 #
 # Parts, one summary line each, then `docs: N passed, M failed`:
-#   options    docs/options.md is what checks/gen-options-doc.nix generates now
+#   options    docs/options.md and checks/options.json (the option schema
+#              `vfio-helper check` is built from) are what
+#              checks/gen-options-doc.nix generates now
 #   tables     every row of the README's option tables (under a heading ending
 #              in (`prefix`)) names a declared option, with its declared type
 #              (in the short form of short_type below) and default; every
@@ -60,18 +63,21 @@ regen_cmd="bash checks/docs-test.sh --update \"\$(bash checks/locked-input.sh ni
 generate() { # FORMAT -> stdout
   nix-instantiate --eval --strict --json "$root/checks/gen-options-doc.nix" \
     --arg lib "import $lib" --argstr format "$1" |
-    if [ "$1" = markdown ]; then
-      python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin))'
-    else
-      cat
-    fi
+    case "$1" in
+      markdown) python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin))' ;;
+      # One key a line, sorted: reviewable diffs when an option changes.
+      schema) python3 -c 'import json, sys; json.dump(json.load(sys.stdin), sys.stdout, indent=1, sort_keys=True, ensure_ascii=False); sys.stdout.write("\n")' ;;
+      *) cat ;;
+    esac
 }
 
 if $update; then
   generate markdown >"$tmp/options.md" || exit 1
+  generate schema >"$tmp/options.json" || exit 1
   mkdir -p docs
   mv "$tmp/options.md" docs/options.md
-  echo "wrote docs/options.md"
+  mv "$tmp/options.json" checks/options.json
+  echo "wrote docs/options.md and checks/options.json"
   exit 0
 fi
 
@@ -93,6 +99,21 @@ elif [ ! -f docs/options.md ]; then
   summary options 0 1
 elif ! diff -u docs/options.md "$tmp/options.md" >"$tmp/diff"; then
   echo "FAIL options: docs/options.md is out of date; run: $regen_cmd"
+  head -n 30 "$tmp/diff" | sed 's/^/    /'
+  summary options 0 1
+else
+  summary options 1 0
+fi
+
+if ! generate schema >"$tmp/schema.json" 2>"$tmp/err"; then
+  echo "FAIL options: checks/gen-options-doc.nix does not give the schema:"
+  head -n 10 "$tmp/err" | sed 's/^/    /'
+  summary options 0 1
+elif [ ! -f checks/options.json ]; then
+  echo "FAIL options: checks/options.json does not exist; run: $regen_cmd"
+  summary options 0 1
+elif ! diff -u checks/options.json "$tmp/schema.json" >"$tmp/diff"; then
+  echo "FAIL options: checks/options.json is out of date (vfio-helper check is built from it); run: $regen_cmd"
   head -n 30 "$tmp/diff" | sed 's/^/    /'
   summary options 0 1
 else
