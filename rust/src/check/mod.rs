@@ -34,11 +34,16 @@
 //! only on a self-contained file, one without `imports`.
 
 pub mod eval;
+pub mod regex;
 pub mod schema;
+pub mod strtype;
 
 mod bridge;
+mod builtins;
+mod comments;
 mod hints;
 mod host;
+mod model;
 mod options;
 mod pinning;
 mod vfio;
@@ -165,17 +170,35 @@ pub fn check_source(
             return cx.finish();
         }
     };
+    if let Err(e) = schema::schema() {
+        cx.push(
+            "schema",
+            0,
+            0,
+            format!("the option schema built into vfio-helper does not read: {e}"),
+            "not checked".into(),
+            "rebuild vfio-helper from a checkout whose checks/options.json is current".into(),
+        );
+        return cx.finish();
+    }
     let top = eval::read(&root, source);
     let host = Host::new(&top);
-    cx.vm_rules(&host);
-    cx.vfio_rules(&host);
-    cx.bridge_rules(&host);
     let topology = match &options.topology {
         Some(t) => Some(t.clone()),
         None => cx.topology(&host, base_dir),
     };
+    let vendor = model::host_vendor(
+        &top,
+        topology.as_ref(),
+        host.self_contained,
+        host.vfio.is_some(),
+    );
+    let models = cx.vm_rules(&host, vendor);
+    cx.overlap_rules(&host, &models);
+    cx.vfio_rules(&host, &models);
+    cx.bridge_rules(&host);
     if let Some(topology) = topology {
-        cx.pinning_rules(&host, &topology);
+        cx.pinning_rules(&host, &models, &topology);
     }
     cx.finish()
 }
