@@ -8,6 +8,7 @@
 //! the stable format other subcommands read. [`render`] turns a report into the
 //! terminal report and into Nix.
 
+#[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod pciids;
 pub mod render;
