@@ -37,7 +37,8 @@
           pname = "vfio-helper";
           version = (lib.importTOML ./rust/Cargo.toml).package.version;
           # What the build and its tests read, in the repository's layout so
-          # cargo works in rust/: the crate (without rust/target), the hook
+          # cargo works in rust/: the crate (without rust/target), the option
+          # schema `check` is built from (checks/options.json), the hook
           # scripts the hook tests run (modules/hooks), and the corpora and
           # example hosts the input tests read (checks/bad-inputs,
           # checks/check-corpus, hosts). Nothing else: editing the README or
@@ -56,6 +57,7 @@
                 above = dir: type == "directory" && lib.hasPrefix "${rel}/" dir;
                 kept = [
                   "rust"
+                  "checks/options.json"
                   "modules/hooks"
                   "checks/bad-inputs"
                   "checks/check-corpus"
