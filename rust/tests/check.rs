@@ -274,6 +274,54 @@ fn absence_rules_need_a_self_contained_file() {
     assert!(rules(imported).is_empty(), "{:?}", rules(imported));
 }
 
+/// SMT pairs need the host's CPU vendor: from `cpu.vendor`, else
+/// `modules.vfio.cpuVendor`, else the host topology's; a file that holds the
+/// whole host and names none is reported, one that may get it from
+/// elsewhere is not.
+#[test]
+fn the_cpu_vendor_is_looked_for_where_the_module_looks() {
+    let threads = |src: &str| rules(src).contains(&"vm-threads-no-vendor".to_string());
+    let vm = "virtualisation.vms.w = { };";
+    assert!(threads(&format!("{{ modules.vfio.enable = false; {vm} }}")));
+    assert!(threads(&format!(
+        "{{ modules.vfio.cpuVendor = null; {vm} }}"
+    )));
+    assert!(!threads(&format!(
+        "{{ modules.vfio.cpuVendor = \"amd\"; {vm} }}"
+    )));
+    assert!(!threads(&format!(
+        "{{ modules.vfio.enable = false; virtualisation.vms.w.cpu.vendor = \"intel\"; }}"
+    )));
+    assert!(!threads(&format!(
+        "{{ modules.vfio.enable = false; virtualisation.vms.w.cpu.threads = 1; virtualisation.vms.w.vcpus = 4; }}"
+    )));
+    // The topology's vendor, or the VMs alone: not known here.
+    assert!(!threads(&format!(
+        "{{ modules.vfio.hostTopology = {{ vendor = \"amd\"; }}; {vm} }}"
+    )));
+    assert!(!threads(&format!(
+        "{{ imports = [ ./hardware.nix ]; modules.vfio.enable = false; {vm} }}"
+    )));
+    assert!(!threads(&format!("{{ {vm} }}")));
+    assert!(!threads(&format!(
+        "{{ config, ... }}: {{ modules.vfio.cpuVendor = config.x; {vm} }}"
+    )));
+    // --topology gives the vendor.
+    let topology = vfio_helper::topology::topology_from_json(
+        &std::fs::read_to_string(repo().join("checks/check-corpus/topology-8c16t.json")).unwrap(),
+    )
+    .unwrap();
+    let options = Options {
+        topology: Some(topology),
+    };
+    let src = format!("{{ modules.vfio.enable = false; {vm} }}");
+    let found = check::check_source("host.nix", &src, None, &options);
+    assert!(
+        found.iter().all(|f| f.rule != "vm-threads-no-vendor"),
+        "{found:?}"
+    );
+}
+
 #[test]
 fn looking_glass_resolution_comes_from_comments() {
     let vm = |size: u32, comment: &str| {

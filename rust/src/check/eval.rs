@@ -661,6 +661,34 @@ mod tests {
     }
 
     #[test]
+    fn lib_string_functions_are_evaluated() {
+        let t = tree(
+            "{ lib, ... }: { a = lib.concatStrings (lib.replicate 3 \"ab\"); b = lib.concatStringsSep \", \" [ \"x\" \"y\" ]; c = lib.strings.replicate 2 \"z\"; d = builtins.concatStringsSep \"\" [ ]; e = lib.optionalString false \"q\"; }",
+        );
+        assert_eq!(val(&t, &["a"]), &Val::Str("ababab".into()));
+        assert_eq!(val(&t, &["b"]), &Val::Str("x, y".into()));
+        assert_eq!(val(&t, &["c"]), &Val::Str("zz".into()));
+        assert_eq!(val(&t, &["d"]), &Val::Str(String::new()));
+        assert_eq!(val(&t, &["e"]), &Val::Str(String::new()));
+    }
+
+    #[test]
+    fn other_calls_and_huge_results_are_not_literals() {
+        let t = tree(
+            "let concatStrings = x: x; in { lib, ... }: { a = concatStrings [ \"x\" ]; b = lib.concatStrings (lib.replicate 100000000 \"abc\"); c = lib.toUpper \"x\"; d = lib.concatStrings [ config.x ]; }",
+        );
+        for name in ["a", "b", "c", "d"] {
+            assert_eq!(get(&t, &[name]), Get::Unknown, "{name}");
+        }
+        // The bound is on all calls of a file together.
+        let each = "lib.strings.replicate 1000000 \"x\"";
+        let t = tree(&format!(
+            "{{ lib, ... }}: {{ a = {each}; b = {each}; c = {each}; d = {each}; e = {each}; }}"
+        ));
+        assert_eq!(get(&t, &["e"]), Get::Unknown);
+    }
+
+    #[test]
     fn function_arguments_are_unknown() {
         let t = tree("{ config, ... }: { a = config.x; b = true; c = null; }");
         assert_eq!(get(&t, &["a"]), Get::Unknown);

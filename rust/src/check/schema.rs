@@ -530,6 +530,48 @@ mod tests {
     }
 
     #[test]
+    fn an_option_added_to_the_module_reaches_check_with_its_type() {
+        let mut doc: Value = serde_json::from_str(OPTIONS_JSON).unwrap();
+        doc["options"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "name": "virtualisation.vms.<name>.cpu.newOption",
+                "type": {
+                    "kind": "nullOr",
+                    "description": "null or integer between 1 and 8 (both inclusive)",
+                    "elem": { "kind": "int", "min": 1, "max": 8,
+                              "description": "integer between 1 and 8 (both inclusive)" }
+                },
+                "default": { "literal": null }
+            }));
+        let s = Schema::parse(&doc.to_string()).unwrap();
+        let o = s.get(Namespace::Vm, "cpu.newOption").unwrap();
+        assert_eq!(o.literal_default(), Some(&Value::Null));
+        let node = |v| Node {
+            val: v,
+            start: 0,
+            end: 0,
+            key_start: 0,
+            key_end: 0,
+            comment: String::new(),
+        };
+        assert!(check_value(o, &node(Val::Int(4))).is_none());
+        assert!(check_value(o, &node(Val::Null)).is_none());
+        let e = check_value(o, &node(Val::Int(9))).unwrap();
+        assert_eq!(
+            e.expected,
+            "null or integer between 1 and 8 (both inclusive)"
+        );
+        assert_eq!(e.fix, "use a value from 1 to 8");
+        // A type `check` cannot check is an error, not a silent pass.
+        let mut doc: Value = serde_json::from_str(OPTIONS_JSON).unwrap();
+        doc["options"][0]["type"] =
+            serde_json::json!({ "kind": "named", "name": "newType", "description": "?" });
+        assert!(Schema::parse(&doc.to_string()).is_err());
+    }
+
+    #[test]
     fn closest_finds_typos() {
         let known = ["enable", "pciId", "audioPciId", "address"];
         assert_eq!(closest("pciID", &known), Some("pciId"));

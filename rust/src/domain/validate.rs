@@ -228,3 +228,72 @@ fn check_evdev(cfg: &VmConfig) -> Result<(), DomainError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::render;
+    use super::*;
+    use crate::rules::RuleCode;
+
+    fn cfg(json: &str) -> VmConfig {
+        VmConfig::from_json(json).unwrap()
+    }
+
+    #[test]
+    fn the_shared_rules_refuse_a_domain() {
+        // A rule the domain had no error of its own for.
+        let c = cfg(r#"{"name":"w","memory":2048,"cpu":{"vendor":"amd"}}"#);
+        match render(&c, None) {
+            Err(DomainError::Rule(v)) => {
+                assert_eq!(v.code, RuleCode::WindowsMemory);
+                assert_eq!(
+                    v.to_string(),
+                    "memory = 2048 MiB is below the 4096 MiB Windows 11 needs"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same config as a Linux server is fine.
+        let c = cfg(r#"{"name":"w","type":"linux-server","memory":2048,"cpu":{"vendor":"amd"}}"#);
+        assert!(render(&c, None).is_ok());
+    }
+
+    #[test]
+    fn rules_about_the_hosts_binding_do_not_refuse_a_domain() {
+        // No gpu.pciId: the host cannot bind the GPU at boot, but the domain
+        // hands it over by address.
+        let c = cfg(
+            r#"{"name":"w","cpu":{"vendor":"amd"},"gpu":{"enable":true,"address":"0000:01:00.0"}}"#,
+        );
+        assert!(render(&c, None).is_ok());
+        let facts = Facts::all_known(c.cpu.vendor, false, &|_| true);
+        let codes: Vec<RuleCode> = rules::vm_rules(&c, &facts).iter().map(|v| v.code).collect();
+        assert_eq!(codes, [RuleCode::GpuNoPciId]);
+        assert!(!RuleCode::GpuNoPciId.concerns_domain());
+    }
+
+    #[test]
+    fn the_domains_typed_errors_stay_for_the_rules_it_had() {
+        let own = [
+            RuleCode::VmName,
+            RuleCode::AudioSameAddress,
+            RuleCode::WindowsMemory,
+            RuleCode::ExtraXmlSize,
+        ];
+        for code in RuleCode::ALL.into_iter().filter(|c| c.concerns_domain()) {
+            let v = Violation {
+                code,
+                paths: vec!["memory".into()],
+                message: "m".into(),
+                help: "h".into(),
+                label: "l".into(),
+            };
+            let e = domain_error(v, &cfg(r#"{"name":"w"}"#));
+            assert_eq!(
+                matches!(e, DomainError::Rule(_)),
+                own.contains(&code),
+                "{code:?}: {e:?}"
+            );
+        }
+    }
+}
