@@ -289,12 +289,12 @@ fn the_cpu_vendor_is_looked_for_where_the_module_looks() {
     assert!(!threads(&format!(
         "{{ modules.vfio.cpuVendor = \"amd\"; {vm} }}"
     )));
-    assert!(!threads(&format!(
-        "{{ modules.vfio.enable = false; virtualisation.vms.w.cpu.vendor = \"intel\"; }}"
-    )));
-    assert!(!threads(&format!(
-        "{{ modules.vfio.enable = false; virtualisation.vms.w.cpu.threads = 1; virtualisation.vms.w.vcpus = 4; }}"
-    )));
+    assert!(!threads(
+        "{ modules.vfio.enable = false; virtualisation.vms.w.cpu.vendor = \"intel\"; }"
+    ));
+    assert!(!threads(
+        "{ modules.vfio.enable = false; virtualisation.vms.w.cpu.threads = 1; virtualisation.vms.w.vcpus = 4; }"
+    ));
     // The topology's vendor, or the VMs alone: not known here.
     assert!(!threads(&format!(
         "{{ modules.vfio.hostTopology = {{ vendor = \"amd\"; }}; {vm} }}"
