@@ -88,37 +88,29 @@ summary() { # PART PASSED FAILED
   total_fail=$((total_fail + $3))
 }
 
-# --- options: docs/options.md is up to date ----------------------------------
+# --- options: docs/options.md and checks/options.json are up to date --------
 
-if ! generate markdown >"$tmp/options.md" 2>"$tmp/err"; then
-  echo "FAIL options: checks/gen-options-doc.nix does not evaluate:"
-  head -n 10 "$tmp/err" | sed 's/^/    /'
-  summary options 0 1
-elif [ ! -f docs/options.md ]; then
-  echo "FAIL options: docs/options.md does not exist; run: $regen_cmd"
-  summary options 0 1
-elif ! diff -u docs/options.md "$tmp/options.md" >"$tmp/diff"; then
-  echo "FAIL options: docs/options.md is out of date; run: $regen_cmd"
-  head -n 30 "$tmp/diff" | sed 's/^/    /'
-  summary options 0 1
-else
-  summary options 1 0
-fi
-
-if ! generate schema >"$tmp/schema.json" 2>"$tmp/err"; then
-  echo "FAIL options: checks/gen-options-doc.nix does not give the schema:"
-  head -n 10 "$tmp/err" | sed 's/^/    /'
-  summary options 0 1
-elif [ ! -f checks/options.json ]; then
-  echo "FAIL options: checks/options.json does not exist; run: $regen_cmd"
-  summary options 0 1
-elif ! diff -u checks/options.json "$tmp/schema.json" >"$tmp/diff"; then
-  echo "FAIL options: checks/options.json is out of date (vfio-helper check is built from it); run: $regen_cmd"
-  head -n 30 "$tmp/diff" | sed 's/^/    /'
-  summary options 0 1
-else
-  summary options 1 0
-fi
+opt_pass=0 opt_fail=0
+# FILE FORMAT WHAT: FILE is what checks/gen-options-doc.nix generates as FORMAT.
+up_to_date() {
+  if ! generate "$2" >"$tmp/generated" 2>"$tmp/err"; then
+    echo "FAIL options: checks/gen-options-doc.nix does not evaluate ($2):"
+    head -n 10 "$tmp/err" | sed 's/^/    /'
+    opt_fail=$((opt_fail + 1))
+  elif [ ! -f "$1" ]; then
+    echo "FAIL options: $1 does not exist; run: $regen_cmd"
+    opt_fail=$((opt_fail + 1))
+  elif ! diff -u "$1" "$tmp/generated" >"$tmp/diff"; then
+    echo "FAIL options: $1 is out of date$3; run: $regen_cmd"
+    head -n 30 "$tmp/diff" | sed 's/^/    /'
+    opt_fail=$((opt_fail + 1))
+  else
+    opt_pass=$((opt_pass + 1))
+  fi
+}
+up_to_date docs/options.md markdown ""
+up_to_date checks/options.json schema " (vfio-helper check is built from it)"
+summary options "$opt_pass" "$opt_fail"
 
 generate json >"$tmp/options.json" 2>"$tmp/err" || { echo "docs-test: cannot list the options:"; head -n 10 "$tmp/err"; exit 1; }
 
