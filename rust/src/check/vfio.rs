@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use super::eval::{get, Get, Node};
-use super::hints::{is_power_of_two, next_power_of_two};
 use super::host::{
     absent, at, boolean, int, span_of, string, strings, topology_has_cpus, vm_list, Host,
 };
@@ -14,6 +13,7 @@ use super::model::VmModel;
 use super::schema::Namespace;
 use super::{Cx, MAX_FINDINGS};
 use crate::config::{LookingGlassBackend, NetworkType};
+use crate::rules::next_power_of_two;
 
 /// What the host-wide rules need of each VM, when every VM is literal.
 struct VmSummary<'n> {
@@ -70,6 +70,10 @@ fn summaries<'n>(host: &Host<'n>, models: &[VmModel<'n>]) -> Option<Vec<VmSummar
 }
 
 const V: Namespace = Namespace::Vfio;
+
+fn is_power_of_two(n: i64) -> bool {
+    u64::try_from(n).is_ok_and(u64::is_power_of_two)
+}
 
 /// True when `node`, the value of the option at `path` of `ns`, is of its type.
 fn valid(ns: Namespace, path: &str, node: &Node) -> bool {
@@ -314,7 +318,7 @@ impl Cx<'_> {
                     "not a power of two".into(),
                     format!(
                         "set it to {} (32 for 1080p, 64 for 1440p, 128 for 4K)",
-                        next_power_of_two(size)
+                        next_power_of_two(size.unsigned_abs())
                     ),
                 );
             }

@@ -5,7 +5,7 @@
 //! (modules/vms/assertions.nix); the messages here follow them, and the
 //! corpora (checks/bad-inputs, checks/check-corpus) keep the two aligned.
 //!
-//! A rule reads a [`VmConfig`] and [`Facts`]: what else it needs (the host's
+//! A rule reads a [`VmConfig`](crate::config::VmConfig) and [`Facts`]: what else it needs (the host's
 //! CPU vendor, whether `extraDevicesXml` gives the guest input) and which
 //! options are known. The domain knows every option; `check` knows only the
 //! values written as literals (or defaulted to one), and a rule that reads an
