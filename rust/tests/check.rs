@@ -583,7 +583,8 @@ fn check_knows_every_option_as_the_module_declares_it() {
 }
 
 /// Each string type's matcher agrees with the module system on every probe
-/// string (checks/options.json holds `type.check` of each).
+/// string (checks/options.json holds `type.check` of each), and is of a
+/// class `check` has a rule name and a hint for.
 #[test]
 fn string_types_accept_what_the_module_system_accepts() {
     use check::strtype::StrType;
@@ -605,6 +606,8 @@ fn string_types_accept_what_the_module_system_accepts() {
             None => StrType::named(name, description),
         }
         .unwrap();
+        // Each has its rule name and its hint for a bad value.
+        assert_ne!(st.class, check::strtype::Class::Other, "{name}");
         let verdicts = t["verdicts"].as_str().unwrap();
         assert_eq!(verdicts.len(), probes.len(), "{name}");
         for (probe, verdict) in probes.iter().zip(verdicts.chars()) {

@@ -167,41 +167,41 @@ impl StrType {
     }
 }
 
-/// The class of a string type, from what its definition says about it.
+/// What a type's description says of its values, and their class.
+const DESCRIBED: &[(&str, Class)] = &[
+    ("PCI vendor:device", Class::PciId),
+    ("PCI address", Class::PciAddress),
+    ("UUID", Class::Uuid),
+    ("MAC address", Class::Mac),
+    ("boot entry tag", Class::Label),
+    ("interface name", Class::Iface),
+    ("CPU list", Class::CpuList),
+    ("USB ID", Class::UsbId),
+    ("systemd unit", Class::Unit),
+    ("user name", Class::User),
+];
+
+/// The class of a string type, from its name, its description or else its
+/// pattern.
 fn classify(name: &str, pattern: Option<&str>, description: &str) -> Class {
-    let d = description;
-    let has = |needle: &str| d.contains(needle);
-    match name {
-        "hostPath" => return Class::Path,
-        "evdevPath" => return Class::Evdev,
-        "interfaceName" => return Class::Iface,
-        _ => {}
-    }
-    if has("PCI vendor:device") {
-        Class::PciId
-    } else if has("PCI address") {
-        Class::PciAddress
-    } else if has("UUID") {
-        Class::Uuid
-    } else if has("MAC address") {
-        Class::Mac
-    } else if has("boot entry tag") {
-        Class::Label
-    } else if has("interface name") {
-        Class::Iface
-    } else if has("CPU list") {
-        Class::CpuList
-    } else if has("USB ID") {
-        Class::UsbId
-    } else if has("systemd unit") {
-        Class::Unit
-    } else if has("user name") || pattern.is_some_and(|p| p.starts_with("[A-Za-z_]")) {
-        Class::User
-    } else if pattern.is_some_and(|p| p.starts_with("/dev/")) {
-        Class::DevPath
-    } else {
-        Class::Other
-    }
+    let by_name = match name {
+        "hostPath" => Some(Class::Path),
+        "evdevPath" => Some(Class::Evdev),
+        "interfaceName" => Some(Class::Iface),
+        _ => None,
+    };
+    let by_description = || {
+        DESCRIBED
+            .iter()
+            .find(|(needle, _)| description.contains(needle))
+            .map(|(_, class)| *class)
+    };
+    let by_pattern = || match pattern {
+        Some(p) if p.starts_with("[A-Za-z_]") => Class::User,
+        Some(p) if p.starts_with("/dev/") => Class::DevPath,
+        _ => Class::Other,
+    };
+    by_name.or_else(by_description).unwrap_or_else(by_pattern)
 }
 
 impl Class {

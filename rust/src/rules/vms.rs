@@ -130,6 +130,10 @@ mod tests {
         true
     }
 
+    fn view<'a>(name: &'a str, cfg: &'a VmConfig, known: &'a dyn Fn(&str) -> bool) -> VmView<'a> {
+        VmView { name, cfg, known }
+    }
+
     #[test]
     fn a_device_in_two_vms_is_reported_at_the_second() {
         let a =
@@ -140,18 +144,7 @@ mod tests {
             address: "0000:01:00.0".into(),
             pci_id: None,
         });
-        let vms = [
-            VmView {
-                name: "a",
-                cfg: &a,
-                known: &all,
-            },
-            VmView {
-                name: "b",
-                cfg: &b,
-                known: &all,
-            },
-        ];
+        let vms = [view("a", &a, &all), view("b", &b, &all)];
         let found = shared_devices(&vms);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, 1);
@@ -167,33 +160,11 @@ mod tests {
         let json = r#"{"name":"x","lookingGlass":{"enable":true,"backend":"kvmfr"}}"#;
         let a = VmConfig::from_json(json).unwrap();
         let b = VmConfig::from_json(json).unwrap();
-        let vms = [
-            VmView {
-                name: "a",
-                cfg: &a,
-                known: &all,
-            },
-            VmView {
-                name: "b",
-                cfg: &b,
-                known: &all,
-            },
-        ];
+        let vms = [view("a", &a, &all), view("b", &b, &all)];
         let found = shared_devices(&vms);
         assert_eq!(found[0].1.message, "/dev/kvmfr0 is used by a and b");
         let unknown = |p: &str| p != "lookingGlass.backend";
-        let vms = [
-            VmView {
-                name: "a",
-                cfg: &a,
-                known: &all,
-            },
-            VmView {
-                name: "b",
-                cfg: &b,
-                known: &unknown,
-            },
-        ];
+        let vms = [view("a", &a, &all), view("b", &b, &unknown)];
         assert!(shared_devices(&vms).is_empty());
     }
 }
