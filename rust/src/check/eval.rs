@@ -265,15 +265,20 @@ impl Reader<'_> {
         }
     }
 
-    fn let_in(&mut self, expr: &ast::Expr, l: &ast::LetIn) -> Node {
-        let scope = self.scope_of(l);
+    /// The value of `body` (of `expr`) with the names of `scope` bound.
+    fn scoped(&mut self, expr: &ast::Expr, scope: Scope, body: Option<ast::Expr>) -> Node {
         self.scopes.push(scope);
-        let node = match l.body() {
+        let node = match body {
             Some(body) => self.expr(&body),
             None => self.unknown(expr),
         };
         self.scopes.pop();
         node
+    }
+
+    fn let_in(&mut self, expr: &ast::Expr, l: &ast::LetIn) -> Node {
+        let scope = self.scope_of(l);
+        self.scoped(expr, scope, l.body())
     }
 
     fn lambda(&mut self, expr: &ast::Expr, l: &ast::Lambda) -> Node {
@@ -296,13 +301,7 @@ impl Reader<'_> {
             }
             None => {}
         }
-        self.scopes.push(scope);
-        let node = match l.body() {
-            Some(body) => self.expr(&body),
-            None => self.unknown(expr),
-        };
-        self.scopes.pop();
-        node
+        self.scoped(expr, scope, l.body())
     }
 
     fn string(&mut self, expr: &ast::Expr, s: &ast::Str, range: TextRange) -> Node {
