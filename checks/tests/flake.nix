@@ -169,6 +169,7 @@ in
         "rust/Cargo.toml"
         "rust/src/lib.rs"
         "checks/options.json"
+        "checks/check-hosts.sh"
         "modules/hooks/gpu-detach.sh"
         "checks/bad-inputs"
         "hosts/example/default.nix"
@@ -179,6 +180,7 @@ in
         "checks/gen-options-doc.nix"
       ];
       expected = [
+        true
         true
         true
         true
