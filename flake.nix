@@ -37,13 +37,15 @@
           pname = "vfio-helper";
           version = (lib.importTOML ./rust/Cargo.toml).package.version;
           # What the build and its tests read, in the repository's layout so
-          # cargo works in rust/: the crate (without rust/target), the hook
-          # scripts the hook tests run (modules/hooks), and the corpora and
-          # example hosts the input tests read (checks/bad-inputs,
-          # checks/check-corpus, hosts). Nothing else: editing the README or
-          # a module must not rebuild the helper (which would change every
-          # domain's store path and restart vfio-vms-sync). cleanSourceWith
-          # rather than lib.fileset, so this evaluates on older Nix too.
+          # cargo works in rust/: the crate (without rust/target), the option
+          # schema `check` is built from (checks/options.json), the hook
+          # scripts the hook tests run (modules/hooks), and the corpora,
+          # example hosts and script the input tests read (checks/bad-inputs,
+          # checks/check-corpus, hosts, checks/check-hosts.sh). Nothing else:
+          # editing the README or a module must not rebuild the helper (which
+          # would change every domain's store path and restart
+          # vfio-vms-sync). cleanSourceWith rather than lib.fileset, so this
+          # evaluates on older Nix too.
           src = lib.cleanSourceWith {
             src = lib.cleanSource ./.;
             name = "vfio-helper-source";
@@ -56,6 +58,8 @@
                 above = dir: type == "directory" && lib.hasPrefix "${rel}/" dir;
                 kept = [
                   "rust"
+                  "checks/options.json"
+                  "checks/check-hosts.sh"
                   "modules/hooks"
                   "checks/bad-inputs"
                   "checks/check-corpus"

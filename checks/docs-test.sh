@@ -3,13 +3,16 @@
 #
 #   bash checks/docs-test.sh LIB_PATH [VFIO_HELPER]
 #   bash checks/docs-test.sh --update LIB_PATH      # regenerate docs/options.md
+#                                                   # and checks/options.json
 #
 # LIB_PATH is a nixpkgs-lib checkout or store path (`bash checks/locked-input.sh
 # nixpkgs-lib` prints the locked one); VFIO_HELPER a vfio-helper binary (default
 # rust/target/debug/vfio-helper).
 #
 # Parts, one summary line each, then `docs: N passed, M failed`:
-#   options    docs/options.md is what checks/gen-options-doc.nix generates now
+#   options    docs/options.md and checks/options.json (the option schema
+#              `vfio-helper check` is built from) are what
+#              checks/gen-options-doc.nix generates now
 #   tables     every row of the README's option tables (under a heading ending
 #              in (`prefix`)) names a declared option, with its declared type
 #              (in the short form of short_type below) and default; every
@@ -60,18 +63,21 @@ regen_cmd="bash checks/docs-test.sh --update \"\$(bash checks/locked-input.sh ni
 generate() { # FORMAT -> stdout
   nix-instantiate --eval --strict --json "$root/checks/gen-options-doc.nix" \
     --arg lib "import $lib" --argstr format "$1" |
-    if [ "$1" = markdown ]; then
-      python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin))'
-    else
-      cat
-    fi
+    case "$1" in
+      markdown) python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin))' ;;
+      # One key a line, sorted: reviewable diffs when an option changes.
+      schema) python3 -c 'import json, sys; json.dump(json.load(sys.stdin), sys.stdout, indent=1, sort_keys=True, ensure_ascii=False); sys.stdout.write("\n")' ;;
+      *) cat ;;
+    esac
 }
 
 if $update; then
   generate markdown >"$tmp/options.md" || exit 1
+  generate schema >"$tmp/options.json" || exit 1
   mkdir -p docs
   mv "$tmp/options.md" docs/options.md
-  echo "wrote docs/options.md"
+  mv "$tmp/options.json" checks/options.json
+  echo "wrote docs/options.md and checks/options.json"
   exit 0
 fi
 
@@ -82,22 +88,29 @@ summary() { # PART PASSED FAILED
   total_fail=$((total_fail + $3))
 }
 
-# --- options: docs/options.md is up to date ----------------------------------
+# --- options: docs/options.md and checks/options.json are up to date --------
 
-if ! generate markdown >"$tmp/options.md" 2>"$tmp/err"; then
-  echo "FAIL options: checks/gen-options-doc.nix does not evaluate:"
-  head -n 10 "$tmp/err" | sed 's/^/    /'
-  summary options 0 1
-elif [ ! -f docs/options.md ]; then
-  echo "FAIL options: docs/options.md does not exist; run: $regen_cmd"
-  summary options 0 1
-elif ! diff -u docs/options.md "$tmp/options.md" >"$tmp/diff"; then
-  echo "FAIL options: docs/options.md is out of date; run: $regen_cmd"
-  head -n 30 "$tmp/diff" | sed 's/^/    /'
-  summary options 0 1
-else
-  summary options 1 0
-fi
+opt_pass=0 opt_fail=0
+# FILE FORMAT WHAT: FILE is what checks/gen-options-doc.nix generates as FORMAT.
+up_to_date() {
+  if ! generate "$2" >"$tmp/generated" 2>"$tmp/err"; then
+    echo "FAIL options: checks/gen-options-doc.nix does not evaluate ($2):"
+    head -n 10 "$tmp/err" | sed 's/^/    /'
+    opt_fail=$((opt_fail + 1))
+  elif [ ! -f "$1" ]; then
+    echo "FAIL options: $1 does not exist; run: $regen_cmd"
+    opt_fail=$((opt_fail + 1))
+  elif ! diff -u "$1" "$tmp/generated" >"$tmp/diff"; then
+    echo "FAIL options: $1 is out of date$3; run: $regen_cmd"
+    head -n 30 "$tmp/diff" | sed 's/^/    /'
+    opt_fail=$((opt_fail + 1))
+  else
+    opt_pass=$((opt_pass + 1))
+  fi
+}
+up_to_date docs/options.md markdown ""
+up_to_date checks/options.json schema " (vfio-helper check is built from it)"
+summary options "$opt_pass" "$opt_fail"
 
 generate json >"$tmp/options.json" 2>"$tmp/err" || { echo "docs-test: cannot list the options:"; head -n 10 "$tmp/err"; exit 1; }
 

@@ -14,6 +14,25 @@
 # With `--argstr format json` it returns the same options as a list of
 # { name, type, default, declarations } (default as its rendered text, or null),
 # which checks/docs-test.sh compares the README's tables with.
+#
+# With `--argstr format schema` it returns the machine-readable schema that
+# `vfio-helper check` is built from (checks/options.json, written by
+# `bash checks/docs-test.sh --update`): every option of these trees, internal
+# ones included (a user may set them), each with
+#   name      the option path (`virtualisation.vms.<name>.cpu.cores`)
+#   type      the type as data: { kind, description, ... } with kind one of
+#             bool, int (min, max: null when unbounded), str, enum (values),
+#             strMatching (pattern: the POSIX extended regular expression
+#             `builtins.match` applies to the whole string), named (a type of
+#             its own, e.g. hostPath: `check` knows it by name), nullOr,
+#             listOf, attrsOf (elem), either (left, right), coercedTo (from,
+#             to), submodule (its options are listed under `name.*`), any
+#   default   { literal = VALUE; } or { computed = TEXT; } (the defaultText of
+#             a default that depends on other options), absent without one
+#   internal  true for internal or invisible options
+# and `stringTypes`, every string type met with the module system's verdict
+# on each of `probes` ("1" accepted, "0" rejected, in order): the Rust side's
+# matcher for the type must agree with it on all of them.
 {
   lib,
   format ? "markdown",
@@ -131,11 +150,280 @@ let
   }) options;
 
   unsectioned = lib.filter (o: !(lib.any (s: inSection s o) sections)) options;
+
+  # --- the schema (format = "schema") ---------------------------------------------
+
+  # A type as data (see the header). Types are told apart by what the module
+  # system keeps of them: `name`, and the functor's name and payload (a type
+  # built with `//` keeps the functor of the type it extends: interfaceName is
+  # a strMatching with a further check, which the probes below cover).
+  typeInfo =
+    t:
+    let
+      name = t.name or "unspecified";
+      functor = t.functor.name or null;
+      nested = t.nestedTypes or { };
+      base = {
+        description = t.description or name;
+      };
+      # "integer between 0 and 8191 (both inclusive)", "8 bit unsigned integer; between 0 and 255 (both inclusive)"
+      range = builtins.match ".*between (-?[0-9]+) and (-?[0-9]+) \\(both inclusive\\)" base.description;
+      int =
+        min: max:
+        base
+        // {
+          kind = "int";
+          inherit min max;
+        };
+    in
+    if name == "bool" then
+      base // { kind = "bool"; }
+    else if range != null && (name == "intBetween" || functor == "int" || lib.hasSuffix "Int" name) then
+      int (lib.toInt (lib.elemAt range 0)) (lib.toInt (lib.elemAt range 1))
+    else if name == "positiveInt" then
+      int 1 null
+    else if name == "unsignedInt" then
+      int 0 null
+    else if name == "int" || name == "signedInt" then
+      int null null
+    else if name == "str" || name == "separatedString" || name == "singleLineStr" || name == "nonEmptyStr" then
+      base // { kind = "str"; }
+    else if name == "enum" then
+      base
+      // {
+        kind = "enum";
+        values = t.functor.payload.values or t.functor.payload;
+      }
+    else if functor == "strMatching" then
+      base
+      // {
+        kind = "strMatching";
+        inherit name;
+        inherit (t.functor.payload) pattern;
+      }
+    else if name == "nullOr" || name == "listOf" || name == "attrsOf" || name == "lazyAttrsOf" then
+      base
+      // {
+        kind = if name == "lazyAttrsOf" then "attrsOf" else name;
+        elem = typeInfo nested.elemType;
+      }
+    else if name == "either" then
+      base
+      // {
+        kind = "either";
+        left = typeInfo nested.left;
+        right = typeInfo nested.right;
+      }
+    else if name == "coercedTo" then
+      base
+      // {
+        kind = "coercedTo";
+        from = typeInfo nested.coercedType;
+        to = typeInfo nested.finalType;
+      }
+    else if name == "submodule" then
+      base // { kind = "submodule"; }
+    else if lib.elem name [
+      "anything"
+      "raw"
+      "unspecified"
+      "package"
+      "attrs"
+    ] then
+      base // { kind = "any"; }
+    else
+      base
+      // {
+        kind = "named";
+        inherit name;
+      };
+
+  # Not the module system's own `_module.*` options of each submodule.
+  isOurs = name: !(lib.hasInfix "._module." name) && !(lib.hasPrefix "_module." name);
+
+  # Every option of `opts` (an option tree), with the options of submodules
+  # (`<name>`, `*`), as lib.optionAttrSetToDocList walks them; unlike it,
+  # internal and invisible options are kept (a user may set them).
+  rawOptions =
+    opts:
+    lib.concatMap (
+      opt:
+      let
+        sub = opt.type.getSubOptions opt.loc;
+      in
+      lib.optional (isOurs (lib.showOption opt.loc)) opt ++ lib.optionals (sub != { }) (rawOptions sub)
+    ) (lib.collect lib.isOption opts);
+
+  # One option of the schema, with its raw default.
+  schemaOption =
+    opt:
+    let
+      internal = (opt.internal or false) || (opt.visible or true) != true;
+      plain = v: if builtins.typeOf v == "path" then toString v else v;
+      # A read-only option's value is the module's own: no default to check
+      # against (and some are large tables).
+      default =
+        if opt.readOnly or false then
+          null
+        else if opt ? defaultText then
+          { computed = opt.defaultText.text or (lib.generators.toPretty { } opt.defaultText); }
+        else if opt ? default then
+          { literal = plain opt.default; }
+        else
+          null;
+    in
+    {
+      name = lib.showOption opt.loc;
+      type = typeInfo opt.type;
+    }
+    // lib.optionalAttrs (default != null) { inherit default; }
+    // lib.optionalAttrs internal { internal = true; };
+
+  allOptions = lib.sort (a: b: a.name < b.name) (map schemaOption (rawOptions ours));
+
+  # The string types of the schema, each once (by name, pattern and
+  # description), with the type itself to run its check.
+  stringTypesOf =
+    t:
+    let
+      info = typeInfo t;
+      nested = t.nestedTypes;
+      inner = {
+        nullOr = [ nested.elemType ];
+        listOf = [ nested.elemType ];
+        attrsOf = [ nested.elemType ];
+        either = [
+          nested.left
+          nested.right
+        ];
+        coercedTo = [
+          nested.coercedType
+          nested.finalType
+        ];
+      };
+    in
+    if info.kind == "strMatching" || info.kind == "named" then
+      [
+        {
+          inherit info;
+          inherit (t) check;
+        }
+      ]
+    else
+      lib.concatMap stringTypesOf (inner.${info.kind} or [ ]);
+  stringTypes =
+    let
+      all = lib.concatMap (o: stringTypesOf o.type) (rawOptions ours);
+      key = s: builtins.toJSON s.info;
+      unique = lib.attrValues (lib.listToAttrs (map (s: lib.nameValuePair (key s) s) all));
+    in
+    map (
+      s:
+      s.info
+      // {
+        verdicts = lib.concatMapStrings (p: if s.check p then "1" else "0") probes;
+      }
+    ) unique;
+
+  # Strings that tell the string types' rules apart: formats written right
+  # and in the usual wrong ways, white space and control characters, the
+  # length limits, non-ASCII.
+  control = c: builtins.fromJSON "\"${c}\"";
+  repeat = n: s: lib.concatStrings (lib.replicate n s);
+  probes = [
+    ""
+    " "
+    "."
+    ".."
+    "/"
+    "//"
+    "/a"
+    "/a/"
+    "/a b"
+    "/a\tb"
+    "/a\nb"
+    "/a${control "\\u0001"}b"
+    "/a${control "\\u007f"}b"
+    "/tmp/\"x"
+    "/tmp/é"
+    ("/" + repeat 4094 "a")
+    ("/" + repeat 4095 "a")
+    "a"
+    "a/b"
+    "images/win11.qcow2"
+    "/var/lib/libvirt/images/win11.qcow2"
+    "/dev/sda"
+    "/dev/"
+    "/dev/kvmfr0"
+    "/dev/input/"
+    "/dev/input/event3"
+    "/dev/input/by-id/usb-Logitech_USB_Keyboard-event-kbd"
+    "/dev/input/by-id/usb-…-event-kbd"
+    "/dev/input/a b"
+    "/dev/input/../sda"
+    "br0"
+    "br 0"
+    "enp6s0"
+    "eth0:1"
+    "eth0/1"
+    "virbr0"
+    "123456789012345"
+    "1234567890123456"
+    "enp6s0-with-a-long-name"
+    "10de:2782"
+    "10DE:2782"
+    "10de2782"
+    "10de:278"
+    "046d"
+    "046D"
+    "c52b"
+    "0000:01:00.0"
+    "0000:0c:1f.7"
+    "01:00.0"
+    "0000:01:00:1"
+    "0000:01:20.0"
+    "0000:01:00.8"
+    "0000:01:00.0 "
+    "52:54:00:12:34:56"
+    "53:54:00:12:34:56"
+    "52-54-00-12-34-56"
+    "52:54:00:12:34:5g"
+    "52:54:00:12:34"
+    "4f6c2b1e-7a3d-4c55-9e21-0b8d3f6a1c42"
+    "4F6C2B1E-7A3D-4C55-9E21-0B8D3F6A1C42"
+    "4f6c2b1e7a3d4c559e210b8d3f6a1c42"
+    "win11-0001"
+    "alice"
+    "_alice"
+    "1alice"
+    "machine$"
+    "al$ice"
+    "host"
+    "vfio"
+    "gpu.v1-2_x"
+    "GPU passthrough"
+    "4-15"
+    "8-11,24-27"
+    "4-15, 20"
+    "4-15,"
+    "0"
+    "15-4"
+    "a-b"
+    "display-manager.service"
+    "getty@tty1.service"
+    "ollama"
+    "sshd.socket"
+  ];
 in
 assert lib.assertMsg (unsectioned == [ ])
   "gen-options-doc.nix: options outside every section: ${toString (map (o: o.name) unsectioned)}";
 if format == "json" then
   asJson
+else if format == "schema" then
+  {
+    options = allOptions;
+    inherit probes stringTypes;
+  }
 else
   lib.concatStrings [
     "# Options reference\n\n"

@@ -1,7 +1,7 @@
-# An interface name is a string, not a number.
+# A QEMU argument is a string, not a number.
 {
-  virtualisation.vms.win11.network = {
-    type = "macvtap";
-    interface = 0;
-  };
+  virtualisation.vms.win11.qemuArgs = [
+    "-fw_cfg"
+    42
+  ];
 }

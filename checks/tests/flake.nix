@@ -168,6 +168,8 @@ in
       expr = map has [
         "rust/Cargo.toml"
         "rust/src/lib.rs"
+        "checks/options.json"
+        "checks/check-hosts.sh"
         "modules/hooks/gpu-detach.sh"
         "checks/bad-inputs"
         "hosts/example/default.nix"
@@ -175,6 +177,7 @@ in
         "flake.nix"
         "modules/vms/options.nix"
         "docs"
+        "checks/gen-options-doc.nix"
       ];
       expected = [
         true
@@ -182,6 +185,9 @@ in
         true
         true
         true
+        true
+        true
+        false
         false
         false
         false

@@ -14,6 +14,7 @@
 //! | [`ids`] | UUIDs and MACs derived from names |
 //! | [`discover`] | sysfs → GPUs, IOMMU groups, topology; its Nix output |
 //! | [`nixedit`] | reading and editing host `.nix` files (rnix), comments kept |
+//! | [`rules`] | the cross-option rules of a VM, shared by `domain` and `check` |
 //! | [`check`] | static checks of host `.nix` files |
 //! | [`doctor`] | host diagnostics: can this VM start here? |
 //! | [`diagnostics`] | findings rendered with miette or as JSON |
@@ -34,5 +35,6 @@ pub mod firmware;
 pub mod ids;
 pub mod nixedit;
 pub mod pinning;
+pub mod rules;
 pub mod sync;
 pub mod topology;

@@ -1,23 +1,20 @@
 //! `modules.networking.bridge`.
 
 use super::host::{boolean, span_of, string, Host};
-use super::{schema, Cx};
+use super::schema::Namespace;
+use super::Cx;
+
+const B: Namespace = Namespace::Bridge;
 
 impl Cx<'_> {
     pub(super) fn bridge_rules(&mut self, host: &Host) {
         let Some(bridge) = host.bridge else { return };
-        self.options(
-            bridge,
-            schema::BRIDGE_OPTIONS,
-            "",
-            "modules.networking.bridge",
-            "bridge",
-        );
-        if boolean(bridge, "enable", false) != Some(true) {
+        self.options(bridge, B, "modules.networking.bridge");
+        if boolean(bridge, B, "enable") != Some(true) {
             return;
         }
-        let name = string(bridge, "name", Some("br0")).flatten();
-        match string(bridge, "interface", None) {
+        let name = string(bridge, B, "name").flatten();
+        match string(bridge, B, "interface") {
             Some(None) => {
                 let (s, e) = span_of(bridge, &["enable"]);
                 self.push(

@@ -17,6 +17,9 @@ use rowan::ast::AstNode;
 
 use crate::nixedit;
 
+use super::builtins;
+use super::comments::Comments;
+
 /// A value as far as it is known statically.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val {
@@ -152,6 +155,8 @@ struct Reader<'a> {
     /// The bindings being read (by their range): a binding that uses itself
     /// is unknown there.
     resolving: Vec<TextRange>,
+    /// Bytes built by lib calls so far ([`builtins::MAX_BUILT_BYTES`]).
+    built: usize,
 }
 
 /// Longest expression text kept in [`Val::Unknown`].
@@ -167,6 +172,7 @@ pub fn read(root: &ast::Root, source: &str) -> Node {
         depth: 0,
         budget: 4 * source.len() + 10_000,
         resolving: Vec::new(),
+        built: 0,
     };
     match root.expr() {
         Some(expr) => reader.expr(&expr),
@@ -179,99 +185,6 @@ fn ident_text(attr: &ast::Attr) -> Option<String> {
         ast::Attr::Ident(i) => Some(i.syntax().text().to_string()),
         _ => None,
     }
-}
-
-/// Comment lines above a binding that are read, at most.
-const MAX_COMMENT_LINES: usize = 16;
-/// Bytes of one comment line that are kept, at most.
-const MAX_COMMENT_BYTES: usize = 256;
-
-/// Where the lines and `#` characters of a file are, computed once, so that
-/// attaching comments costs the same for every binding however long the
-/// file's lines are (one long line of bindings must not make it quadratic).
-struct Comments {
-    /// Offsets of the `\n` characters.
-    newlines: Vec<usize>,
-    /// Offsets of the `#` characters.
-    hashes: Vec<usize>,
-    /// Per line: the line, trimmed, is a `#` comment.
-    comment_only: Vec<bool>,
-}
-
-impl Comments {
-    fn new(source: &str) -> Comments {
-        let bytes = source.as_bytes();
-        let newlines: Vec<usize> = memchr_all(bytes, b'\n');
-        let hashes: Vec<usize> = memchr_all(bytes, b'#');
-        let mut comment_only = Vec::with_capacity(newlines.len() + 1);
-        let mut start = 0;
-        for end in newlines.iter().copied().chain(std::iter::once(bytes.len())) {
-            comment_only.push(source[start..end].trim_start().starts_with('#'));
-            start = end + 1;
-        }
-        Comments {
-            newlines,
-            hashes,
-            comment_only,
-        }
-    }
-
-    /// The line holding byte `pos` (0-based).
-    fn line_of(&self, pos: usize) -> usize {
-        self.newlines.partition_point(|&n| n < pos)
-    }
-
-    fn line_range(&self, line: usize, len: usize) -> (usize, usize) {
-        let start = if line == 0 {
-            0
-        } else {
-            self.newlines[line - 1] + 1
-        };
-        let end = self.newlines.get(line).copied().unwrap_or(len);
-        (start, end)
-    }
-
-    /// The comments belonging to a binding at `start..end`: those on the
-    /// lines directly above it and the one after it on its last line.
-    fn around(&self, source: &str, start: usize, end: usize) -> String {
-        let clip = |text: &str| -> String {
-            let mut cut = MAX_COMMENT_BYTES.min(text.len());
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text[..cut].trim().to_string()
-        };
-        let mut parts: Vec<String> = Vec::new();
-        let first = self.line_of(start.min(source.len()));
-        let mut line = first;
-        while line > 0 && first - line < MAX_COMMENT_LINES && self.comment_only[line - 1] {
-            line -= 1;
-        }
-        for l in line..first {
-            let (a, b) = self.line_range(l, source.len());
-            let text = source[a..b].trim_start();
-            parts.push(clip(text.strip_prefix('#').unwrap_or(text)));
-        }
-        // The rest of the binding's last line.
-        let end = end.min(source.len());
-        let line_end = self.line_range(self.line_of(end), source.len()).1;
-        let next_hash = self.hashes.partition_point(|&h| h < end);
-        if let Some(&h) = self.hashes.get(next_hash) {
-            if h < line_end {
-                parts.push(clip(&source[h + 1..line_end]));
-            }
-        }
-        parts.join("\n")
-    }
-}
-
-fn memchr_all(bytes: &[u8], b: u8) -> Vec<usize> {
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c == b)
-        .map(|(i, _)| i)
-        .collect()
 }
 
 impl Reader<'_> {
@@ -352,15 +265,20 @@ impl Reader<'_> {
         }
     }
 
-    fn let_in(&mut self, expr: &ast::Expr, l: &ast::LetIn) -> Node {
-        let scope = self.scope_of(l);
+    /// The value of `body` (of `expr`) with the names of `scope` bound.
+    fn scoped(&mut self, expr: &ast::Expr, scope: Scope, body: Option<ast::Expr>) -> Node {
         self.scopes.push(scope);
-        let node = match l.body() {
+        let node = match body {
             Some(body) => self.expr(&body),
             None => self.unknown(expr),
         };
         self.scopes.pop();
         node
+    }
+
+    fn let_in(&mut self, expr: &ast::Expr, l: &ast::LetIn) -> Node {
+        let scope = self.scope_of(l);
+        self.scoped(expr, scope, l.body())
     }
 
     fn lambda(&mut self, expr: &ast::Expr, l: &ast::Lambda) -> Node {
@@ -383,13 +301,7 @@ impl Reader<'_> {
             }
             None => {}
         }
-        self.scopes.push(scope);
-        let node = match l.body() {
-            Some(body) => self.expr(&body),
-            None => self.unknown(expr),
-        };
-        self.scopes.pop();
-        node
+        self.scoped(expr, scope, l.body())
     }
 
     fn string(&mut self, expr: &ast::Expr, s: &ast::Str, range: TextRange) -> Node {
@@ -452,10 +364,48 @@ impl Reader<'_> {
         let name = f.syntax().text().to_string();
         let last = name.rsplit('.').next().unwrap_or_default().trim();
         if matches!(last, "mkDefault" | "mkForce" | "mkOptionDefault") {
-            self.expr(&arg)
-        } else {
-            self.unknown(expr)
+            return self.expr(&arg);
         }
+        self.call(expr, a).unwrap_or_else(|| self.unknown(expr))
+    }
+
+    /// A call of one of the lib functions [`builtins`] knows, with all its
+    /// arguments (`f a b` is `(f a) b`).
+    fn call(&mut self, expr: &ast::Expr, a: &ast::Apply) -> Option<Node> {
+        let mut args = Vec::new();
+        let mut head = ast::Expr::Apply(a.clone());
+        while let ast::Expr::Apply(app) = &head {
+            args.push(app.argument()?);
+            let f = app.lambda()?;
+            head = match f {
+                ast::Expr::Paren(p) => p.expr()?,
+                other => other,
+            };
+            if args.len() > 8 {
+                return None;
+            }
+        }
+        args.reverse();
+        let name: String = head
+            .syntax()
+            .text()
+            .to_string()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        // A name bound in the file is the file's own function.
+        let base = name.split('.').next().unwrap_or_default();
+        if self.lookup(base).is_some() && base != "lib" && base != "builtins" {
+            return None;
+        }
+        if !matches!(head, ast::Expr::Ident(_) | ast::Expr::Select(_))
+            || builtins::arity(&name) != Some(args.len())
+        {
+            return None;
+        }
+        let values: Vec<Node> = args.iter().map(|e| self.expr(e)).collect();
+        let val = builtins::call(&name, &values, &mut self.built)?;
+        Some(Node::new(val, nixedit::tight_range(expr.syntax())))
     }
 
     fn unary(&mut self, expr: &ast::Expr, u: &ast::UnaryOp, range: TextRange) -> Node {
@@ -707,6 +657,34 @@ mod tests {
         assert_eq!(get(&t, &["c"]), Get::Unknown);
         assert_eq!(get(&t, &["d"]), Get::Unknown);
         assert_eq!(get(&t, &["e"]), Get::Absent);
+    }
+
+    #[test]
+    fn lib_string_functions_are_evaluated() {
+        let t = tree(
+            "{ lib, ... }: { a = lib.concatStrings (lib.replicate 3 \"ab\"); b = lib.concatStringsSep \", \" [ \"x\" \"y\" ]; c = lib.strings.replicate 2 \"z\"; d = builtins.concatStringsSep \"\" [ ]; e = lib.optionalString false \"q\"; }",
+        );
+        assert_eq!(val(&t, &["a"]), &Val::Str("ababab".into()));
+        assert_eq!(val(&t, &["b"]), &Val::Str("x, y".into()));
+        assert_eq!(val(&t, &["c"]), &Val::Str("zz".into()));
+        assert_eq!(val(&t, &["d"]), &Val::Str(String::new()));
+        assert_eq!(val(&t, &["e"]), &Val::Str(String::new()));
+    }
+
+    #[test]
+    fn other_calls_and_huge_results_are_not_literals() {
+        let t = tree(
+            "let concatStrings = x: x; in { lib, ... }: { a = concatStrings [ \"x\" ]; b = lib.concatStrings (lib.replicate 100000000 \"abc\"); c = lib.toUpper \"x\"; d = lib.concatStrings [ config.x ]; }",
+        );
+        for name in ["a", "b", "c", "d"] {
+            assert_eq!(get(&t, &[name]), Get::Unknown, "{name}");
+        }
+        // The bound is on all calls of a file together.
+        let each = "lib.strings.replicate 1000000 \"x\"";
+        let t = tree(&format!(
+            "{{ lib, ... }}: {{ a = {each}; b = {each}; c = {each}; d = {each}; e = {each}; }}"
+        ));
+        assert_eq!(get(&t, &["e"]), Get::Unknown);
     }
 
     #[test]

@@ -1,18 +1,6 @@
 //! What a comment or a size says: display resolutions named in comments
 //! (`# 4K`, `3440x1440`) and the Looking Glass memory they need.
 
-pub(super) fn is_power_of_two(n: i64) -> bool {
-    n > 0 && (n & (n - 1)) == 0
-}
-
-pub(super) fn next_power_of_two(n: i64) -> i64 {
-    let mut p = 1i64;
-    while p < n && p < (1 << 40) {
-        p *= 2;
-    }
-    p
-}
-
 /// A display resolution named in a comment (`4K`, `1440p`, `3440x1440`):
 /// the largest one mentioned, with the words that named it.
 pub fn resolution_hint(text: &str) -> Option<(u64, u64, String)> {
@@ -83,7 +71,7 @@ pub fn resolution_hint(text: &str) -> Option<(u64, u64, String)> {
 pub fn looking_glass_mib(width: u64, height: u64) -> i64 {
     let bytes = width * height * 4 * 2;
     let mib = bytes.div_ceil(1024 * 1024) + 10;
-    next_power_of_two(i64::try_from(mib).unwrap_or(i64::MAX))
+    i64::try_from(crate::rules::next_power_of_two(mib)).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

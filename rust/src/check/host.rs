@@ -2,7 +2,10 @@
 //! and the bridge, and typed lookups that give `None` for a value that is
 //! not a literal (so the rules that need it are skipped).
 
+use serde_json::Value;
+
 use super::eval::{get, Get, Node, Val};
+use super::schema::{self, Namespace};
 
 pub(super) struct Host<'a> {
     pub(super) top: &'a Node,
@@ -67,40 +70,42 @@ pub(super) fn split(path: &str) -> Vec<&str> {
     path.split('.').collect()
 }
 
-/// An integer option: `None` when not a literal integer.
-pub(super) fn int(n: &Node, path: &str, default: i64) -> Option<i64> {
+/// The value of the option at `path` (below the tree `ns`) of `n`: the
+/// literal written, else the option's literal default. `None` when it is
+/// not a literal, or defaults to a value computed from other options.
+pub(super) fn value(n: &Node, ns: Namespace, path: &str) -> Option<Value> {
     match get(n, &split(path)) {
-        Get::Absent => Some(default),
-        Get::Known(x) => match x.val {
-            Val::Int(i) => Some(i),
-            _ => None,
-        },
+        Get::Absent => schema::schema()
+            .ok()?
+            .get(ns, path)?
+            .literal_default()
+            .cloned(),
+        Get::Known(x) => x.to_json(),
         Get::Unknown => None,
     }
 }
 
-pub(super) fn boolean(n: &Node, path: &str, default: bool) -> Option<bool> {
-    match get(n, &split(path)) {
-        Get::Absent => Some(default),
-        Get::Known(x) => match x.val {
-            Val::Bool(b) => Some(b),
-            _ => None,
-        },
-        Get::Unknown => None,
-    }
+/// An integer option: `None` when not a literal integer.
+pub(super) fn int(n: &Node, ns: Namespace, path: &str) -> Option<i64> {
+    value(n, ns, path)?.as_i64()
+}
+
+pub(super) fn boolean(n: &Node, ns: Namespace, path: &str) -> Option<bool> {
+    value(n, ns, path)?.as_bool()
 }
 
 /// A nullable string option: `Some(None)` for null.
-pub(super) fn string(n: &Node, path: &str, default: Option<&str>) -> Option<Option<String>> {
-    match get(n, &split(path)) {
-        Get::Absent => Some(default.map(String::from)),
-        Get::Known(x) => match &x.val {
-            Val::Null => Some(None),
-            Val::Str(s) | Val::Path(s) => Some(Some(s.clone())),
-            _ => None,
-        },
-        Get::Unknown => None,
+pub(super) fn string(n: &Node, ns: Namespace, path: &str) -> Option<Option<String>> {
+    match value(n, ns, path)? {
+        Value::Null => Some(None),
+        Value::String(s) => Some(Some(s)),
+        _ => None,
     }
+}
+
+/// True when `path` is not set in the file (its default applies).
+pub(super) fn absent(n: &Node, path: &str) -> bool {
+    matches!(get(n, &split(path)), Get::Absent)
 }
 
 /// A list of strings with their nodes: `None` when not all literal strings.
@@ -135,13 +140,6 @@ pub(super) fn span_of(n: &Node, paths: &[&str]) -> (usize, usize) {
         .iter()
         .find_map(|p| at(n, p))
         .map_or((n.key_start, n.key_end), |x| (x.start, x.end))
-}
-
-pub(super) fn json_str(s: &Option<String>) -> String {
-    match s {
-        Some(s) => format!("\"{s}\""),
-        None => "null".into(),
-    }
 }
 
 pub(super) fn vm_list(names: &[&str]) -> String {

@@ -3,23 +3,27 @@
 //!
 //! A file is parsed with `rnix`; the literal values of its top attribute set
 //! are read into one tree ([`eval`]), whether written as nested sets or dotted
-//! paths (`virtualisation.vms.win11.gpu.pciId = …`), through `let`, `inherit`
-//! and `mkDefault`. The definitions under `virtualisation.vms`, `modules.vfio`
-//! and `modules.networking.bridge` are then checked with the same rules (and
-//! the same wording) as the NixOS modules' types and assertions, plus a few
-//! that only a static look can give:
+//! paths (`virtualisation.vms.win11.gpu.pciId = …`), through `let`, `inherit`,
+//! `mkDefault` and a few pure lib functions (`lib.concatStrings`, …). The
+//! definitions under `virtualisation.vms`, `modules.vfio` and
+//! `modules.networking.bridge` are then checked against the modules
+//! themselves:
 //!
-//! * option names (a typo is an error, with the closest known name) and types
-//!   (PCI IDs and addresses, UUID, MAC, enums, integer ranges, paths);
-//! * `vcpus == cpu.cores * cpu.threads`; hugepages against memory; the GPU's
-//!   address and ID; audio function pairs; macvtap without `interface`;
-//!   bridge without a bridge; Looking Glass size a power of two, and large
-//!   enough for the display resolution a comment names (`# 4K`, `3440x1440`);
-//!   the same PCI device or kvmfr device in two VMs;
-//! * the `modules.vfio` assertions (dual boot, Looking Glass, Scream, kvmfr);
-//! * vCPU pins past the host's CPUs, when a host topology is known
-//!   (`--topology`, or `modules.vfio.hostTopology` as a literal or
-//!   `lib.importJSON ./file.json`).
+//! * option names, types and defaults come from checks/options.json, which
+//!   is generated from the module declarations ([`schema`]): a typo is an
+//!   error with the closest known name, a value of the wrong type is reported
+//!   in the module system's words (`strMatching` patterns are matched as
+//!   `builtins.match` does, [`regex`]);
+//! * each VM's cross-option rules and those across VMs are the ones the
+//!   domain applies ([`crate::rules`]: vcpus against cores and threads,
+//!   hugepages against memory, the GPU's functions, the CPU vendor, input
+//!   without graphics, …), run on a config model of the literal values;
+//! * the `modules.vfio` and bridge assertions (dual boot, isolation, Looking
+//!   Glass, Scream, kvmfr), with the same wording as the modules';
+//! * what only a static look can give: a Looking Glass size too small for the
+//!   display resolution a comment names (`# 4K`, `3440x1440`), and vCPU pins
+//!   past the host's CPUs when a host topology is known (`--topology`, or
+//!   `modules.vfio.hostTopology` as a literal or `lib.importJSON ./file.json`).
 //!
 //! A file the parser cannot take safely (nesting deeper than
 //! [`nixedit::MAX_NESTING`] levels, a run of more than [`nixedit::MAX_RUN`]
@@ -29,16 +33,22 @@
 //! time taken stays linear in the file's size.
 //!
 //! A value that is not a literal (`mkIf`, `config.…`, a function call) is
-//! never guessed at: the rules that need it are skipped. Rules that need to
-//! know that something is *absent* (no GPU VM, no Looking Glass users, …) run
-//! only on a self-contained file, one without `imports`.
+//! never guessed at: the rules that read it are skipped, and so are those
+//! that read an option whose default is computed from one. Rules that need
+//! to know that something is *absent* (no GPU VM, no Looking Glass users, no
+//! CPU vendor, …) run only on a self-contained file, one without `imports`.
 
 pub mod eval;
+pub mod regex;
 pub mod schema;
+pub mod strtype;
 
 mod bridge;
+mod builtins;
+mod comments;
 mod hints;
 mod host;
+mod model;
 mod options;
 mod pinning;
 mod vfio;
@@ -165,17 +175,35 @@ pub fn check_source(
             return cx.finish();
         }
     };
+    if let Err(e) = schema::schema() {
+        cx.push(
+            "schema",
+            0,
+            0,
+            format!("the option schema built into vfio-helper does not read: {e}"),
+            "not checked".into(),
+            "rebuild vfio-helper from a checkout whose checks/options.json is current".into(),
+        );
+        return cx.finish();
+    }
     let top = eval::read(&root, source);
     let host = Host::new(&top);
-    cx.vm_rules(&host);
-    cx.vfio_rules(&host);
-    cx.bridge_rules(&host);
     let topology = match &options.topology {
         Some(t) => Some(t.clone()),
         None => cx.topology(&host, base_dir),
     };
+    let vendor = model::host_vendor(
+        &top,
+        topology.as_ref(),
+        host.self_contained,
+        host.vfio.is_some(),
+    );
+    let models = cx.vm_rules(&host, vendor);
+    cx.overlap_rules(&host, &models);
+    cx.vfio_rules(&host, &models);
+    cx.bridge_rules(&host);
     if let Some(topology) = topology {
-        cx.pinning_rules(&host, &topology);
+        cx.pinning_rules(&host, &models, &topology);
     }
     cx.finish()
 }

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::VmConfig;
 use crate::pinning::{self, PinError};
 use crate::topology::HostTopology;
 
 use super::eval::{get, Get, Node, Val};
-use super::host::{at_unknown, boolean, span_of, split, Host};
+use super::host::{at_unknown, span_of, Host};
+use super::model::VmModel;
 use super::Cx;
 
 impl Cx<'_> {
@@ -78,61 +78,42 @@ impl Cx<'_> {
         }
     }
     /// vCPU pins past the host's CPUs.
-    pub(super) fn pinning_rules(&mut self, host: &Host, topology: &HostTopology) {
-        for (name, vm) in host.literal_vms() {
-            if boolean(vm, "cpu.pinning.enable", true) != Some(true) {
+    pub(super) fn pinning_rules(
+        &mut self,
+        host: &Host,
+        models: &[VmModel],
+        topology: &HostTopology,
+    ) {
+        let reads = [
+            "type",
+            "vcpus",
+            "cpu.cores",
+            "cpu.threads",
+            "cpu.pinning.enable",
+            "cpu.pinning.startCpu",
+            "cpu.pinning.prefer",
+        ];
+        for m in models.iter().filter(|m| m.knows(&reads)) {
+            let cfg = &m.cfg;
+            // Out-of-range sizes are the type rules' findings (unknown here);
+            // a mismatch of vcpus and cores is the rules'.
+            if !cfg.cpu.pinning.enable || cfg.vcpus != cfg.cpu.cores.saturating_mul(cfg.cpu.threads)
+            {
                 continue;
             }
-            let mut json = serde_json::json!({ "name": name });
-            let mut ok = true;
-            for (path, default) in [
-                ("type", None),
-                ("vcpus", None),
-                ("cpu.cores", None),
-                ("cpu.threads", None),
-                ("cpu.pinning.startCpu", None),
-                ("cpu.pinning.prefer", None),
-                ("cpu.vendor", None::<()>),
-            ] {
-                let _ = default;
-                match get(vm, &split(path)) {
-                    Get::Absent => {}
-                    Get::Unknown => ok = false,
-                    Get::Known(n) => match n.to_json() {
-                        Some(v) => set_json(&mut json, path, v),
-                        None => ok = false,
-                    },
-                }
-            }
-            if !ok {
-                continue;
-            }
-            let Ok(cfg) = VmConfig::from_json(&json.to_string()) else {
-                continue;
-            };
-            // Out-of-range sizes are the type rules' findings; planning with
-            // them could allocate without bound.
-            let sane = (1..=1024).contains(&cfg.vcpus)
-                && (1..=512).contains(&cfg.cpu.cores)
-                && (1..=2).contains(&cfg.cpu.threads)
-                && cfg.cpu.pinning.start_cpu <= 4096;
-            if !sane {
-                continue;
-            }
-            match pinning::plan(&cfg, Some(topology)) {
+            match pinning::plan(cfg, Some(topology)) {
                 Err(e @ PinError::NotEnoughCores { .. }) => {
-                    let (s, e2) =
-                        span_of(vm, &["vcpus", "cpu.pinning.startCpu", "cpu.cores", "cpu"]);
-                    let help = miette::Diagnostic::help(&e)
-                        .map(|h| h.to_string())
-                        .unwrap_or_default();
+                    let (s, e2) = span_of(
+                        m.node,
+                        &["vcpus", "cpu.pinning.startCpu", "cpu.cores", "cpu"],
+                    );
                     self.push(
                         "vm-pinning-past-host",
                         s,
                         e2,
-                        format!("virtualisation.vms.{name}: {e}"),
+                        format!("virtualisation.vms.{}: {e}", m.name),
                         "does not fit this host".into(),
-                        help,
+                        help(&e),
                     );
                 }
                 Err(e @ PinError::InvalidTopology { .. }) => {
@@ -140,23 +121,25 @@ impl Cx<'_> {
                         .vfio
                         .and_then(|v| at_unknown(v, "hostTopology"))
                         .map_or((0, 0), |n| (n.start, n.end));
-                    let help = miette::Diagnostic::help(&e)
-                        .map(|h| h.to_string())
-                        .unwrap_or_default();
                     self.push(
                         "host-topology",
                         s,
                         e2,
                         format!("modules.vfio.hostTopology: {e}"),
                         "inconsistent topology".into(),
-                        help,
+                        help(&e),
                     );
                 }
                 _ => {}
             }
         }
-        let _ = host.top;
     }
+}
+
+fn help(e: &PinError) -> String {
+    miette::Diagnostic::help(e)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
 }
 
 /// The `./….json` path in `lib.importJSON ./x.json` and the like.
@@ -167,22 +150,6 @@ fn json_path(text: &str) -> Option<String> {
     text.split(|c: char| c.is_whitespace() || c == '(' || c == ')')
         .find(|w| (w.starts_with("./") || w.starts_with("../")) && w.ends_with(".json"))
         .map(String::from)
-}
-fn set_json(json: &mut serde_json::Value, path: &str, value: serde_json::Value) {
-    let parts = split(path);
-    let mut cur = json;
-    for (i, part) in parts.iter().enumerate() {
-        let Some(obj) = cur.as_object_mut() else {
-            return;
-        };
-        if i + 1 == parts.len() {
-            obj.insert((*part).to_string(), value);
-            return;
-        }
-        cur = obj
-            .entry((*part).to_string())
-            .or_insert_with(|| serde_json::Value::Object(Default::default()));
-    }
 }
 #[cfg(test)]
 mod tests {

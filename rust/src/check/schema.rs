@@ -1,395 +1,357 @@
 //! The option trees `check` knows (`virtualisation.vms.<name>`,
-//! `modules.vfio`, `modules.networking.bridge`), with the types the NixOS
-//! modules declare, described in the modules' own words so that `check` and
-//! the evaluation report a bad value the same way.
+//! `modules.vfio`, `modules.networking.bridge`): read from
+//! checks/options.json, which checks/gen-options-doc.nix generates from the
+//! modules' declarations (kept current by checks/docs-test.sh). Every name,
+//! type, range, enum value and default is the module's own, and a type is
+//! described in the module's words, so `check` and the evaluation report a
+//! bad value the same way. A new option reaches `check` by regenerating that
+//! file: `bash checks/docs-test.sh --update LIB_PATH`.
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
 
 use super::eval::{Node, Val};
+use super::strtype::StrType;
 
-/// A string format (`types.strMatching`).
+/// checks/options.json, compiled in.
+pub const OPTIONS_JSON: &str = include_str!("../../../checks/options.json");
+
+/// The option trees `check` reads a host file for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    PciId,
-    PciAddress,
-    Uuid,
-    Mac,
-    /// An absolute path (string or path literal).
-    AbsPath,
-    /// A path under /dev/input/.
-    Evdev,
-    /// A boot entry tag.
-    Label,
-    /// A network interface name.
-    Iface,
-    /// A user name.
-    User,
-    /// A device node path for qemu.conf.
-    DevPath,
-    /// A CPU list in the kernel's format (`4-15,20`).
-    CpuList,
+pub enum Namespace {
+    Vm,
+    Vfio,
+    Bridge,
 }
 
-/// An option's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Namespace {
+    pub const ALL: [Namespace; 3] = [Namespace::Vm, Namespace::Vfio, Namespace::Bridge];
+
+    /// The tree's root in checks/options.json.
+    pub fn root(self) -> &'static str {
+        match self {
+            Namespace::Vm => "virtualisation.vms.<name>",
+            Namespace::Vfio => "modules.vfio",
+            Namespace::Bridge => "modules.networking.bridge",
+        }
+    }
+
+    /// The prefix of the rule names of its findings.
+    pub fn rule_prefix(self) -> &'static str {
+        match self {
+            Namespace::Vm => "vm",
+            Namespace::Vfio => "vfio",
+            Namespace::Bridge => "bridge",
+        }
+    }
+}
+
+/// An option's type, as the module declares it.
+#[derive(Debug, Clone)]
+pub struct Type {
+    pub kind: Kind,
+    /// The module system's description (`null or PCI address …`).
+    pub description: String,
+}
+
+#[derive(Debug, Clone)]
 pub enum Kind {
     Bool,
-    /// `ints.between min max` (also `positive`/`unsigned` with their wording).
+    /// An integer within `min..=max` (`None`: unbounded on that side).
     Int {
-        min: i64,
-        max: i64,
-        desc: IntDesc,
+        min: Option<i64>,
+        max: Option<i64>,
     },
     Str,
-    Enum(&'static [&'static str]),
-    Fmt(Format),
-    ListOf(Format),
-    ListStr,
-    /// Anything (not checked).
+    Enum(Vec<Value>),
+    /// A string type: `strMatching` or one known by name.
+    Text(StrType),
+    NullOr(Box<Type>),
+    ListOf(Box<Type>),
+    AttrsOf(Box<Type>),
+    Either(Box<Type>, Box<Type>),
+    CoercedTo {
+        from: Box<Type>,
+        to: Box<Type>,
+    },
+    /// A set whose options are listed under `<path>.*`.
+    Submodule,
+    /// Not checked (`anything`, `raw`, `package`).
     Any,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntDesc {
-    Between,
-    Positive,
-    Unsigned,
+/// An option's default.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Default {
+    /// A value.
+    Literal(Value),
+    /// Derived from other options: its `defaultText`.
+    Computed(String),
 }
 
-/// One option: its path below the tree's root, type, and whether null is allowed.
-#[derive(Debug, Clone, Copy)]
+/// One option.
+#[derive(Debug, Clone)]
 pub struct Opt {
-    pub path: &'static str,
-    pub kind: Kind,
-    pub nullable: bool,
+    /// The path below the tree's root (`cpu.pinning.startCpu`; the options
+    /// of a list's submodule items as `pci.devices.*.address`).
+    pub path: String,
+    pub ty: Type,
+    /// `None`: the option has no default (it must be set).
+    pub default: Option<Default>,
+    /// Internal or invisible: not in the reference, but settable.
+    pub internal: bool,
 }
 
-const fn opt(path: &'static str, kind: Kind) -> Opt {
-    Opt {
-        path,
-        kind,
-        nullable: false,
+impl Opt {
+    /// The literal default, if the default is one.
+    pub fn literal_default(&self) -> Option<&Value> {
+        match &self.default {
+            Some(Default::Literal(v)) => Some(v),
+            _ => None,
+        }
     }
 }
 
-const fn null_or(path: &'static str, kind: Kind) -> Opt {
-    Opt {
-        path,
-        kind,
-        nullable: true,
-    }
+/// The option trees.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    pub vm: Vec<Opt>,
+    pub vfio: Vec<Opt>,
+    pub bridge: Vec<Opt>,
+    /// Every option of checks/options.json, by its full name (for tests).
+    pub all: Vec<(String, Opt)>,
 }
 
-const fn between(min: i64, max: i64) -> Kind {
-    Kind::Int {
-        min,
-        max,
-        desc: IntDesc::Between,
-    }
-}
-
-const POSITIVE: Kind = Kind::Int {
-    min: 1,
-    max: i64::MAX,
-    desc: IntDesc::Positive,
-};
-const UNSIGNED: Kind = Kind::Int {
-    min: 0,
-    max: i64::MAX,
-    desc: IntDesc::Unsigned,
-};
-
-/// `virtualisation.vms.<name>` (modules/vms.nix, rust/src/config.rs).
-pub const VM_OPTIONS: &[Opt] = &[
-    opt("type", Kind::Enum(&["windows-gaming", "linux-server"])),
-    opt("memory", between(512, 16_777_216)),
-    opt("vcpus", between(1, 1024)),
-    opt("cpu.cores", between(1, 512)),
-    opt("cpu.threads", between(1, 2)),
-    opt("cpu.pinning.enable", Kind::Bool),
-    opt("cpu.pinning.startCpu", UNSIGNED),
-    opt(
-        "cpu.pinning.prefer",
-        Kind::Enum(&["auto", "cache", "frequency"]),
-    ),
-    null_or("cpu.pinning.numaNode", UNSIGNED),
-    opt("cpu.isolate", Kind::Bool),
-    null_or("cpu.vendor", Kind::Enum(&["amd", "intel"])),
-    opt("cpu.evmcs", Kind::Bool),
-    null_or("cpu.avic", Kind::Bool),
-    null_or("cpu.maxPhysAddr", between(32, 52)),
-    opt("gpu.enable", Kind::Bool),
-    null_or("gpu.pciId", Kind::Fmt(Format::PciId)),
-    null_or("gpu.audioPciId", Kind::Fmt(Format::PciId)),
-    null_or("gpu.address", Kind::Fmt(Format::PciAddress)),
-    null_or("gpu.audioAddress", Kind::Fmt(Format::PciAddress)),
-    opt("gpu.extraPciIds", Kind::ListOf(Format::PciId)),
-    opt("gpu.extraAddresses", Kind::ListOf(Format::PciAddress)),
-    null_or("gpu.romFile", Kind::Fmt(Format::AbsPath)),
-    opt("gpu.romBar", Kind::Bool),
-    opt("hugepages.enable", Kind::Bool),
-    opt("hugepages.count", POSITIVE),
-    null_or("hugepages.preallocThreads", between(1, 1024)),
-    opt("storage.disk", Kind::Fmt(Format::AbsPath)),
-    opt("storage.size", POSITIVE),
-    null_or("storage.windowsIso", Kind::Fmt(Format::AbsPath)),
-    null_or("storage.virtioIso", Kind::Fmt(Format::AbsPath)),
-    opt("storage.io", Kind::Enum(&["io_uring", "native", "threads"])),
-    opt(
-        "network.type",
-        Kind::Enum(&["nat", "bridge", "macvtap", "user"]),
-    ),
-    opt("network.bridge", Kind::Str),
-    opt("network.interface", Kind::Str),
-    opt(
-        "network.macvtapMode",
-        Kind::Enum(&["bridge", "vepa", "private"]),
-    ),
-    null_or("network.mac", Kind::Fmt(Format::Mac)),
-    opt("graphics", Kind::Enum(&["spice", "vnc", "none"])),
-    opt("spice.listen", Kind::Enum(&["address", "socket"])),
-    null_or("spice.port", between(5900, 65535)),
-    opt("hideHypervisor", Kind::Bool),
-    opt("hyperv.xmmInput", Kind::Bool),
-    opt("hyperv.tlbflushExtended", Kind::Bool),
-    opt("hyperv.panic", Kind::Bool),
-    opt("spareRootPorts", between(0, 16)),
-    opt("lookingGlass.enable", Kind::Bool),
-    opt("lookingGlass.size", POSITIVE),
-    opt("lookingGlass.backend", Kind::Enum(&["shm", "kvmfr"])),
-    opt("lookingGlass.kvmfrIndex", between(0, 9)),
-    opt("autostart", Kind::Bool),
-    opt("secureBoot", Kind::Bool),
-    opt("secureBootKeys", Kind::Enum(&["microsoft", "none"])),
-    opt("tpm.enable", Kind::Bool),
-    null_or("uuid", Kind::Fmt(Format::Uuid)),
-    null_or("evdev.keyboard", Kind::Fmt(Format::Evdev)),
-    null_or("evdev.mouse", Kind::Fmt(Format::Evdev)),
-    opt(
-        "evdev.grabToggle",
-        Kind::Enum(&[
-            "ctrl-ctrl",
-            "alt-alt",
-            "shift-shift",
-            "meta-meta",
-            "scrolllock",
-            "ctrl-scrolllock",
-        ]),
-    ),
-    opt(
-        "audio.backend",
-        Kind::Enum(&["spice", "pipewire", "scream", "none"]),
-    ),
-    null_or("audio.pipewireUser", Kind::Fmt(Format::User)),
-    null_or("audio.pipewireRuntimeDir", Kind::Fmt(Format::AbsPath)),
-    opt("usb.devices", Kind::Any),
-    opt("usb.controllers", Kind::Any),
-    opt("pci.devices", Kind::Any),
-    opt("extraDevicesXml", Kind::Str),
-    opt("extraCpuXml", Kind::Str),
-    opt("extraFeaturesXml", Kind::Str),
-    opt("extraOsXml", Kind::Str),
-    opt("qemuArgs", Kind::ListStr),
-];
-
-/// `modules.vfio` (modules/vfio.nix, modules/vfio/*.nix).
-pub const VFIO_OPTIONS: &[Opt] = &[
-    opt("enable", Kind::Bool),
-    opt("primaryMode", Kind::Bool),
-    opt("gpuPciIds", Kind::ListOf(Format::PciId)),
-    opt("gpuPciAddresses", Kind::ListOf(Format::PciAddress)),
-    null_or("cpuVendor", Kind::Enum(&["amd", "intel"])),
-    null_or("hostTopology", Kind::Any),
-    opt("blacklistNvidia", Kind::Bool),
-    opt("deviceAcl", Kind::ListOf(Format::DevPath)),
-    opt("dualBoot.enable", Kind::Bool),
-    opt("dualBoot.defaultMode", Kind::Enum(&["host", "vfio"])),
-    opt("dualBoot.hostLabel", Kind::Fmt(Format::Label)),
-    opt("dualBoot.vfioLabel", Kind::Fmt(Format::Label)),
-    null_or("dualBoot.configurationRevision", Kind::Str),
-    opt("dualBoot.currentMode", Kind::Enum(&["host", "vfio"])),
-    opt("lookingGlass.enable", Kind::Bool),
-    opt("lookingGlass.users", Kind::ListOf(Format::User)),
-    opt("lookingGlass.shmSize", POSITIVE),
-    opt("isolation", Kind::Enum(&["dynamic", "static"])),
-    null_or("isolatedCpus", Kind::Fmt(Format::CpuList)),
-    opt("scream.enable", Kind::Bool),
-    null_or("scream.interface", Kind::Fmt(Format::Iface)),
-];
-
-/// `modules.networking.bridge` (modules/networking.nix).
-pub const BRIDGE_OPTIONS: &[Opt] = &[
-    opt("enable", Kind::Bool),
-    opt("name", Kind::Fmt(Format::Iface)),
-    null_or("interface", Kind::Fmt(Format::Iface)),
-];
-
-impl Format {
-    /// The type's description, as the module declares it.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Format::PciId => "PCI vendor:device ID in lower-case hex, e.g. \"10de:2782\"",
-            Format::PciAddress => {
-                "PCI address DDDD:BB:SS.F in lower-case hex, e.g. \"0000:01:00.0\""
-            }
-            Format::Uuid => "UUID in lower-case hex, e.g. \"4f6c2b1e-7a3d-4c55-9e21-0b8d3f6a1c42\"",
-            Format::Mac => "MAC address in lower-case hex, e.g. \"52:54:00:12:34:56\"",
-            Format::AbsPath => "absolute path",
-            Format::Evdev => {
-                "path of an input device under /dev/input/ (e.g. /dev/input/by-id/usb-…-event-kbd)"
-            }
-            Format::Label => "boot entry tag (letters, digits, `_`, `.`, `-`)",
-            Format::Iface => "network interface name (at most 15 characters)",
-            Format::User => "string matching the pattern [A-Za-z_][A-Za-z0-9_.-]*[$]?",
-            Format::DevPath => "string matching the pattern /dev/[^[:space:]\"]+",
-            Format::CpuList => "CPU list in the kernel's format, e.g. \"4-15\" or \"8-11,24-27\"",
+impl Schema {
+    pub fn options(&self, ns: Namespace) -> &[Opt] {
+        match ns {
+            Namespace::Vm => &self.vm,
+            Namespace::Vfio => &self.vfio,
+            Namespace::Bridge => &self.bridge,
         }
     }
 
-    /// True when `s` has the format.
-    pub fn accepts(self, s: &str) -> bool {
-        let hex = |t: &str, n: usize| {
-            t.len() == n && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    /// The option at `path` of a tree.
+    pub fn get(&self, ns: Namespace, path: &str) -> Option<&Opt> {
+        self.options(ns).iter().find(|o| o.path == path)
+    }
+
+    /// Reads checks/options.json (its text).
+    pub fn parse(text: &str) -> Result<Schema, String> {
+        let doc: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let options = doc["options"].as_array().ok_or("no `options` list")?;
+        let mut schema = Schema {
+            vm: Vec::new(),
+            vfio: Vec::new(),
+            bridge: Vec::new(),
+            all: Vec::new(),
         };
-        match self {
-            Format::PciId => s
-                .split_once(':')
-                .is_some_and(|(v, d)| hex(v, 4) && hex(d, 4)),
-            Format::PciAddress => {
-                let parts: Vec<&str> = s.split(':').collect();
-                match parts.as_slice() {
-                    [dom, bus, rest] => {
-                        let Some((slot, func)) = rest.split_once('.') else {
-                            return false;
-                        };
-                        hex(dom, 4)
-                            && hex(bus, 2)
-                            && hex(slot, 2)
-                            && matches!(slot.as_bytes()[0], b'0' | b'1')
-                            && func.len() == 1
-                            && matches!(func.as_bytes()[0], b'0'..=b'7')
+        for o in options {
+            let name = o["name"].as_str().ok_or("an option without a name")?;
+            let ty = parse_type(&o["type"], 0).map_err(|e| format!("{name}: {e}"))?;
+            let default = match &o["default"] {
+                Value::Null => None,
+                d => Some(match (d.get("literal"), d.get("computed")) {
+                    (Some(v), _) => Default::Literal(v.clone()),
+                    (None, Some(Value::String(t))) => Default::Computed(t.clone()),
+                    _ => return Err(format!("{name}: a default of unknown form")),
+                }),
+            };
+            let opt = Opt {
+                path: String::new(),
+                ty,
+                default,
+                internal: o["internal"].as_bool().unwrap_or(false),
+            };
+            for ns in Namespace::ALL {
+                if let Some(path) = name
+                    .strip_prefix(ns.root())
+                    .and_then(|p| p.strip_prefix('.'))
+                {
+                    let mut opt = opt.clone();
+                    opt.path = path.to_string();
+                    match ns {
+                        Namespace::Vm => schema.vm.push(opt),
+                        Namespace::Vfio => schema.vfio.push(opt),
+                        Namespace::Bridge => schema.bridge.push(opt),
                     }
-                    _ => false,
                 }
             }
-            Format::Uuid => {
-                let parts: Vec<&str> = s.split('-').collect();
-                parts.len() == 5 && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| hex(p, n))
+            schema.all.push((name.to_string(), opt));
+        }
+        if schema.vm.is_empty() || schema.vfio.is_empty() || schema.bridge.is_empty() {
+            return Err("an option tree is missing".into());
+        }
+        Ok(schema)
+    }
+}
+
+/// Deepest type nesting read (the module's are at most 4 deep).
+const MAX_TYPE_DEPTH: usize = 16;
+
+fn parse_type(v: &Value, depth: usize) -> Result<Type, String> {
+    if depth > MAX_TYPE_DEPTH {
+        return Err("types nested too deeply".into());
+    }
+    let description = v["description"]
+        .as_str()
+        .ok_or("a type without a description")?
+        .to_string();
+    let inner = |key: &str| parse_type(&v[key], depth + 1).map(Box::new);
+    let kind = match v["kind"].as_str().unwrap_or_default() {
+        "bool" => Kind::Bool,
+        "int" => Kind::Int {
+            min: v["min"].as_i64(),
+            max: v["max"].as_i64(),
+        },
+        "str" => Kind::Str,
+        "enum" => Kind::Enum(
+            v["values"]
+                .as_array()
+                .cloned()
+                .ok_or("enum without values")?,
+        ),
+        "strMatching" => Kind::Text(StrType::matching(
+            v["name"].as_str().unwrap_or_default(),
+            v["pattern"]
+                .as_str()
+                .ok_or("strMatching without a pattern")?,
+            &description,
+        )?),
+        "named" => Kind::Text(StrType::named(
+            v["name"].as_str().unwrap_or_default(),
+            &description,
+        )?),
+        "nullOr" => Kind::NullOr(inner("elem")?),
+        "listOf" => Kind::ListOf(inner("elem")?),
+        "attrsOf" => Kind::AttrsOf(inner("elem")?),
+        "either" => Kind::Either(inner("left")?, inner("right")?),
+        "coercedTo" => Kind::CoercedTo {
+            from: inner("from")?,
+            to: inner("to")?,
+        },
+        "submodule" => Kind::Submodule,
+        "any" => Kind::Any,
+        other => return Err(format!("unknown type kind `{other}`")),
+    };
+    Ok(Type { kind, description })
+}
+
+/// The schema compiled into the binary, read once.
+pub fn schema() -> Result<&'static Schema, &'static str> {
+    static SCHEMA: OnceLock<Result<Schema, String>> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| Schema::parse(OPTIONS_JSON))
+        .as_ref()
+        .map_err(String::as_str)
+}
+
+impl Type {
+    /// The type as checks/options.json writes it (what `check` made of it).
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::json!({ "description": self.description });
+        let mut put = |k: &str, x: Value| {
+            v[k] = x;
+        };
+        match &self.kind {
+            Kind::Bool => put("kind", "bool".into()),
+            Kind::Int { min, max } => {
+                put("kind", "int".into());
+                put("min", (*min).into());
+                put("max", (*max).into());
             }
-            Format::Mac => {
-                let parts: Vec<&str> = s.split(':').collect();
-                parts.len() == 6 && parts.iter().all(|p| hex(p, 2))
+            Kind::Str => put("kind", "str".into()),
+            Kind::Enum(values) => {
+                put("kind", "enum".into());
+                put("values", values.clone().into());
             }
-            Format::AbsPath => s.starts_with('/'),
-            Format::Evdev => s
-                .strip_prefix("/dev/input/")
-                .is_some_and(|r| !r.is_empty() && !r.chars().any(char::is_whitespace)),
-            Format::Label => {
-                !s.is_empty()
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            Kind::Text(t) => {
+                put("name", t.name.clone().into());
+                match &t.pattern {
+                    Some(p) => {
+                        put("kind", "strMatching".into());
+                        put("pattern", p.clone().into());
+                    }
+                    None => put("kind", "named".into()),
+                }
             }
-            Format::Iface => {
-                (1..=15).contains(&s.len())
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
-            }
-            Format::User => {
-                let body = s.strip_suffix('$').unwrap_or(s);
-                let mut chars = body.chars();
-                chars
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-            }
-            Format::CpuList => s.split(',').all(|part| {
-                let mut ends = part.splitn(2, '-');
-                let num = |t: Option<&str>| {
-                    t.is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            Kind::NullOr(t) | Kind::ListOf(t) | Kind::AttrsOf(t) => {
+                let kind = match &self.kind {
+                    Kind::NullOr(_) => "nullOr",
+                    Kind::ListOf(_) => "listOf",
+                    _ => "attrsOf",
                 };
-                match part.split_once('-') {
-                    Some((a, b)) => num(Some(a)) && num(Some(b)),
-                    None => num(ends.next()),
-                }
-            }),
-            Format::DevPath => s.strip_prefix("/dev/").is_some_and(|r| {
-                !r.is_empty() && !r.chars().any(|c| c.is_whitespace() || c == '"')
-            }),
+                put("kind", kind.into());
+                put("elem", t.to_json());
+            }
+            Kind::Either(a, b) => {
+                put("kind", "either".into());
+                put("left", a.to_json());
+                put("right", b.to_json());
+            }
+            Kind::CoercedTo { from, to } => {
+                put("kind", "coercedTo".into());
+                put("from", from.to_json());
+                put("to", to.to_json());
+            }
+            Kind::Submodule => put("kind", "submodule".into()),
+            Kind::Any => put("kind", "any".into()),
+        }
+        v
+    }
+
+    /// The rule name of a type error (after `vm-`, `vfio-`, …).
+    pub fn rule(&self) -> &'static str {
+        match &self.kind {
+            Kind::Bool => "bool",
+            Kind::Int { .. } => "int-range",
+            Kind::Str => "string",
+            Kind::Enum(_) => "enum",
+            Kind::Text(t) => t.class.rule(),
+            Kind::NullOr(t) | Kind::ListOf(t) | Kind::AttrsOf(t) => t.rule(),
+            // `either (enum [ "" ]) interfaceName`: named by what it is.
+            Kind::Either(_, t) => t.rule(),
+            Kind::CoercedTo { from, to } => match to.kind {
+                Kind::Submodule => from.rule(),
+                _ => to.rule(),
+            },
+            Kind::Submodule | Kind::Any => "type",
         }
     }
 
-    /// A corrected value, when the mistake is a common one.
-    pub fn suggest(self, s: &str) -> Option<String> {
-        let lower = s.trim().to_ascii_lowercase();
-        let fixed = match self {
-            Format::PciId => {
-                if lower.len() == 8 && !lower.contains(':') {
-                    format!("{}:{}", &lower[..4], &lower[4..])
-                } else {
-                    lower
-                }
+    /// What to write instead of the bad `node`.
+    fn fix(&self, node: &Node) -> String {
+        match (&self.kind, &node.val) {
+            (Kind::Int { min, max }, Val::Int(_)) => match (min, max) {
+                (Some(a), Some(b)) => format!("use a value from {a} to {b}"),
+                (Some(a), None) => format!("use a value of at least {a}"),
+                (None, Some(b)) => format!("use a value of at most {b}"),
+                (None, None) => "write an integer".into(),
+            },
+            (Kind::Enum(values), Val::Str(_) | Val::Int(_) | Val::Bool(_)) => {
+                format!("use one of {}", show_values(values))
             }
-            Format::PciAddress => {
-                // `01:00.0` (lspci without -D), `0000:01:00:1` (colon before
-                // the function), upper case.
-                let mut t = lower;
-                if t.len() == 12 && t.as_bytes()[10] == b':' {
-                    t.replace_range(10..11, ".");
-                }
-                if t.len() == 7 {
-                    t = format!("0000:{t}");
-                }
-                t
-            }
-            Format::Mac => lower.replace('-', ":"),
-            Format::CpuList => lower.replace(' ', ""),
-            Format::Uuid => lower,
-            _ => return None,
-        };
-        (fixed != s && self.accepts(&fixed)).then_some(fixed)
-    }
-
-    /// How to write the value.
-    pub fn how(self) -> &'static str {
-        match self {
-            Format::PciId => "write it as `lspci -nn` prints it: four lower-case hex digits, a colon, four more",
-            Format::PciAddress => "write the full address as `lspci -D` prints it, in lower case",
-            Format::Uuid => "write a lower-case UUID (`uuidgen`), or remove the option to derive one from the VM name",
-            Format::Mac => "write six lower-case hex pairs separated by colons, or remove the option to derive one from the VM name",
-            Format::AbsPath => "write an absolute path starting with /",
-            Format::Evdev => "use the stable name under /dev/input/by-id/ (see `ls /dev/input/by-id/`)",
-            Format::Label => "use only letters, digits, `_`, `.` and `-`",
-            Format::Iface => "use the interface name from `ip link`",
-            Format::User => "use the login name",
-            Format::DevPath => "write the device's path under /dev",
-            Format::CpuList => "write CPUs and low-high ranges separated by commas, without spaces",
+            (Kind::Text(t), Val::Str(s)) => match t.suggest(s) {
+                Some(good) => format!("{}: \"{good}\"", t.how()),
+                None => t.how().into(),
+            },
+            (Kind::Text(t), Val::Path(_)) => t.how().into(),
+            (Kind::NullOr(t), _) | (Kind::Either(_, t), _) => t.fix(node),
+            (Kind::CoercedTo { from, .. }, _) => from.fix(node),
+            (Kind::Bool, _) => "write true or false".into(),
+            (Kind::Str, _) => "write a string".into(),
+            _ => format!("write a {}", self.description),
         }
     }
 }
 
-impl Kind {
-    /// The type's description, as the NixOS module system prints it.
-    pub fn describe(self) -> String {
-        match self {
-            Kind::Bool => "boolean".into(),
-            Kind::Int { min, max, desc } => match desc {
-                IntDesc::Between => format!("integer between {min} and {max} (both inclusive)"),
-                IntDesc::Positive => "positive integer, meaning >0".into(),
-                IntDesc::Unsigned => "unsigned integer, meaning >=0".into(),
-            },
-            Kind::Str => "string".into(),
-            Kind::Enum(values) => format!(
-                "one of {}",
-                values
-                    .iter()
-                    .map(|v| format!("\"{v}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Kind::Fmt(f) => f.describe().into(),
-            Kind::ListOf(f) => format!("list of {}", f.describe()),
-            Kind::ListStr => "list of string".into(),
-            Kind::Any => "anything".into(),
-        }
-    }
+fn show_values(values: &[Value]) -> String {
+    values
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why a value does not fit its option.
@@ -405,135 +367,114 @@ pub struct TypeError {
     pub fix: String,
 }
 
-/// Checks a literal value against its option; unknown values pass.
-pub fn check_value(o: &Opt, node: &Node) -> Option<TypeError> {
-    let err = |n: &Node, element: String, expected: String, fix: String| TypeError {
-        element,
-        start: n.start,
-        end: n.end,
-        expected,
-        fix,
-    };
-    let whole = || {
-        let d = o.kind.describe();
-        if o.nullable {
-            format!("null or {d}")
-        } else {
-            d
-        }
-    };
-    match (&node.val, o.kind) {
-        (Val::Unknown(_), _) | (_, Kind::Any) => None,
-        (Val::Null, _) if o.nullable => None,
-        (Val::Bool(_), Kind::Bool) => None,
-        (Val::Int(i), Kind::Int { min, max, .. }) => (*i < min || *i > max).then(|| {
-            let fix = match o.kind {
-                Kind::Int {
-                    desc: IntDesc::Between,
-                    ..
-                } => format!("use a value from {min} to {max}"),
-                _ => format!("use a value of at least {min}"),
-            };
-            err(node, String::new(), whole(), fix)
-        }),
-        (Val::Str(_), Kind::Str) => None,
-        (Val::Str(s), Kind::Enum(values)) => (!values.contains(&s.as_str())).then(|| {
-            err(
-                node,
-                String::new(),
-                whole(),
-                format!(
-                    "use one of {}",
-                    Kind::Enum(values).describe().trim_start_matches("one of ")
-                ),
-            )
-        }),
-        (Val::Str(s) | Val::Path(s), Kind::Fmt(Format::AbsPath | Format::Evdev)) => {
-            let Kind::Fmt(f) = o.kind else { return None };
-            // A relative path literal becomes absolute when evaluated.
-            let s = if matches!(node.val, Val::Path(_)) && !s.starts_with('/') {
-                return if f == Format::Evdev {
-                    Some(err(node, String::new(), whole(), f.how().into()))
-                } else {
-                    None
-                };
-            } else {
-                s
-            };
-            (!f.accepts(s)).then(|| err(node, String::new(), whole(), f.how().into()))
-        }
-        (Val::Str(s), Kind::Fmt(f)) => (!f.accepts(s)).then(|| {
-            let fix = match f.suggest(s) {
-                Some(good) => format!("{}: \"{good}\"", f.how()),
-                None => f.how().into(),
-            };
-            err(node, String::new(), whole(), fix)
-        }),
-        (Val::List(items), Kind::ListOf(f)) => {
-            for (i, item) in items.iter().enumerate() {
-                match &item.val {
-                    Val::Unknown(_) => {}
-                    Val::Str(s) if f.accepts(s) => {}
-                    Val::Str(s) => {
-                        let fix = match f.suggest(s) {
-                            Some(good) => format!("{}: \"{good}\"", f.how()),
-                            None => f.how().into(),
-                        };
-                        return Some(err(item, format!(".[{i}]"), f.describe().into(), fix));
-                    }
-                    _ => {
-                        return Some(err(
-                            item,
-                            format!(".[{i}]"),
-                            f.describe().into(),
-                            "write a string".into(),
-                        ))
-                    }
-                }
-            }
-            None
-        }
-        (Val::List(items), Kind::ListStr) => items
-            .iter()
-            .enumerate()
-            .find(|(_, i)| !matches!(i.val, Val::Str(_) | Val::Unknown(_)))
-            .map(|(i, item)| {
-                err(
-                    item,
-                    format!(".[{i}]"),
-                    "string".into(),
-                    "write a string".into(),
-                )
-            }),
-        _ => Some(err(
-            node,
-            String::new(),
-            whole(),
-            format!("write a {}", whole()),
-        )),
+/// How a value fits a type.
+enum Fit {
+    Ok,
+    /// The value itself does not fit.
+    Bad,
+    /// An element of it does not.
+    Element(TypeError),
+}
+
+/// A relative path literal as it is once evaluated: an absolute path
+/// (`./x.json` → `/…/x.json`).
+fn evaluated_path(p: &str) -> String {
+    if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/host/{}", p.trim_start_matches("./"))
     }
 }
 
+fn fits(ty: &Type, node: &Node) -> Fit {
+    let ok = |b: bool| if b { Fit::Ok } else { Fit::Bad };
+    match (&ty.kind, &node.val) {
+        (_, Val::Unknown(_)) | (Kind::Any, _) => Fit::Ok,
+        (Kind::Bool, Val::Bool(_)) => Fit::Ok,
+        (Kind::Int { min, max }, Val::Int(i)) => {
+            ok(min.map_or(true, |m| *i >= m) && max.map_or(true, |m| *i <= m))
+        }
+        (Kind::Str, Val::Str(_)) => Fit::Ok,
+        (Kind::Enum(values), _) => ok(node
+            .to_json()
+            .is_some_and(|v| !v.is_object() && !v.is_array() && values.contains(&v))),
+        (Kind::Text(t), Val::Str(s)) => ok(t.accepts(s)),
+        (Kind::Text(t), Val::Path(p)) => ok(t.takes_paths && t.accepts(&evaluated_path(p))),
+        (Kind::NullOr(_), Val::Null) => Fit::Ok,
+        (Kind::NullOr(t), _) => fits(t, node),
+        (Kind::ListOf(t), Val::List(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if let Some(e) = element_error(t, item, &format!(".[{i}]")) {
+                    return Fit::Element(e);
+                }
+            }
+            Fit::Ok
+        }
+        (Kind::AttrsOf(t), Val::Set(map)) => {
+            for (name, item) in map {
+                if let Some(e) = element_error(t, item, &format!(".{name}")) {
+                    return Fit::Element(e);
+                }
+            }
+            Fit::Ok
+        }
+        (Kind::Either(a, b), _) => match (fits(a, node), fits(b, node)) {
+            (Fit::Ok, _) | (_, Fit::Ok) => Fit::Ok,
+            _ => Fit::Bad,
+        },
+        (Kind::CoercedTo { from, to }, _) => match (fits(from, node), fits(to, node)) {
+            (Fit::Ok, _) | (_, Fit::Ok) => Fit::Ok,
+            (_, Fit::Element(e)) => Fit::Element(e),
+            _ => Fit::Bad,
+        },
+        (Kind::Submodule, Val::Set(_)) => Fit::Ok,
+        _ => Fit::Bad,
+    }
+}
+
+/// The error of an element `item` of a list or set whose elements have type
+/// `ty`, if it does not fit.
+fn element_error(ty: &Type, item: &Node, suffix: &str) -> Option<TypeError> {
+    match fits(ty, item) {
+        Fit::Ok => None,
+        Fit::Bad => Some(TypeError {
+            element: suffix.to_string(),
+            start: item.start,
+            end: item.end,
+            expected: ty.description.clone(),
+            fix: ty.fix(item),
+        }),
+        Fit::Element(mut e) => {
+            e.element = format!("{suffix}{}", e.element);
+            Some(e)
+        }
+    }
+}
+
+/// Checks a literal value against its option; values that are not literals
+/// pass.
+pub fn check_value(o: &Opt, node: &Node) -> Option<TypeError> {
+    element_error(&o.ty, node, "")
+}
+
 /// The sub-paths of `options` one level below `prefix` (e.g. `gpu` → `enable`,
-/// `pciId`, …), and whether `prefix` is a whole option.
+/// `pciId`, …), and the option at `prefix` itself, if there is one.
 pub fn children<'a>(options: &'a [Opt], prefix: &str) -> (Vec<&'a str>, Option<&'a Opt>) {
     let mut names = Vec::new();
     let mut exact = None;
     for o in options {
+        let rest = if prefix.is_empty() {
+            Some(o.path.as_str())
+        } else {
+            o.path
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix('.'))
+        };
         if o.path == prefix {
             exact = Some(o);
-        } else if prefix.is_empty() {
-            let first = o.path.split('.').next().unwrap_or(o.path);
-            if !names.contains(&first) {
-                names.push(first);
-            }
-        } else if let Some(rest) = o
-            .path
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_prefix('.'))
-        {
+        } else if let Some(rest) = rest {
             let first = rest.split('.').next().unwrap_or(rest);
-            if !names.contains(&first) {
+            if first != "*" && !names.contains(&first) {
                 names.push(first);
             }
         }
@@ -578,46 +519,56 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-    #[test]
-    fn formats_accept_and_reject() {
-        assert!(Format::PciId.accepts("10de:2782"));
-        assert!(!Format::PciId.accepts("10DE:2782"));
-        assert!(!Format::PciId.accepts("10de2782"));
-        assert!(Format::PciAddress.accepts("0000:01:00.0"));
-        assert!(Format::PciAddress.accepts("0000:0c:1f.7"));
-        assert!(!Format::PciAddress.accepts("01:00.0"));
-        assert!(!Format::PciAddress.accepts("0000:01:00:1"));
-        assert!(!Format::PciAddress.accepts("0000:01:20.0"));
-        assert!(!Format::PciAddress.accepts("0000:01:00.8"));
-        assert!(Format::Mac.accepts("52:54:00:12:34:56"));
-        assert!(!Format::Mac.accepts("52-54-00-12-34-56"));
-        assert!(Format::Uuid.accepts("4f6c2b1e-7a3d-4c55-9e21-0b8d3f6a1c42"));
-        assert!(!Format::Uuid.accepts("win11-0001"));
-        assert!(Format::Iface.accepts("br0"));
-        assert!(!Format::Iface.accepts(""));
-        assert!(!Format::Iface.accepts("a-very-long-bridge"));
-        assert!(!Format::Label.accepts("GPU passthrough"));
+    fn opt(ns: Namespace, path: &str) -> &'static Opt {
+        schema().unwrap().get(ns, path).unwrap()
     }
 
     #[test]
-    fn suggestions_fix_common_mistakes() {
+    fn the_compiled_schema_reads() {
+        let s = schema().unwrap();
+        assert!(s.vm.len() > 50 && s.vfio.len() > 20 && !s.bridge.is_empty());
+    }
+
+    #[test]
+    fn an_option_added_to_the_module_reaches_check_with_its_type() {
+        let mut doc: Value = serde_json::from_str(OPTIONS_JSON).unwrap();
+        doc["options"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "name": "virtualisation.vms.<name>.cpu.newOption",
+                "type": {
+                    "kind": "nullOr",
+                    "description": "null or integer between 1 and 8 (both inclusive)",
+                    "elem": { "kind": "int", "min": 1, "max": 8,
+                              "description": "integer between 1 and 8 (both inclusive)" }
+                },
+                "default": { "literal": null }
+            }));
+        let s = Schema::parse(&doc.to_string()).unwrap();
+        let o = s.get(Namespace::Vm, "cpu.newOption").unwrap();
+        assert_eq!(o.literal_default(), Some(&Value::Null));
+        let node = |v| Node {
+            val: v,
+            start: 0,
+            end: 0,
+            key_start: 0,
+            key_end: 0,
+            comment: String::new(),
+        };
+        assert!(check_value(o, &node(Val::Int(4))).is_none());
+        assert!(check_value(o, &node(Val::Null)).is_none());
+        let e = check_value(o, &node(Val::Int(9))).unwrap();
         assert_eq!(
-            Format::PciAddress.suggest("01:00.0").as_deref(),
-            Some("0000:01:00.0")
+            e.expected,
+            "null or integer between 1 and 8 (both inclusive)"
         );
-        assert_eq!(
-            Format::PciAddress.suggest("0000:01:00:1").as_deref(),
-            Some("0000:01:00.1")
-        );
-        assert_eq!(
-            Format::PciId.suggest("10DE1AD6").as_deref(),
-            Some("10de:1ad6")
-        );
-        assert_eq!(
-            Format::Mac.suggest("52-54-00-12-34-56").as_deref(),
-            Some("52:54:00:12:34:56")
-        );
-        assert_eq!(Format::Uuid.suggest("win11-0001"), None);
+        assert_eq!(e.fix, "use a value from 1 to 8");
+        // A type `check` cannot check is an error, not a silent pass.
+        let mut doc: Value = serde_json::from_str(OPTIONS_JSON).unwrap();
+        doc["options"][0]["type"] =
+            serde_json::json!({ "kind": "named", "name": "newType", "description": "?" });
+        assert!(Schema::parse(&doc.to_string()).is_err());
     }
 
     #[test]
@@ -629,14 +580,25 @@ mod tests {
     }
 
     #[test]
-    fn descriptions_match_the_module_system() {
+    fn descriptions_are_the_module_systems() {
         assert_eq!(
-            between(512, 16_777_216).describe(),
+            opt(Namespace::Vm, "memory").ty.description,
             "integer between 512 and 16777216 (both inclusive)"
         );
         assert_eq!(
-            Kind::Enum(&["nat", "bridge"]).describe(),
-            "one of \"nat\", \"bridge\""
+            opt(Namespace::Vm, "network.macvtapMode").ty.description,
+            "one of \"bridge\", \"vepa\", \"private\""
         );
+    }
+
+    #[test]
+    fn children_skip_submodule_items() {
+        let s = schema().unwrap();
+        let (names, exact) = children(&s.vm, "pci");
+        assert_eq!(names, ["devices"]);
+        assert!(exact.is_none());
+        let (names, exact) = children(&s.vm, "pci.devices");
+        assert!(names.is_empty());
+        assert!(exact.is_some());
     }
 }

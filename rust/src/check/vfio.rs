@@ -6,9 +6,14 @@
 use std::collections::BTreeMap;
 
 use super::eval::{get, Get, Node};
-use super::hints::{is_power_of_two, next_power_of_two};
-use super::host::{at, boolean, int, span_of, string, strings, topology_has_cpus, vm_list, Host};
-use super::{schema, Cx, MAX_FINDINGS};
+use super::host::{
+    absent, at, boolean, int, span_of, string, strings, topology_has_cpus, vm_list, Host,
+};
+use super::model::VmModel;
+use super::schema::Namespace;
+use super::{Cx, MAX_FINDINGS};
+use crate::config::{LookingGlassBackend, NetworkType};
+use crate::rules::next_power_of_two;
 
 /// What the host-wide rules need of each VM, when every VM is literal.
 struct VmSummary<'n> {
@@ -16,47 +21,78 @@ struct VmSummary<'n> {
     node: &'n Node,
     gpu: bool,
     lg: bool,
-    backend: String,
-    size: i64,
-    index: i64,
-    net: String,
+    backend: LookingGlassBackend,
+    size: u32,
+    index: u32,
+    net: NetworkType,
+}
+
+/// The options [`VmSummary`] reads.
+const SUMMARY_READS: &[&str] = &[
+    "gpu.enable",
+    "lookingGlass.enable",
+    "lookingGlass.backend",
+    "lookingGlass.size",
+    "lookingGlass.kvmfrIndex",
+    "network.type",
+];
+
+/// Every VM of the file, when the file is self-contained and every VM is a
+/// literal set whose options `reads` are known.
+fn all_models<'m, 'n>(
+    host: &Host<'n>,
+    models: &'m [VmModel<'n>],
+    reads: &[&str],
+) -> Option<&'m [VmModel<'n>]> {
+    let all = host.all_vms()?;
+    (host.self_contained && all.len() == models.len() && models.iter().all(|m| m.knows(reads)))
+        .then_some(models)
 }
 
 /// Every VM's summary, when the file is self-contained and all are literal.
-fn summaries<'n>(host: &Host<'n>) -> Option<Vec<VmSummary<'n>>> {
-    let all_vms = if host.self_contained {
-        host.all_vms()
-    } else {
-        None
-    };
-    all_vms.as_ref().and_then(|vms| {
-        vms.iter()
-            .map(|(name, vm)| {
-                let gpu = boolean(vm, "gpu.enable", false)?;
-                Some(VmSummary {
-                    name: name.to_string(),
-                    node: vm,
-                    gpu,
-                    lg: boolean(vm, "lookingGlass.enable", gpu)?,
-                    backend: string(vm, "lookingGlass.backend", Some("shm"))??,
-                    size: int(vm, "lookingGlass.size", 128)?,
-                    index: int(vm, "lookingGlass.kvmfrIndex", 0)?,
-                    net: string(vm, "network.type", Some("nat"))??,
-                })
+fn summaries<'n>(host: &Host<'n>, models: &[VmModel<'n>]) -> Option<Vec<VmSummary<'n>>> {
+    let models = all_models(host, models, SUMMARY_READS)?;
+    Some(
+        models
+            .iter()
+            .map(|m| VmSummary {
+                name: m.name.clone(),
+                node: m.node,
+                gpu: m.cfg.gpu.enable,
+                lg: m.cfg.looking_glass.enable,
+                backend: m.cfg.looking_glass.backend,
+                size: m.cfg.looking_glass.size,
+                index: m.cfg.looking_glass.kvmfr_index,
+                net: m.cfg.network.net_type,
             })
-            .collect()
-    })
+            .collect(),
+    )
+}
+
+const V: Namespace = Namespace::Vfio;
+
+fn is_power_of_two(n: i64) -> bool {
+    u64::try_from(n).is_ok_and(u64::is_power_of_two)
+}
+
+/// True when `node`, the value of the option at `path` of `ns`, is of its type.
+fn valid(ns: Namespace, path: &str, node: &Node) -> bool {
+    super::schema::schema()
+        .ok()
+        .and_then(|s| s.get(ns, path))
+        .is_some_and(|o| super::schema::check_value(o, node).is_none())
 }
 
 impl Cx<'_> {
-    pub(super) fn vfio_rules(&mut self, host: &Host) {
+    pub(super) fn vfio_rules(&mut self, host: &Host, models: &[VmModel]) {
         let Some(vfio) = host.vfio else { return };
-        self.options(vfio, schema::VFIO_OPTIONS, "", "modules.vfio", "vfio");
+        self.options(vfio, V, "modules.vfio");
 
         let enable_node = at(vfio, "enable");
-        let dual = boolean(vfio, "dualBoot.enable", false);
+        let dual = boolean(vfio, V, "dualBoot.enable");
+        // `enable` defaults to true in the VFIO entry of a dual boot.
         let enable = match (enable_node, dual) {
-            (Some(_), _) => boolean(vfio, "enable", false),
+            (Some(_), _) => boolean(vfio, V, "enable"),
             (None, Some(d)) => Some(d),
             (None, None) => None,
         };
@@ -68,21 +104,21 @@ impl Cx<'_> {
         if !active {
             return;
         }
-        self.isolation_rules(host, vfio);
-        if let Some(facts) = summaries(host) {
+        self.isolation_rules(host, vfio, models);
+        if let Some(facts) = summaries(host, models) {
             self.no_gpu_vm_rule(vfio, dual, &facts);
             self.kvmfr_rules(vfio, &facts);
-            self.scream_rule(vfio, &facts);
+            self.scream_rule(host, vfio, &facts);
         }
-        if boolean(vfio, "lookingGlass.enable", false) == Some(true) {
+        if boolean(vfio, V, "lookingGlass.enable") == Some(true) {
             self.looking_glass_host_rules(host, vfio);
         }
     }
 
     /// Two boot entries with different labels, and `enable` left to the module.
     fn dual_boot_rules(&mut self, vfio: &Node, enable_node: Option<&Node>) {
-        let host_label = string(vfio, "dualBoot.hostLabel", Some("host")).flatten();
-        let vfio_label = string(vfio, "dualBoot.vfioLabel", Some("vfio")).flatten();
+        let host_label = string(vfio, V, "dualBoot.hostLabel").flatten();
+        let vfio_label = string(vfio, V, "dualBoot.vfioLabel").flatten();
         if let (Some(h), Some(v)) = (host_label, vfio_label) {
             if h == v {
                 let (s, e) = span_of(
@@ -99,7 +135,7 @@ impl Cx<'_> {
                 );
             }
         }
-        if let (Some(node), Some(value)) = (enable_node, boolean(vfio, "enable", false)) {
+        if let (Some(node), Some(value)) = (enable_node, boolean(vfio, V, "enable")) {
             let entry = if value { "host" } else { "vfio" };
             self.push(
                 "vfio-dual-boot-enable-by-hand",
@@ -139,10 +175,10 @@ impl Cx<'_> {
 
     /// kvmfr VMs need the module, numbered devices, and shared memory sizes.
     fn kvmfr_rules(&mut self, vfio: &Node, facts: &[VmSummary]) {
-        let lg_enable = boolean(vfio, "lookingGlass.enable", false);
+        let lg_enable = boolean(vfio, V, "lookingGlass.enable");
         let kvmfr: Vec<&VmSummary> = facts
             .iter()
-            .filter(|f| f.lg && f.backend == "kvmfr")
+            .filter(|f| f.lg && f.backend == LookingGlassBackend::Kvmfr)
             .collect();
         if !kvmfr.is_empty() && lg_enable == Some(false) {
             let names: Vec<&str> = kvmfr.iter().map(|f| f.name.as_str()).collect();
@@ -158,11 +194,11 @@ impl Cx<'_> {
         }
 
         if lg_enable == Some(true) {
-            let mut indices: Vec<i64> = kvmfr.iter().map(|f| f.index).collect();
+            let mut indices: Vec<u32> = kvmfr.iter().map(|f| f.index).collect();
             indices.sort_unstable();
             let mut unique = indices.clone();
             unique.dedup();
-            let expected: Vec<i64> = (0..i64::try_from(unique.len()).unwrap_or(0)).collect();
+            let expected: Vec<u32> = (0..u32::try_from(unique.len()).unwrap_or(0)).collect();
             if unique != expected {
                 let (s, e) = span_of(kvmfr[0].node, &["lookingGlass.kvmfrIndex", "lookingGlass"]);
                 self.push(
@@ -171,7 +207,7 @@ impl Cx<'_> {
                     e,
                     format!(
                         "virtualisation.vms: the kvmfr VMs use lookingGlass.kvmfrIndex {}, but kvmfr creates /dev/kvmfr0 upwards without gaps",
-                        indices.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+                        indices.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
                     ),
                     "gap".into(),
                     format!("number them 0 to {}", unique.len().saturating_sub(1)),
@@ -180,14 +216,17 @@ impl Cx<'_> {
 
             let shm: Vec<&VmSummary> = facts
                 .iter()
-                .filter(|f| f.lg && f.backend == "shm")
+                .filter(|f| f.lg && f.backend == LookingGlassBackend::Shm)
                 .collect();
             if let (Some(node), Some(shm_size)) = (
                 at(vfio, "lookingGlass.shmSize"),
-                int(vfio, "lookingGlass.shmSize", 128),
+                int(vfio, V, "lookingGlass.shmSize"),
             ) {
-                let small: Vec<&VmSummary> =
-                    shm.iter().filter(|f| f.size > shm_size).copied().collect();
+                let small: Vec<&VmSummary> = shm
+                    .iter()
+                    .filter(|f| i64::from(f.size) > shm_size)
+                    .copied()
+                    .collect();
                 if !small.is_empty() && is_power_of_two(shm_size) {
                     let names: Vec<&str> = small.iter().map(|f| f.name.as_str()).collect();
                     let max = small.iter().map(|f| f.size).max().unwrap_or(0);
@@ -205,18 +244,29 @@ impl Cx<'_> {
     }
 
     /// Scream needs a GPU VM whose network forwards multicast to the host.
-    fn scream_rule(&mut self, vfio: &Node, facts: &[VmSummary]) {
-        let scream = boolean(vfio, "scream.enable", true);
-        let scream_iface = string(vfio, "scream.interface", None);
-        if scream == Some(true) && scream_iface == Some(None) {
+    fn scream_rule(&mut self, host: &Host, vfio: &Node, facts: &[VmSummary]) {
+        // `enable` defaults to `users` naming someone, `users` to the
+        // Looking Glass users; `interface` to the first GPU VM's network
+        // that reaches the host, else null.
+        let scream = if absent(vfio, "scream.enable") {
+            let users = if absent(vfio, "scream.users") {
+                strings(vfio, "lookingGlass.users")
+            } else {
+                strings(vfio, "scream.users")
+            };
+            users.filter(|_| host.self_contained).map(|u| !u.is_empty())
+        } else {
+            boolean(vfio, V, "scream.enable")
+        };
+        let derived_iface =
+            absent(vfio, "scream.interface") || string(vfio, V, "scream.interface") == Some(None);
+        if scream == Some(true) && derived_iface {
             let gpu_vms: Vec<&VmSummary> = facts.iter().filter(|f| f.gpu).collect();
-            let reachable = gpu_vms
-                .iter()
-                .any(|f| matches!(f.net.as_str(), "nat" | "bridge" | "macvtap"));
+            let reachable = gpu_vms.iter().any(|f| f.net != NetworkType::User);
             if !gpu_vms.is_empty() && !reachable {
                 let user: Vec<&str> = gpu_vms
                     .iter()
-                    .filter(|f| f.net == "user")
+                    .filter(|f| f.net == NetworkType::User)
                     .map(|f| f.name.as_str())
                     .collect();
                 let (s, e) = span_of(gpu_vms[0].node, &["network.type", "network"]);
@@ -257,7 +307,7 @@ impl Cx<'_> {
         }
         if let (Some(node), Some(size)) = (
             at(vfio, "lookingGlass.shmSize"),
-            int(vfio, "lookingGlass.shmSize", 128),
+            int(vfio, V, "lookingGlass.shmSize"),
         ) {
             if size >= 1 && !is_power_of_two(size) {
                 self.push(
@@ -268,7 +318,7 @@ impl Cx<'_> {
                     "not a power of two".into(),
                     format!(
                         "set it to {} (32 for 1080p, 64 for 1440p, 128 for 4K)",
-                        next_power_of_two(size)
+                        next_power_of_two(size.unsigned_abs())
                     ),
                 );
             }
@@ -276,18 +326,18 @@ impl Cx<'_> {
     }
 
     /// `modules.vfio.isolation = "static"` (modules/vfio/cpu-isolation.nix).
-    fn isolation_rules(&mut self, host: &Host, vfio: &Node) {
-        if string(vfio, "isolation", Some("dynamic")) != Some(Some("static".into())) {
+    fn isolation_rules(&mut self, host: &Host, vfio: &Node, models: &[VmModel]) {
+        if string(vfio, V, "isolation") != Some(Some("static".into())) {
             return;
         }
-        let Some(isolated) = string(vfio, "isolatedCpus", None) else {
+        let Some(isolated) = string(vfio, V, "isolatedCpus") else {
             return;
         };
         if let Some(list) = isolated {
-            if !schema::Format::CpuList.accepts(&list) {
+            let node = at(vfio, "isolatedCpus");
+            if !node.is_some_and(|n| valid(V, "isolatedCpus", n)) {
                 return;
             }
-            let node = at(vfio, "isolatedCpus");
             let (s, e) = node.map_or((vfio.key_start, vfio.key_end), |n| (n.start, n.end));
             let mut backwards = Vec::new();
             let mut has_zero = false;
@@ -330,24 +380,14 @@ impl Cx<'_> {
             return;
         }
         // isolatedCpus = null: the CPUs come from the autostarted pinned VMs.
-        if !host.self_contained {
+        let Some(vms) = all_models(host, models, &["autostart", "cpu.pinning.enable"]) else {
             return;
-        }
-        let Some(vms) = host.all_vms() else { return };
-        let mut auto_pinned = Vec::new();
-        for (name, vm) in &vms {
-            match (
-                boolean(vm, "autostart", false),
-                boolean(vm, "cpu.pinning.enable", true),
-            ) {
-                (Some(a), Some(p)) => {
-                    if a && p {
-                        auto_pinned.push(*name);
-                    }
-                }
-                _ => return,
-            }
-        }
+        };
+        let auto_pinned: Vec<&str> = vms
+            .iter()
+            .filter(|m| m.cfg.autostart && m.cfg.cpu.pinning.enable)
+            .map(|m| m.name.as_str())
+            .collect();
         let (s, e) = span_of(vfio, &["isolation"]);
         if auto_pinned.is_empty() {
             self.push(
@@ -379,7 +419,7 @@ impl Cx<'_> {
 
     /// Two autostarted VMs pinned to the same CPUs (the contiguous map, used
     /// when there is no host topology with CPUs).
-    pub(super) fn overlap_rules(&mut self, host: &Host) {
+    pub(super) fn overlap_rules(&mut self, host: &Host, models: &[VmModel]) {
         if let Some(vfio) = host.vfio {
             if topology_has_cpus(vfio) != Some(false) {
                 return;
@@ -389,21 +429,20 @@ impl Cx<'_> {
         }
         // Autostarted, pinned VMs with their CPU ranges `first..end`.
         let mut pinned: Vec<(&str, &Node, u32, u32)> = Vec::new();
-        for (name, vm) in host.literal_vms() {
-            let (Some(enable), Some(start), Some(vcpus), Some(auto)) = (
-                boolean(vm, "cpu.pinning.enable", true),
-                int(vm, "cpu.pinning.startCpu", 4),
-                int(vm, "vcpus", 8),
-                boolean(vm, "autostart", false),
-            ) else {
-                continue;
-            };
-            if !enable || !auto || !(0..=4096).contains(&start) || !(1..=1024).contains(&vcpus) {
+        let reads = [
+            "cpu.pinning.enable",
+            "cpu.pinning.startCpu",
+            "vcpus",
+            "autostart",
+        ];
+        for m in models.iter().filter(|m| m.knows(&reads)) {
+            let (pinning, vcpus) = (&m.cfg.cpu.pinning, m.cfg.vcpus);
+            // Out of range values are the type rules' findings.
+            if !pinning.enable || !m.cfg.autostart || !(1..=1024).contains(&vcpus) {
                 continue;
             }
-            let first = u32::try_from(start.max(1)).unwrap_or(1);
-            let count = u32::try_from(vcpus).unwrap_or(1);
-            pinned.push((name, vm, first, first + count));
+            let first = pinning.start_cpu.clamp(1, 8192);
+            pinned.push((m.name.as_str(), m.node, first, first + vcpus));
         }
         // Each VM is compared with the earlier ones that share a CPU (found
         // through the CPU's users, not by comparing every pair), and at most

@@ -10,6 +10,7 @@
 //! terminal report and into Nix.
 
 mod analyse;
+#[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod pciids;
 pub mod render;

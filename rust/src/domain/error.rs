@@ -195,6 +195,11 @@ pub enum DomainError {
     )]
     NumaNodeMissing { node: u32, nodes: String },
 
+    /// A cross-option rule (`crate::rules`) without an error of its own here.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Rule(#[from] crate::rules::Violation),
+
     #[error("could not write the domain XML: {0}")]
     #[diagnostic(code(vfio::domain::write))]
     Write(String),

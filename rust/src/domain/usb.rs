@@ -12,12 +12,6 @@ use super::device_error::DeviceError;
 use super::writer::Xml;
 use crate::config::VmConfig;
 
-/// True when the VM gets a USB device or a whole USB controller: a
-/// keyboard, or ports to plug one into (the `graphics = "none"` rule).
-pub(super) fn gives_input(cfg: &VmConfig) -> bool {
-    !cfg.usb.devices.is_empty() || !cfg.usb.controllers.is_empty()
-}
-
 /// No USB device listed twice.
 pub(super) fn check_usb(cfg: &VmConfig) -> Result<(), DeviceError> {
     let mut seen: Vec<(&str, &str)> = Vec::new();

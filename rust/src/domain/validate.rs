@@ -6,8 +6,9 @@ use super::hyperv::{check_hyperv, hyperv_features, HvFeature};
 use super::pci::{passthrough_devices, Passthrough};
 use super::{audio, usb};
 use super::{DomainError, HUGEPAGE_MIB};
-use crate::config::{CpuVendor, Graphics, NetworkType, PciAddress, VmConfig};
-use crate::pinning::{self, PinMap};
+use crate::config::{CpuVendor, PciAddress, VmConfig};
+use crate::pinning::{self, PinError, PinMap};
+use crate::rules::{self, Facts, RuleCode, Violation};
 use crate::topology::{format_cpu_list, HostTopology};
 
 /// Everything derived from the config that the writer needs.
@@ -47,21 +48,26 @@ pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Pl
     let pins = pinning::plan(cfg, host)?;
     let topology = pins.as_ref().map_or(topology, |p| p.topology);
 
-    let vendor = cpu_vendor(cfg, host);
-    check_vendor(cfg, vendor)?;
     let gpu_functions = gpu_functions(cfg)?;
     if let Some(rom) = &cfg.gpu.rom_file {
         if cfg.gpu.enable && !rom.starts_with('/') {
             return Err(DomainError::RomFileNotAbsolute { value: rom.clone() });
         }
     }
-    check_hugepages(cfg)?;
-    check_looking_glass(cfg)?;
     check_evdev(cfg)?;
-    check_network(cfg)?;
     // The per-field rules of the option tree (names, paths, ranges), for
     // configs built in code; `VmConfig::from_json` has checked them already.
     cfg.check_fields()?;
+
+    let vendor = cpu_vendor(cfg, host);
+    let extra_devices = parse_extra_devices(&cfg.extra_devices_xml)?;
+    // The cross-option rules, shared with `vfio-helper check`.
+    let all = |_: &str| true;
+    let facts = Facts::all_known(vendor, extra_devices.has_input(), &all);
+    let mut broken = rules::vm_rules(cfg, &facts).into_iter();
+    if let Some(v) = broken.find(|v| v.code.concerns_domain()) {
+        return Err(domain_error(v, cfg));
+    }
 
     let (hyperv, hypervclock) = if cfg.vm_type.is_windows() {
         let features = hyperv_features(cfg, vendor)?;
@@ -73,8 +79,6 @@ pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Pl
         (Vec::new(), false)
     };
 
-    let extra_devices = parse_extra_devices(&cfg.extra_devices_xml)?;
-    check_input(cfg, &extra_devices)?;
     audio::check_audio(cfg)?;
     usb::check_usb(cfg)?;
     let passthrough = passthrough_devices(cfg)?;
@@ -109,31 +113,49 @@ fn check_panic(cfg: &VmConfig, extra: &ExtraDevices) -> Result<(), DomainError> 
     Ok(())
 }
 
-/// With SMT pairs in the guest, the CPU vendor must be known: on AMD the
-/// guest sees the pairs only with `topoext`, which `host-passthrough` does
-/// not turn on by itself, and which is emitted only for `cpu.vendor = "amd"`.
-fn check_vendor(cfg: &VmConfig, vendor: Option<CpuVendor>) -> Result<(), DomainError> {
-    if cfg.cpu.threads == 2 && vendor.is_none() {
-        return Err(DomainError::VendorUnknown);
+/// The domain's error for a broken rule: the typed error it had for the
+/// rule before the rules were shared, else the rule's own.
+fn domain_error(v: Violation, cfg: &VmConfig) -> DomainError {
+    match v.code {
+        RuleCode::Vcpus => PinError::TopologyMismatch {
+            vcpus: cfg.vcpus,
+            cores: cfg.cpu.cores,
+            threads: cfg.cpu.threads,
+            product: cfg.cpu.cores.saturating_mul(cfg.cpu.threads),
+        }
+        .into(),
+        RuleCode::HugepagesPartial => DomainError::HugepagesMemoryNotAligned {
+            memory: cfg.memory,
+            suggested: cfg.memory.div_ceil(HUGEPAGE_MIB) * HUGEPAGE_MIB,
+        },
+        RuleCode::HugepagesCount => DomainError::HugepagesCountMismatch {
+            count: cfg.hugepages.count,
+            count_mib: u64::from(cfg.hugepages.count) * HUGEPAGE_MIB,
+            memory: cfg.memory,
+            expected: cfg.memory / HUGEPAGE_MIB,
+        },
+        RuleCode::GpuNoAddress => DomainError::GpuWithoutAddress,
+        RuleCode::LookingGlassSize => DomainError::LookingGlassSize {
+            size: cfg.looking_glass.size,
+            suggested: rules::next_power_of_two(u64::from(cfg.looking_glass.size)),
+        },
+        RuleCode::EvmcsAmd => DomainError::EvmcsNeedsIntel {
+            vendor: "\"amd\"".into(),
+        },
+        RuleCode::ThreadsNoVendor => DomainError::VendorUnknown,
+        RuleCode::GraphicsNoneNoInput => DomainError::NoInput,
+        RuleCode::BridgeEmpty => DomainError::NetworkSetting {
+            net_type: "bridge",
+            option: "network.bridge",
+            example: "the host bridge, e.g. \"br0\"",
+        },
+        RuleCode::MacvtapInterface => DomainError::NetworkSetting {
+            net_type: "macvtap",
+            option: "network.interface",
+            example: "the host's physical NIC, e.g. \"enp6s0\" (see `ip link`)",
+        },
+        _ => DomainError::Rule(v),
     }
-    Ok(())
-}
-
-/// `graphics = "none"` leaves a Windows guest no emulated display to type
-/// into: it needs evdev, or a USB device or controller (`usb.*`, or a
-/// hostdev in `extraDevicesXml`). Looking
-/// Glass does not count: its client sends keyboard and mouse over the SPICE
-/// channel, which `graphics = "none"` removes. A Linux server has its serial
-/// console (`virsh console`).
-fn check_input(cfg: &VmConfig, extra: &ExtraDevices) -> Result<(), DomainError> {
-    let input = cfg.evdev.keyboard.is_some()
-        || cfg.evdev.mouse.is_some()
-        || usb::gives_input(cfg)
-        || extra.has_input();
-    if cfg.vm_type.is_windows() && cfg.graphics == Graphics::None && !input {
-        return Err(DomainError::NoInput);
-    }
-    Ok(())
 }
 
 /// The host NUMA nodes the guest's memory is bound to, when
@@ -203,39 +225,6 @@ fn gpu_functions(cfg: &VmConfig) -> Result<Vec<PciAddress>, DomainError> {
     Ok(out)
 }
 
-fn check_hugepages(cfg: &VmConfig) -> Result<(), DomainError> {
-    if !cfg.hugepages.enable {
-        return Ok(());
-    }
-    if cfg.memory % HUGEPAGE_MIB != 0 {
-        return Err(DomainError::HugepagesMemoryNotAligned {
-            memory: cfg.memory,
-            suggested: cfg.memory.div_ceil(HUGEPAGE_MIB) * HUGEPAGE_MIB,
-        });
-    }
-    let count_mib = u64::from(cfg.hugepages.count) * HUGEPAGE_MIB;
-    if count_mib != cfg.memory {
-        return Err(DomainError::HugepagesCountMismatch {
-            count: cfg.hugepages.count,
-            count_mib,
-            memory: cfg.memory,
-            expected: cfg.memory / HUGEPAGE_MIB,
-        });
-    }
-    Ok(())
-}
-
-fn check_looking_glass(cfg: &VmConfig) -> Result<(), DomainError> {
-    let size = cfg.looking_glass.size;
-    if cfg.looking_glass.enable && !size.is_power_of_two() {
-        return Err(DomainError::LookingGlassSize {
-            size,
-            suggested: u64::from(size.max(1)).next_power_of_two(),
-        });
-    }
-    Ok(())
-}
-
 fn check_evdev(cfg: &VmConfig) -> Result<(), DomainError> {
     let devices = [
         ("keyboard", "kbd", &cfg.evdev.keyboard),
@@ -262,22 +251,71 @@ fn check_evdev(cfg: &VmConfig) -> Result<(), DomainError> {
     Ok(())
 }
 
-fn check_network(cfg: &VmConfig) -> Result<(), DomainError> {
-    match cfg.network.net_type {
-        NetworkType::Bridge if cfg.network.bridge.trim().is_empty() => {
-            Err(DomainError::NetworkSetting {
-                net_type: "bridge",
-                option: "network.bridge",
-                example: "the host bridge, e.g. \"br0\"",
-            })
+#[cfg(test)]
+mod tests {
+    use super::super::render;
+    use super::*;
+    use crate::rules::RuleCode;
+
+    fn cfg(json: &str) -> VmConfig {
+        VmConfig::from_json(json).unwrap()
+    }
+
+    #[test]
+    fn the_shared_rules_refuse_a_domain() {
+        // A rule the domain had no error of its own for.
+        let c = cfg(r#"{"name":"w","memory":2048,"cpu":{"vendor":"amd"}}"#);
+        match render(&c, None) {
+            Err(DomainError::Rule(v)) => {
+                assert_eq!(v.code, RuleCode::WindowsMemory);
+                assert_eq!(
+                    v.to_string(),
+                    "memory = 2048 MiB is below the 4096 MiB Windows 11 needs"
+                );
+            }
+            other => panic!("{other:?}"),
         }
-        NetworkType::Macvtap if cfg.network.interface.trim().is_empty() => {
-            Err(DomainError::NetworkSetting {
-                net_type: "macvtap",
-                option: "network.interface",
-                example: "the host's physical NIC, e.g. \"enp6s0\" (see `ip link`)",
-            })
+        // The same config as a Linux server is fine.
+        let c = cfg(r#"{"name":"w","type":"linux-server","memory":2048,"cpu":{"vendor":"amd"}}"#);
+        assert!(render(&c, None).is_ok());
+    }
+
+    #[test]
+    fn rules_about_the_hosts_binding_do_not_refuse_a_domain() {
+        // No gpu.pciId: the host cannot bind the GPU at boot, but the domain
+        // hands it over by address.
+        let c = cfg(
+            r#"{"name":"w","cpu":{"vendor":"amd"},"gpu":{"enable":true,"address":"0000:01:00.0"}}"#,
+        );
+        assert!(render(&c, None).is_ok());
+        let facts = Facts::all_known(c.cpu.vendor, false, &|_| true);
+        let codes: Vec<RuleCode> = rules::vm_rules(&c, &facts).iter().map(|v| v.code).collect();
+        assert_eq!(codes, [RuleCode::GpuNoPciId]);
+        assert!(!RuleCode::GpuNoPciId.concerns_domain());
+    }
+
+    #[test]
+    fn the_domains_typed_errors_stay_for_the_rules_it_had() {
+        let own = [
+            RuleCode::VmName,
+            RuleCode::AudioSameAddress,
+            RuleCode::WindowsMemory,
+            RuleCode::ExtraXmlSize,
+        ];
+        for code in RuleCode::ALL.into_iter().filter(|c| c.concerns_domain()) {
+            let v = Violation {
+                code,
+                paths: vec!["memory".into()],
+                message: "m".into(),
+                help: "h".into(),
+                label: "l".into(),
+            };
+            let e = domain_error(v, &cfg(r#"{"name":"w"}"#));
+            assert_eq!(
+                matches!(e, DomainError::Rule(_)),
+                own.contains(&code),
+                "{code:?}: {e:?}"
+            );
         }
-        _ => Ok(()),
     }
 }

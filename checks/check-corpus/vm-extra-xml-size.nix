@@ -1,0 +1,1 @@
+../bad-inputs/vm-extra-xml-huge.nix

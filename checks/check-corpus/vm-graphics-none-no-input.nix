@@ -1,0 +1,1 @@
+../bad-inputs/vm-graphics-none-no-input.nix

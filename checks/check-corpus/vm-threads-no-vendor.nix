@@ -1,0 +1,1 @@
+../bad-inputs/vm-threads-no-vendor.nix

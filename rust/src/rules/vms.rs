@@ -1,0 +1,170 @@
+//! The rules across VMs (modules/vms/assertions.nix, `sharedAddresses` and
+//! `sharedKvmfr`): a device belongs to one VM only.
+
+use std::collections::BTreeMap;
+
+use super::{RuleCode as R, Violation};
+use crate::config::{LookingGlassBackend, VmConfig};
+
+/// One VM as the cross-VM rules see it.
+pub struct VmView<'a> {
+    pub name: &'a str,
+    pub cfg: &'a VmConfig,
+    /// Whether an option's value is known (see [`super::Facts::known`]).
+    pub known: &'a dyn Fn(&str) -> bool,
+}
+
+/// The PCI devices a VM is given, each with the option naming it.
+fn addresses(v: &VmView) -> Vec<(String, String)> {
+    let gpu = &v.cfg.gpu;
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |known: bool, option: String, address: &str| {
+        if known && !out.iter().any(|(a, _)| a == address) {
+            out.push((address.to_string(), option));
+        }
+    };
+    for (option, address) in [
+        ("gpu.address", &gpu.address),
+        ("gpu.audioAddress", &gpu.audio_address),
+    ] {
+        if let Some(a) = address {
+            add((v.known)(option), option.to_string(), a);
+        }
+    }
+    for (option, list) in [
+        (
+            "gpu.extraAddresses",
+            gpu.extra_addresses.iter().collect::<Vec<_>>(),
+        ),
+        (
+            "pci.devices",
+            v.cfg.pci.devices.iter().map(|d| &d.address).collect(),
+        ),
+        (
+            "usb.controllers",
+            v.cfg.usb.controllers.iter().map(|d| &d.address).collect(),
+        ),
+    ] {
+        for (i, a) in list.into_iter().enumerate() {
+            add((v.known)(option), format!("{option}.[{i}]"), a);
+        }
+    }
+    out
+}
+
+/// The kvmfr device of a VM, when it uses one.
+fn kvmfr_index(v: &VmView) -> Option<u32> {
+    let lg = &v.cfg.looking_glass;
+    let reads = [
+        "lookingGlass.enable",
+        "lookingGlass.backend",
+        "lookingGlass.kvmfrIndex",
+    ];
+    (reads.iter().all(|p| (v.known)(p)) && lg.enable && lg.backend == LookingGlassBackend::Kvmfr)
+        .then_some(lg.kvmfr_index)
+}
+
+/// A PCI device or a kvmfr device given to two VMs; each violation comes
+/// with the index (in `vms`) of the VM where it is reported, the second user.
+pub fn shared_devices(vms: &[VmView]) -> Vec<(usize, Violation)> {
+    let mut out = Vec::new();
+    let mut owners: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+    for (i, v) in vms.iter().enumerate() {
+        for (address, option) in addresses(v) {
+            owners.entry(address).or_default().push((i, option));
+        }
+    }
+    for (address, users) in &owners {
+        if users.len() > 1 {
+            let names: Vec<&str> = users.iter().map(|(i, _)| vms[*i].name).collect();
+            let (second, option) = &users[1];
+            out.push((
+                *second,
+                Violation {
+                    code: R::SharedGpu,
+                    paths: vec![option.clone()],
+                    message: format!(
+                        "PCI device {address} is passed through to {}",
+                        names.join(" and ")
+                    ),
+                    help: "a device can belong to one VM only: remove it from all but one of them"
+                        .into(),
+                    label: format!("also used by {}", names[0]),
+                },
+            ));
+        }
+    }
+    let mut by_index: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, v) in vms.iter().enumerate() {
+        if let Some(index) = kvmfr_index(v) {
+            by_index.entry(index).or_default().push(i);
+        }
+    }
+    for (index, users) in &by_index {
+        if users.len() > 1 {
+            let names: Vec<&str> = users.iter().map(|i| vms[*i].name).collect();
+            out.push((
+                users[1],
+                Violation {
+                    code: R::SharedKvmfr,
+                    paths: vec![
+                        "lookingGlass.kvmfrIndex".into(),
+                        "lookingGlass.backend".into(),
+                    ],
+                    message: format!("/dev/kvmfr{index} is used by {}", names.join(" and ")),
+                    help: "give each VM its own lookingGlass.kvmfrIndex".into(),
+                    label: format!("also used by {}", names[0]),
+                },
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PciDevice;
+
+    fn all(_: &str) -> bool {
+        true
+    }
+
+    fn view<'a>(name: &'a str, cfg: &'a VmConfig, known: &'a dyn Fn(&str) -> bool) -> VmView<'a> {
+        VmView { name, cfg, known }
+    }
+
+    #[test]
+    fn a_device_in_two_vms_is_reported_at_the_second() {
+        let a =
+            VmConfig::from_json(r#"{"name":"a","gpu":{"enable":true,"address":"0000:01:00.0"}}"#)
+                .unwrap();
+        let mut b = VmConfig::from_json(r#"{"name":"b"}"#).unwrap();
+        b.pci.devices.push(PciDevice {
+            address: "0000:01:00.0".into(),
+            pci_id: None,
+        });
+        let vms = [view("a", &a, &all), view("b", &b, &all)];
+        let found = shared_devices(&vms);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, 1);
+        assert_eq!(found[0].1.paths, ["pci.devices.[0]"]);
+        assert_eq!(
+            found[0].1.message,
+            "PCI device 0000:01:00.0 is passed through to a and b"
+        );
+    }
+
+    #[test]
+    fn kvmfr_devices_are_one_per_vm() {
+        let json = r#"{"name":"x","lookingGlass":{"enable":true,"backend":"kvmfr"}}"#;
+        let a = VmConfig::from_json(json).unwrap();
+        let b = VmConfig::from_json(json).unwrap();
+        let vms = [view("a", &a, &all), view("b", &b, &all)];
+        let found = shared_devices(&vms);
+        assert_eq!(found[0].1.message, "/dev/kvmfr0 is used by a and b");
+        let unknown = |p: &str| p != "lookingGlass.backend";
+        let vms = [view("a", &a, &all), view("b", &b, &unknown)];
+        assert!(shared_devices(&vms).is_empty());
+    }
+}
