@@ -31,7 +31,7 @@ impl Severity {
 /// (`code()`), `ALL` lists the variants in order, `Display` and serde use the
 /// code, and the enum compares with a `&str` code.
 ///
-/// ```ignore
+/// ```text
 /// rule_codes! {
 ///     /// What the doctor checks.
 ///     pub enum CheckCode {
