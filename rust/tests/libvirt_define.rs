@@ -21,6 +21,8 @@
 //! with Microsoft's keys) under /etc/qemu/firmware, the SYSCONFDIR of
 //! Debian's libvirt, and remove it again afterwards.
 
+mod common_firmware;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,6 +34,8 @@ use vfio_helper::config::VmConfig;
 use vfio_helper::domain::{self, MANAGED_NAMESPACE};
 use vfio_helper::firmware;
 
+use common_firmware::{Descriptor, FIRMWARE_DIR, MS_CODE, QEMU_FIRMWARE_DIR};
+
 const URI: &str = "qemu:///system";
 
 /// The tests of this file change the host's firmware descriptors: one at a time.
@@ -41,50 +45,7 @@ fn lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `SYSCONFDIR/qemu/firmware` of Debian's libvirt (NixOS: /var/lib/qemu/firmware).
-const FIRMWARE_DIR: &str = "/etc/qemu/firmware";
-/// QEMU's own descriptors (`DATADIR/qemu/firmware`).
-const QEMU_FIRMWARE_DIR: &str = "/usr/share/qemu/firmware";
-/// Debian's OVMF build with Microsoft's keys in the variable template.
-const MS_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
-const MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 const NO_FIRMWARE: &str = "Unable to find any firmware to satisfy 'efi'";
-
-/// Our descriptor installed (or removed) while alive; whatever was at its
-/// path before comes back on drop.
-struct Descriptor {
-    path: PathBuf,
-    before: Option<Vec<u8>>,
-}
-
-impl Descriptor {
-    fn set(installed: bool) -> Descriptor {
-        let path = Path::new(FIRMWARE_DIR).join(firmware::DESCRIPTOR_FILE);
-        let before = std::fs::read(&path).ok();
-        if installed {
-            std::fs::create_dir_all(FIRMWARE_DIR).unwrap();
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, firmware::descriptor(MS_CODE, MS_VARS).unwrap()).unwrap();
-            std::fs::rename(&tmp, &path).unwrap();
-        } else if before.is_some() {
-            std::fs::remove_file(&path).unwrap();
-        }
-        Descriptor { path, before }
-    }
-}
-
-impl Drop for Descriptor {
-    fn drop(&mut self) {
-        match &self.before {
-            Some(bytes) => {
-                let _ = std::fs::write(&self.path, bytes);
-            }
-            None => {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
-}
 
 /// Panics unless the firmware descriptors are laid out as on NixOS 25.11:
 /// none but ours offers `enrolled-keys`.

@@ -53,6 +53,7 @@
 //! mount -t hugetlbfs -o pagesize=1G none /dev/hugepages1G
 //! ```
 
+mod common_firmware;
 mod common_sync;
 
 use std::collections::BTreeSet;
@@ -60,56 +61,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common_firmware::{Descriptor, FIRMWARE_DIR, MS_CODE, MS_VARS, QEMU_FIRMWARE_DIR};
 use common_sync::dom::{self, Elem};
 use common_sync::*;
 use vfio_helper::firmware;
 use vfio_helper::topology::parse_cpu_list;
 
-/// `SYSCONFDIR/qemu/firmware` of Debian's libvirt (NixOS: /var/lib/qemu/firmware).
-const FIRMWARE_DIR: &str = "/etc/qemu/firmware";
-/// QEMU's own descriptors (`DATADIR/qemu/firmware`).
-const QEMU_FIRMWARE_DIR: &str = "/usr/share/qemu/firmware";
-/// Debian's OVMF build with Microsoft's keys in the variable template.
-const MS_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd";
-const MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 /// A certificate only a variable store with Microsoft's keys carries.
 const MS_KEK: &[u8] = b"Microsoft Corporation KEK CA";
-
-/// Our descriptor installed (or removed) while alive; whatever was at its
-/// path before comes back on drop.
-struct Descriptor {
-    path: PathBuf,
-    before: Option<Vec<u8>>,
-}
-
-impl Descriptor {
-    fn set(installed: bool) -> Descriptor {
-        let path = Path::new(FIRMWARE_DIR).join(firmware::DESCRIPTOR_FILE);
-        let before = std::fs::read(&path).ok();
-        if installed {
-            std::fs::create_dir_all(FIRMWARE_DIR).unwrap();
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, firmware::descriptor(MS_CODE, MS_VARS).unwrap()).unwrap();
-            std::fs::rename(&tmp, &path).unwrap();
-        } else if before.is_some() {
-            std::fs::remove_file(&path).unwrap();
-        }
-        Descriptor { path, before }
-    }
-}
-
-impl Drop for Descriptor {
-    fn drop(&mut self) {
-        match &self.before {
-            Some(bytes) => {
-                let _ = std::fs::write(&self.path, bytes);
-            }
-            None => {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
-}
 
 /// Every firmware descriptor libvirt reads here: (file name, JSON).
 fn descriptors() -> Vec<(String, serde_json::Value)> {
