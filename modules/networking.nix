@@ -8,13 +8,6 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkDefault
-    types
-    ;
-
   cfg = config.modules.networking.bridge;
 
   ifaceType = (import ./lib/types.nix { inherit lib; }).interfaceName;
@@ -27,8 +20,8 @@ let
 in
 {
   options.modules.networking.bridge = {
-    enable = mkOption {
-      type = types.bool;
+    enable = lib.mkOption {
+      type = lib.types.bool;
       default = false;
       description = ''
         Create the host bridge `name` with the physical NIC `interface` in it,
@@ -36,14 +29,14 @@ in
       '';
     };
 
-    name = mkOption {
+    name = lib.mkOption {
       type = ifaceType;
       default = "br0";
       description = "Name of the bridge (the VMs' `network.bridge`).";
     };
 
-    interface = mkOption {
-      type = types.nullOr ifaceType;
+    interface = lib.mkOption {
+      type = lib.types.nullOr ifaceType;
       default = null;
       example = "enp6s0";
       description = "Physical NIC to put into the bridge (see `ip link`).";
@@ -51,7 +44,7 @@ in
   };
 
   config = lib.mkMerge [
-    (mkIf cfg.enable {
+    (lib.mkIf cfg.enable {
       assertions = [
         {
           assertion = cfg.interface != null;
@@ -65,10 +58,10 @@ in
 
       networking.bridges.${cfg.name}.interfaces = lib.optional (cfg.interface != null) cfg.interface;
       networking.interfaces = {
-        ${cfg.name}.useDHCP = mkDefault true;
+        ${cfg.name}.useDHCP = lib.mkDefault true;
       }
       // lib.optionalAttrs (cfg.interface != null) {
-        ${cfg.interface}.useDHCP = mkDefault false;
+        ${cfg.interface}.useDHCP = lib.mkDefault false;
       };
       # qemu-bridge-helper (qemu:///session) may use the bridge too.
       virtualisation.libvirtd.allowedBridges = [

@@ -21,14 +21,6 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkMerge
-    types
-    literalExpression
-    ;
-
   cfg = config.modules.vfio;
   derived = import ./vfio/derive.nix { inherit lib config; };
 
@@ -68,8 +60,8 @@ in
   ];
 
   options.modules.vfio = {
-    enable = mkOption {
-      type = types.bool;
+    enable = lib.mkOption {
+      type = lib.types.bool;
       default = cfg.dualBoot.enable && cfg.dualBoot.currentMode == "vfio";
       defaultText = lib.literalMD "`true` in the VFIO entry of a dual boot (`dualBoot.enable`), else `false`";
       description = ''
@@ -81,8 +73,8 @@ in
       '';
     };
 
-    primaryMode = mkOption {
-      type = types.bool;
+    primaryMode = lib.mkOption {
+      type = lib.types.bool;
       default = true;
       description = ''
         `true`: the GPU is bound to vfio-pci at boot (`vfio-pci.ids` on the
@@ -94,8 +86,8 @@ in
       '';
     };
 
-    gpuPciIds = mkOption {
-      type = types.listOf pciIdType;
+    gpuPciIds = lib.mkOption {
+      type = lib.types.listOf pciIdType;
       default = [ ];
       example = [ "10de:1ad6" ];
       description = ''
@@ -105,8 +97,8 @@ in
       '';
     };
 
-    gpuPciAddresses = mkOption {
-      type = types.listOf pciAddressType;
+    gpuPciAddresses = lib.mkOption {
+      type = lib.types.listOf pciAddressType;
       default = [ ];
       example = [ "0000:01:00.2" ];
       description = ''
@@ -116,15 +108,15 @@ in
       '';
     };
 
-    cpuVendor = mkOption {
-      type = types.nullOr (
-        types.enum [
+    cpuVendor = lib.mkOption {
+      type = lib.types.nullOr (
+        lib.types.enum [
           "amd"
           "intel"
         ]
       );
       default = topologyVendor;
-      defaultText = literalExpression "hostTopology.vendor or null";
+      defaultText = lib.literalExpression "hostTopology.vendor or null";
       description = ''
         The host's CPU vendor. Intel needs `intel_iommu=on`; AMD enables its
         IOMMU by itself. When null (unknown), `intel_iommu=on` is added, which
@@ -132,10 +124,10 @@ in
       '';
     };
 
-    hostTopology = mkOption {
-      type = types.nullOr (types.attrsOf types.anything);
+    hostTopology = lib.mkOption {
+      type = lib.types.nullOr (lib.types.attrsOf lib.types.anything);
       default = null;
-      example = literalExpression "lib.importJSON ./host-topology.json";
+      example = lib.literalExpression "lib.importJSON ./host-topology.json";
       description = ''
         The host's CPU topology as written by `vfio-helper discover --nix`
         (vendor, logical CPUs, L3 domains, NUMA nodes, hugepage support).
@@ -143,8 +135,8 @@ in
       '';
     };
 
-    blacklistNvidia = mkOption {
-      type = types.bool;
+    blacklistNvidia = lib.mkOption {
+      type = lib.types.bool;
       default = true;
       description = ''
         With `primaryMode`, blacklist nouveau and the NVIDIA modules (nvidia,
@@ -153,8 +145,8 @@ in
       '';
     };
 
-    deviceAcl = mkOption {
-      type = types.listOf (types.strMatching "/dev/[^[:space:]\"]+");
+    deviceAcl = lib.mkOption {
+      type = lib.types.listOf (lib.types.strMatching "/dev/[^[:space:]\"]+");
       default = [ ];
       example = [ "/dev/input/by-id/usb-Logitech_USB_Keyboard-event-kbd" ];
       description = ''
@@ -167,8 +159,8 @@ in
       '';
     };
 
-    deviceAclHotplug = mkOption {
-      type = types.listOf (types.strMatching "/dev/[^[:space:]\"]+");
+    deviceAclHotplug = lib.mkOption {
+      type = lib.types.listOf (lib.types.strMatching "/dev/[^[:space:]\"]+");
       default = [ ];
       example = [ "/dev/input/by-id/usb-Vendor_Gamepad-event-joystick" ];
       description = ''
@@ -180,14 +172,14 @@ in
     };
   };
 
-  config = mkMerge [
+  config = lib.mkMerge [
     {
       # mkBefore: the VMs' devices first, then any added by hand.
       modules.vfio.gpuPciIds = lib.mkBefore derived.pciIds;
       modules.vfio.gpuPciAddresses = lib.mkBefore derived.pciAddresses;
     }
 
-    (mkIf (cfg.enable || cfg.dualBoot.enable) {
+    (lib.mkIf (cfg.enable || cfg.dualBoot.enable) {
       assertions = [
         {
           assertion = derived.gpuVmNames != [ ] || cfg.gpuPciIds != [ ];
@@ -202,7 +194,7 @@ in
       ];
     })
 
-    (mkIf (cfg.deviceAcl != [ ] || cfg.deviceAclHotplug != [ ]) {
+    (lib.mkIf (cfg.deviceAcl != [ ] || cfg.deviceAclHotplug != [ ]) {
       # This replaces NixOS's default qemu.conf, `namespaces = []`
       # (nixos/modules/virtualisation/libvirtd.nix). Without a `namespaces`
       # line libvirt keeps its own default: a mount namespace per VM whose

@@ -13,34 +13,26 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkMerge
-    mkDefault
-    types
-    ;
-
   cfg = config.modules.vfio;
   dual = cfg.dualBoot;
 
   labelType =
-    types.strMatching "[A-Za-z0-9_.-]+"
+    lib.types.strMatching "[A-Za-z0-9_.-]+"
     // {
       description = "boot entry tag (letters, digits, `_`, `.`, `-`)";
     };
 
   labelOf = mode: if mode == "vfio" then dual.vfioLabel else dual.hostLabel;
   otherMode = if dual.defaultMode == "host" then "vfio" else "host";
-  modeType = types.enum [
+  modeType = lib.types.enum [
     "host"
     "vfio"
   ];
 in
 {
   options.modules.vfio.dualBoot = {
-    enable = mkOption {
-      type = types.bool;
+    enable = lib.mkOption {
+      type = lib.types.bool;
       default = false;
       description = ''
         Build two boot entries: one where the host keeps the GPU (NVIDIA
@@ -50,26 +42,26 @@ in
       '';
     };
 
-    defaultMode = mkOption {
+    defaultMode = lib.mkOption {
       type = modeType;
       default = "host";
       description = "Mode of the default boot entry: `host` or `vfio` (GPU isolated).";
     };
 
-    hostLabel = mkOption {
+    hostLabel = lib.mkOption {
       type = labelType;
       default = "host";
       description = "Tag of the host-GPU entry (in `system.nixos.tags`, shown in the boot menu; the specialisation's name when it is not the default).";
     };
 
-    vfioLabel = mkOption {
+    vfioLabel = lib.mkOption {
       type = labelType;
       default = "vfio";
       description = "Tag of the VFIO entry (in `system.nixos.tags`, shown in the boot menu; the specialisation's name when it is not the default).";
     };
 
-    configurationRevision = mkOption {
-      type = types.nullOr types.str;
+    configurationRevision = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
       default = null;
       internal = true;
       description = ''
@@ -80,7 +72,7 @@ in
       '';
     };
 
-    currentMode = mkOption {
+    currentMode = lib.mkOption {
       type = modeType;
       default = dual.defaultMode;
       defaultText = lib.literalExpression "dualBoot.defaultMode";
@@ -89,13 +81,13 @@ in
     };
   };
 
-  config = mkMerge [
-    (mkIf dual.enable {
+  config = lib.mkMerge [
+    (lib.mkIf dual.enable {
       system.nixos.tags = [ (labelOf dual.currentMode) ];
 
       # Only the default entry declares the specialisation, so the
       # specialisation never declares one itself.
-      specialisation = mkIf (dual.currentMode == dual.defaultMode) {
+      specialisation = lib.mkIf (dual.currentMode == dual.defaultMode) {
         ${labelOf otherMode} = {
           inheritParentConfig = true;
           configuration.modules.vfio.dualBoot.currentMode = otherMode;
@@ -116,8 +108,8 @@ in
       ];
     })
 
-    (mkIf (dual.configurationRevision != null) {
-      system.configurationRevision = mkDefault dual.configurationRevision;
+    (lib.mkIf (dual.configurationRevision != null) {
+      system.configurationRevision = lib.mkDefault dual.configurationRevision;
     })
   ];
 }

@@ -15,8 +15,6 @@
   ...
 }:
 let
-  inherit (lib) mkIf mkMerge;
-
   cfg = config.modules.vfio;
   derived = import ./derive.nix { inherit lib config; };
 
@@ -99,7 +97,7 @@ let
   '';
 in
 {
-  config = mkIf cfg.enable (mkMerge [
+  config = lib.mkIf cfg.enable (lib.mkMerge [
     {
       boot.kernelParams = lib.optional (cfg.cpuVendor != "amd") "intel_iommu=on" ++ [ "iommu=pt" ];
 
@@ -117,22 +115,22 @@ in
     # qemu-libvirtd is in `kvm` then, nixos/modules/virtualisation/libvirtd.nix).
     # QEMU as root (the NixOS default) needs no rule, and one would only open
     # /dev/vfio/N to every other member of `kvm`.
-    (mkIf (!config.virtualisation.libvirtd.qemu.runAsRoot) {
+    (lib.mkIf (!config.virtualisation.libvirtd.qemu.runAsRoot) {
       services.udev.extraRules = ''
         SUBSYSTEM=="vfio", GROUP="kvm", MODE="0660"
       '';
     })
 
-    (mkIf cfg.primaryMode {
+    (lib.mkIf cfg.primaryMode {
       boot.kernelParams = lib.optional (cfg.gpuPciIds != [ ]) "vfio-pci.ids=${lib.concatStringsSep "," (lib.unique cfg.gpuPciIds)}";
       # mkBefore: loaded ahead of any GPU driver another module puts into the
       # initrd (e.g. nvidia for early KMS), so vfio-pci claims the IDs first.
       boot.initrd.kernelModules = lib.mkBefore vfioModules;
       boot.extraModprobeConfig = lib.concatMapStrings (drv: "softdep ${drv} pre: vfio-pci\n") softdepDrivers;
-      boot.blacklistedKernelModules = mkIf cfg.blacklistNvidia nvidiaModules;
+      boot.blacklistedKernelModules = lib.mkIf cfg.blacklistNvidia nvidiaModules;
     })
 
-    (mkIf (!cfg.primaryMode) {
+    (lib.mkIf (!cfg.primaryMode) {
       boot.kernelModules = vfioModules;
       virtualisation.libvirtd.hooks.qemu =
         if cfg.singleGpu.enable then { vfio-single-gpu = singleGpuHook; } else { vfio-gpu-detach = detachHook; };

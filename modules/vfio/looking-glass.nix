@@ -28,13 +28,6 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkMerge
-    types
-    ;
-
   cfg = config.modules.vfio;
   lg = cfg.lookingGlass;
   derived = import ./derive.nix { inherit lib config; };
@@ -63,11 +56,11 @@ let
   # `group`.
   forUsers =
     group:
-    mkMerge [
+    lib.mkMerge [
       (lib.genAttrs lg.users (_: {
         extraGroups = [ group ];
       }))
-      (mkIf (!runAsRoot) {
+      (lib.mkIf (!runAsRoot) {
         qemu-libvirtd.extraGroups = [ group ];
       })
     ];
@@ -91,8 +84,8 @@ let
 in
 {
   options.modules.vfio.lookingGlass = {
-    enable = mkOption {
-      type = types.bool;
+    enable = lib.mkOption {
+      type = lib.types.bool;
       default = false;
       description = ''
         Set up the host side of Looking Glass in the VFIO boot entry: the
@@ -102,8 +95,8 @@ in
       '';
     };
 
-    users = mkOption {
-      type = types.listOf (types.strMatching "[A-Za-z_][A-Za-z0-9_.-]*[$]?");
+    users = lib.mkOption {
+      type = lib.types.listOf (lib.types.strMatching "[A-Za-z_][A-Za-z0-9_.-]*[$]?");
       default = [ ];
       example = [ "draxel" ];
       description = ''
@@ -114,8 +107,8 @@ in
       '';
     };
 
-    shmSize = mkOption {
-      type = types.ints.positive;
+    shmSize = lib.mkOption {
+      type = lib.types.ints.positive;
       default = if derived.shmSizeNeeded > 0 then derived.shmSizeNeeded else 128;
       defaultText = lib.literalMD "the largest `lookingGlass.size` of the VMs that use /dev/shm/looking-glass, else 128";
       description = ''
@@ -126,7 +119,7 @@ in
     };
   };
 
-  config = mkIf cfg.enable (mkMerge [
+  config = lib.mkIf cfg.enable (lib.mkMerge [
     {
       assertions = [
         {
@@ -140,7 +133,7 @@ in
       );
     }
 
-    (mkIf lg.enable (mkMerge [
+    (lib.mkIf lg.enable (lib.mkMerge [
       {
         environment.systemPackages = [ pkgs.looking-glass-client ];
 
@@ -178,7 +171,7 @@ in
         ];
       }
 
-      (mkIf useShm {
+      (lib.mkIf useShm {
         users.groups.${shmGroup} = { };
         users.users = forUsers shmGroup;
 
@@ -188,7 +181,7 @@ in
         # inactive once done, so every switch runs it again (it starts the
         # active targets, which pull in their inactive wants), as does every
         # start of libvirtd.
-        systemd.services.looking-glass-shm = mkIf (lg.users != [ ]) {
+        systemd.services.looking-glass-shm = lib.mkIf (lg.users != [ ]) {
           description = "Create and size the Looking Glass shared memory file";
           wantedBy = [
             "multi-user.target"
@@ -209,7 +202,7 @@ in
         };
       })
 
-      (mkIf useKvmfr {
+      (lib.mkIf useKvmfr {
         boot.extraModulePackages = [ config.boot.kernelPackages.kvmfr ];
         boot.kernelModules = [ "kvmfr" ];
         boot.extraModprobeConfig = ''

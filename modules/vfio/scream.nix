@@ -24,12 +24,6 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    types
-    ;
-
   cfg = config.modules.vfio;
   sc = cfg.scream;
   derived = import ./derive.nix { inherit lib config; };
@@ -44,7 +38,7 @@ let
   secureBootVms = lib.filter (n: vms.${n}.secureBoot) gpuVmNames;
 
   lg = cfg.lookingGlass;
-  userNameType = types.strMatching "[A-Za-z_][A-Za-z0-9_.-]*[$]?";
+  userNameType = lib.types.strMatching "[A-Za-z_][A-Za-z0-9_.-]*[$]?";
 
   # The same test as looking-glass.nix (and NixOS's users-groups.nix): an
   # account NixOS creates.
@@ -93,8 +87,8 @@ let
 in
 {
   options.modules.vfio.scream = {
-    enable = mkOption {
-      type = types.bool;
+    enable = lib.mkOption {
+      type = lib.types.bool;
       default = sc.users != [ ];
       defaultText = lib.literalMD "`true` when `users` (by default `modules.vfio.lookingGlass.users`) names someone";
       description = ''
@@ -105,8 +99,8 @@ in
       '';
     };
 
-    interface = mkOption {
-      type = types.nullOr (import ../lib/types.nix { inherit lib; }).interfaceName;
+    interface = lib.mkOption {
+      type = lib.types.nullOr (import ../lib/types.nix { inherit lib; }).interfaceName;
       default = if interfaces == [ ] then null else lib.head interfaces;
       defaultText = lib.literalMD "`virbr0` for `network.type = \"nat\"`, the VM's `network.bridge` for `\"bridge\"`: of the first GPU VM that has either, else null";
       description = ''
@@ -117,8 +111,8 @@ in
       '';
     };
 
-    users = mkOption {
-      type = types.listOf userNameType;
+    users = lib.mkOption {
+      type = lib.types.listOf userNameType;
       default = lg.users;
       defaultText = lib.literalExpression "config.modules.vfio.lookingGlass.users";
       example = [ "draxel" ];
@@ -131,7 +125,7 @@ in
     };
   };
 
-  config = mkIf active {
+  config = lib.mkIf active {
     assertions = [
       {
         assertion = sc.interface == null || sc.users != [ ];
@@ -179,7 +173,7 @@ in
         + "(`bcdedit /set testsigning on`); set secureBoot = false on the VM to use Scream, or modules.vfio.scream.enable = false"
       );
 
-    systemd.user.services = mkIf (sc.interface != null) {
+    systemd.user.services = lib.mkIf (sc.interface != null) {
       scream = {
         description = "Scream audio receiver for the VMs (${sc.interface})";
         wantedBy = [ "default.target" ];
@@ -201,10 +195,10 @@ in
     # no such options (and no firewall to open).
     networking.firewall =
       lib.optionalAttrs (options ? networking.firewall.extraCommands) {
-        extraCommands = mkIf (rulesWanted && backend == "iptables") iptablesRules;
+        extraCommands = lib.mkIf (rulesWanted && backend == "iptables") iptablesRules;
       }
       // lib.optionalAttrs (options ? networking.firewall.extraInputRules) {
-        extraInputRules = mkIf (rulesWanted && backend == "nftables") nftablesRules;
+        extraInputRules = lib.mkIf (rulesWanted && backend == "nftables") nftablesRules;
       };
   };
 }

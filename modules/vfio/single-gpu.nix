@@ -28,20 +28,13 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkMerge
-    types
-    ;
-
   cfg = config.modules.vfio;
   single = cfg.singleGpu;
   derived = import ./derive.nix { inherit lib config; };
   vfioTypes = import ../lib/types.nix { inherit lib; };
 
   unitName =
-    types.strMatching "[A-Za-z0-9:_.@-]+\\.(service|socket|target|path|timer|mount|scope)"
+    lib.types.strMatching "[A-Za-z0-9:_.@-]+\\.(service|socket|target|path|timer|mount|scope)"
     // {
       description = "systemd unit name";
     };
@@ -61,8 +54,8 @@ let
 in
 {
   options.modules.vfio = {
-    bootGpu = mkOption {
-      type = types.nullOr vfioTypes.pciAddress;
+    bootGpu = lib.mkOption {
+      type = lib.types.nullOr vfioTypes.pciAddress;
       default = null;
       example = "0000:01:00.0";
       description = ''
@@ -89,8 +82,8 @@ in
         The host has no display while the VM runs, and unsaved work in the
         graphical sessions is lost when the VM starts'';
 
-      stopUnits = mkOption {
-        type = types.listOf unitName;
+      stopUnits = lib.mkOption {
+        type = lib.types.listOf unitName;
         default = [ "display-manager.service" ] ++ lib.optional nvidiaPersistenced "nvidia-persistenced.service";
         defaultText = lib.literalExpression ''[ "display-manager.service" ] ++ lib.optional config.hardware.nvidia.nvidiaPersistenced "nvidia-persistenced.service"'';
         example = [
@@ -108,8 +101,8 @@ in
         '';
       };
 
-      timeout = mkOption {
-        type = types.ints.between 1 600;
+      timeout = lib.mkOption {
+        type = lib.types.ints.between 1 600;
         default = 60;
         description = ''
           Seconds the hook waits for each unit to stop or start and for the
@@ -119,8 +112,8 @@ in
     };
   };
 
-  config = mkMerge [
-    (mkIf single.enable {
+  config = lib.mkMerge [
+    (lib.mkIf single.enable {
       # Above the option's default, below a value the user sets.
       modules.vfio.primaryMode = lib.mkDefault false;
 
@@ -133,7 +126,7 @@ in
       );
     })
 
-    (mkIf (single.enable && !(cfg.enable || cfg.dualBoot.enable)) {
+    (lib.mkIf (single.enable && !(cfg.enable || cfg.dualBoot.enable)) {
       assertions = [
         {
           assertion = false;
@@ -144,7 +137,7 @@ in
       ];
     })
 
-    (mkIf cfg.enable {
+    (lib.mkIf cfg.enable {
       assertions = [
         {
           assertion = !(single.enable && cfg.primaryMode);

@@ -7,8 +7,6 @@
   ...
 }:
 let
-  inherit (lib) mkIf;
-
   cfg = config.virtualisation.vms;
   internal = config.virtualisation.vmsInternal;
   vfioTypes = import ../lib/types.nix { inherit lib; };
@@ -288,7 +286,7 @@ let
     lib.filterAttrs (_: names: lib.length names > 1) byIndex;
 in
 {
-  config = mkIf (cfg != { }) {
+  config = lib.mkIf (cfg != { }) {
     assertions =
       lib.concatLists (lib.mapAttrsToList vmAssertions cfg)
       ++ lib.concatLists (lib.mapAttrsToList deviceAssertions cfg)

@@ -27,14 +27,6 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkBefore
-    types
-    literalExpression
-    ;
-
   cfg = config.virtualisation.vms;
   helper = config.virtualisation.vfioHelper.package;
   qemu = config.virtualisation.libvirtd.qemu.package;
@@ -61,10 +53,10 @@ let
 in
 {
   options.virtualisation.vmsFirmware = {
-    ovmf = mkOption {
-      type = types.package;
+    ovmf = lib.mkOption {
+      type = lib.types.package;
       default = pkgs.OVMFFull.fd;
-      defaultText = literalExpression "pkgs.OVMFFull.fd";
+      defaultText = lib.literalExpression "pkgs.OVMFFull.fd";
       description = ''
         OVMF build for VMs with `secureBootKeys = "microsoft"`: its
         `FV/OVMF_CODE.ms.fd` (Secure Boot, SMM) and `FV/OVMF_VARS.ms.fd`
@@ -72,16 +64,16 @@ in
       '';
     };
 
-    descriptor = mkOption {
-      type = types.nullOr types.package;
+    descriptor = lib.mkOption {
+      type = lib.types.nullOr lib.types.package;
       internal = true;
       readOnly = true;
       default = if needed then descriptor else null;
       description = "The project's firmware descriptor for OVMFFull's Microsoft keys (null when no VM needs it).";
     };
 
-    directory = mkOption {
-      type = types.nullOr types.package;
+    directory = lib.mkOption {
+      type = lib.types.nullOr lib.types.package;
       internal = true;
       readOnly = true;
       default = if needed then firmwareDir else null;
@@ -89,9 +81,9 @@ in
     };
   };
 
-  config = mkIf needed {
+  config = lib.mkIf needed {
     environment.etc."vfio/ovmf/OVMF_CODE.ms.fd".source = "${ovmf}/FV/OVMF_CODE.ms.fd";
     environment.etc."vfio/ovmf/OVMF_VARS.ms.fd".source = "${ovmf}/FV/OVMF_VARS.ms.fd";
-    systemd.tmpfiles.rules = mkBefore [ "L+ /var/lib/qemu/firmware - - - - ${firmwareDir}" ];
+    systemd.tmpfiles.rules = lib.mkBefore [ "L+ /var/lib/qemu/firmware - - - - ${firmwareDir}" ];
   };
 }

@@ -3,20 +3,17 @@
 # to the model), merged into the VM submodule of options.nix.
 { lib, osConfig }:
 { ... }:
-let
-  inherit (lib) mkOption types literalExpression;
-in
 {
   options = {
     cpu = {
-      avic = mkOption {
-        type = types.nullOr types.bool;
+      avic = lib.mkOption {
+        type = lib.types.nullOr lib.types.bool;
         default =
           let
             topology = osConfig.modules.vfio.hostTopology or null;
           in
           if builtins.isAttrs topology then topology.avic or null else null;
-        defaultText = literalExpression "hostTopology.avic or null";
+        defaultText = lib.literalExpression "hostTopology.avic or null";
         description = ''
           Hyper-V `avic` (hv-avic) for Windows guests: lets the Hyper-V
           SynIC work with the host's APIC virtualization (AMD AVIC,
@@ -28,8 +25,8 @@ in
           virtualization.
         '';
       };
-      maxPhysAddr = mkOption {
-        type = types.nullOr (types.ints.between 32 52);
+      maxPhysAddr = lib.mkOption {
+        type = lib.types.nullOr (lib.types.ints.between 32 52);
         default = null;
         example = 39;
         description = ''
@@ -45,8 +42,8 @@ in
     };
 
     gpu = {
-      romBar = mkOption {
-        type = types.bool;
+      romBar = lib.mkOption {
+        type = lib.types.bool;
         default = true;
         description = ''
           Show the GPU's option ROM to the guest. false gives `<rom
@@ -57,8 +54,8 @@ in
     };
 
     hugepages = {
-      preallocThreads = mkOption {
-        type = types.nullOr (types.ints.between 1 1024);
+      preallocThreads = lib.mkOption {
+        type = lib.types.nullOr (lib.types.ints.between 1 1024);
         default = null;
         example = 8;
         description = ''
@@ -71,8 +68,8 @@ in
     };
 
     storage = {
-      io = mkOption {
-        type = types.enum [
+      io = lib.mkOption {
+        type = lib.types.enum [
           "io_uring"
           "native"
           "threads"
@@ -88,8 +85,8 @@ in
     };
 
     spice = {
-      listen = mkOption {
-        type = types.enum [
+      listen = lib.mkOption {
+        type = lib.types.enum [
           "address"
           "socket"
         ];
@@ -104,8 +101,8 @@ in
           spice:port=0`).
         '';
       };
-      port = mkOption {
-        type = types.nullOr (types.ints.between 5900 65535);
+      port = lib.mkOption {
+        type = lib.types.nullOr (lib.types.ints.between 5900 65535);
         default = null;
         example = 5901;
         description = ''
@@ -117,8 +114,8 @@ in
       };
     };
 
-    hideHypervisor = mkOption {
-      type = types.bool;
+    hideHypervisor = lib.mkOption {
+      type = lib.types.bool;
       default = false;
       description = ''
         Hide KVM from the guest: `<kvm><hidden state="on"/>` and, on
@@ -129,8 +126,8 @@ in
     };
 
     hyperv = {
-      xmmInput = mkOption {
-        type = types.bool;
+      xmmInput = lib.mkOption {
+        type = lib.types.bool;
         default = false;
         description = ''
           Hyper-V `xmm_input` (hv-xmm-input, faster hypercalls) for
@@ -138,8 +135,8 @@ in
           it), so it is off by default.
         '';
       };
-      tlbflushExtended = mkOption {
-        type = types.bool;
+      tlbflushExtended = lib.mkOption {
+        type = lib.types.bool;
         default = false;
         description = ''
           Hyper-V `tlbflush` with `extended` (hv-tlbflush-ext: extended
@@ -148,8 +145,8 @@ in
           by default.
         '';
       };
-      panic = mkOption {
-        type = types.bool;
+      panic = lib.mkOption {
+        type = lib.types.bool;
         default = false;
         description = ''
           `<panic model="hyperv">` (hv-crash): Windows reports a bugcheck
@@ -160,8 +157,8 @@ in
       };
     };
 
-    spareRootPorts = mkOption {
-      type = types.ints.between 0 16;
+    spareRootPorts = lib.mkOption {
+      type = lib.types.ints.between 0 16;
       default = 4;
       description = ''
         Empty PCIe root ports left in the guest for hot-plugging PCIe
@@ -170,8 +167,8 @@ in
       '';
     };
 
-    extraCpuXml = mkOption {
-      type = types.lines;
+    extraCpuXml = lib.mkOption {
+      type = lib.types.lines;
       default = "";
       example = "<feature policy='disable' name='svm'/>";
       description = ''
@@ -181,8 +178,8 @@ in
       '';
     };
 
-    extraFeaturesXml = mkOption {
-      type = types.lines;
+    extraFeaturesXml = lib.mkOption {
+      type = lib.types.lines;
       default = "";
       example = "<pmu state='off'/>";
       description = ''
@@ -193,8 +190,8 @@ in
       '';
     };
 
-    extraOsXml = mkOption {
-      type = types.lines;
+    extraOsXml = lib.mkOption {
+      type = lib.types.lines;
       default = "";
       example = "<smbios mode='host'/>";
       description = ''

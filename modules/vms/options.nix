@@ -9,12 +9,6 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    types
-    literalExpression
-    ;
-
   osConfig = config;
 
   vfioTypes = import ../lib/types.nix { inherit lib; };
@@ -28,26 +22,26 @@ let
 
   # A user name as NixOS's users.users takes it (as modules.vfio.scream.users).
   userNameType =
-    types.strMatching "[A-Za-z_][A-Za-z0-9_.-]*[$]?"
+    lib.types.strMatching "[A-Za-z_][A-Za-z0-9_.-]*[$]?"
     // {
       description = "user name";
     };
 
   # USB vendor and product IDs as `lsusb` prints them (`ID 046d:c52b`).
   usbIdType =
-    types.strMatching "[0-9a-f]{4}"
+    lib.types.strMatching "[0-9a-f]{4}"
     // {
       description = "USB ID (4 lower-case hex digits)";
     };
 
-  usbDeviceType = types.submodule {
+  usbDeviceType = lib.types.submodule {
     options = {
-      vendorId = mkOption {
+      vendorId = lib.mkOption {
         type = usbIdType;
         example = "046d";
         description = "USB vendor ID: the part before the colon after `ID` in `lsusb`.";
       };
-      productId = mkOption {
+      productId = lib.mkOption {
         type = usbIdType;
         example = "c52b";
         description = "USB product ID: the part after the colon after `ID` in `lsusb`.";
@@ -58,16 +52,16 @@ let
   # A whole PCI device passed through (`pci.devices`, `usb.controllers`): its
   # address, and its vendor:device ID when vfio-pci is to claim it at boot.
   # A bare address is the same as { address = …; } (no boot-time binding).
-  passthroughDeviceType = types.coercedTo pciAddressType (address: { inherit address; }) (
-    types.submodule {
+  passthroughDeviceType = lib.types.coercedTo pciAddressType (address: { inherit address; }) (
+    lib.types.submodule {
       options = {
-        address = mkOption {
+        address = lib.mkOption {
           type = pciAddressType;
           example = "0000:03:00.0";
           description = "PCI address of the device (function), from `lspci -D`.";
         };
-        pciId = mkOption {
-          type = types.nullOr pciIdType;
+        pciId = lib.mkOption {
+          type = lib.types.nullOr pciIdType;
           default = null;
           example = "144d:a80a";
           description = ''
@@ -94,8 +88,8 @@ let
     in
     {
       options = {
-        type = mkOption {
-          type = types.enum [
+        type = lib.mkOption {
+          type = lib.types.enum [
             "windows-gaming"
             "linux-server"
           ];
@@ -107,39 +101,39 @@ let
           '';
         };
 
-        memory = mkOption {
-          type = types.ints.between 512 16777216;
+        memory = lib.mkOption {
+          type = lib.types.ints.between 512 16777216;
           default = 8192;
           example = 32768;
           description = "RAM in MiB. With `hugepages.enable`, a multiple of 1024.";
         };
 
-        vcpus = mkOption {
-          type = types.ints.between 1 1024;
+        vcpus = lib.mkOption {
+          type = lib.types.ints.between 1 1024;
           default = 8;
           example = 12;
           description = "Total number of vCPUs; must equal `cpu.cores * cpu.threads`.";
         };
 
         cpu = {
-          cores = mkOption {
-            type = types.ints.between 1 512;
+          cores = lib.mkOption {
+            type = lib.types.ints.between 1 512;
             default = 4;
             description = "Physical cores given to the guest.";
           };
-          threads = mkOption {
-            type = types.ints.between 1 2;
+          threads = lib.mkOption {
+            type = lib.types.ints.between 1 2;
             default = 2;
             description = "Threads per core: 2 pins vCPU pairs to SMT sibling pairs, 1 for hosts without SMT.";
           };
           pinning = {
-            enable = mkOption {
-              type = types.bool;
+            enable = lib.mkOption {
+              type = lib.types.bool;
               default = true;
               description = "Pin each vCPU to one host CPU (and the emulator thread to the host's CPUs).";
             };
-            startCpu = mkOption {
-              type = types.ints.between 0 8191;
+            startCpu = lib.mkOption {
+              type = lib.types.ints.between 0 8191;
               default = 4;
               description = ''
                 First host CPU given to the guest; CPUs below it stay with the host.
@@ -147,8 +141,8 @@ let
                 (SMT siblings together) on the host's real topology instead.
               '';
             };
-            prefer = mkOption {
-              type = types.enum [
+            prefer = lib.mkOption {
+              type = lib.types.enum [
                 "auto"
                 "cache"
                 "frequency"
@@ -163,8 +157,8 @@ let
                 domains and without a host topology.
               '';
             };
-            numaNode = mkOption {
-              type = types.nullOr (types.ints.between 0 1023);
+            numaNode = lib.mkOption {
+              type = lib.types.nullOr (lib.types.ints.between 0 1023);
               default = null;
               example = 1;
               description = ''
@@ -176,10 +170,10 @@ let
               '';
             };
           };
-          isolate = mkOption {
-            type = types.bool;
+          isolate = lib.mkOption {
+            type = lib.types.bool;
             default = windows;
-            defaultText = literalExpression ''type == "windows-gaming"'';
+            defaultText = lib.literalExpression ''type == "windows-gaming"'';
             description = ''
               Keep host processes off the VM's CPUs while it runs: a libvirt
               qemu hook restricts `system.slice`, `user.slice` and `init.scope`
@@ -190,15 +184,15 @@ let
               and listed in /etc/vfio/vm-cpus.
             '';
           };
-          vendor = mkOption {
-            type = types.nullOr (
-              types.enum [
+          vendor = lib.mkOption {
+            type = lib.types.nullOr (
+              lib.types.enum [
                 "amd"
                 "intel"
               ]
             );
             default = osConfig.modules.vfio.cpuVendor or null;
-            defaultText = literalExpression "modules.vfio.cpuVendor";
+            defaultText = lib.literalExpression "modules.vfio.cpuVendor";
             description = ''
               Host CPU vendor. AMD needs it for `topoext` (without it the guest
               sees no SMT pairs: `-cpu host` never turns TOPOEXT on by itself),
@@ -207,10 +201,10 @@ let
               be known.
             '';
           };
-          evmcs = mkOption {
-            type = types.bool;
+          evmcs = lib.mkOption {
+            type = lib.types.bool;
             default = config.cpu.vendor == "intel";
-            defaultText = literalExpression ''cpu.vendor == "intel"'';
+            defaultText = lib.literalExpression ''cpu.vendor == "intel"'';
             description = ''
               Hyper-V enlightened VMCS (Intel hosts only): faster nested
               Hyper-V, WSL2 and VBS in a Windows guest. QEMU recommends it on
@@ -221,37 +215,37 @@ let
         };
 
         gpu = {
-          enable = mkOption {
-            type = types.bool;
+          enable = lib.mkOption {
+            type = lib.types.bool;
             default = false;
             description = "Pass a GPU through to the VM (`address`, and `pciId` for VFIO binding, are then required).";
           };
-          pciId = mkOption {
-            type = types.nullOr pciIdType;
+          pciId = lib.mkOption {
+            type = lib.types.nullOr pciIdType;
             default = null;
             example = "10de:2782";
             description = "`vendor:device` of the GPU function, from `lspci -nn`.";
           };
-          audioPciId = mkOption {
-            type = types.nullOr pciIdType;
+          audioPciId = lib.mkOption {
+            type = lib.types.nullOr pciIdType;
             default = null;
             example = "10de:22bc";
             description = "`vendor:device` of the GPU's HDMI audio function, from `lspci -nn`.";
           };
-          address = mkOption {
-            type = types.nullOr pciAddressType;
+          address = lib.mkOption {
+            type = lib.types.nullOr pciAddressType;
             default = null;
             example = "0000:01:00.0";
             description = "PCI address of the GPU function, from `lspci -D`.";
           };
-          audioAddress = mkOption {
-            type = types.nullOr pciAddressType;
+          audioAddress = lib.mkOption {
+            type = lib.types.nullOr pciAddressType;
             default = null;
             example = "0000:01:00.1";
             description = "PCI address of the GPU's audio function, from `lspci -D`.";
           };
-          extraPciIds = mkOption {
-            type = types.listOf pciIdType;
+          extraPciIds = lib.mkOption {
+            type = lib.types.listOf pciIdType;
             default = [ ];
             example = [
               "10de:1ad6"
@@ -259,8 +253,8 @@ let
             ];
             description = "IDs of further functions of the card (e.g. the USB-C controller of Turing cards).";
           };
-          extraAddresses = mkOption {
-            type = types.listOf pciAddressType;
+          extraAddresses = lib.mkOption {
+            type = lib.types.listOf pciAddressType;
             default = [ ];
             example = [
               "0000:01:00.2"
@@ -268,8 +262,8 @@ let
             ];
             description = "Addresses of further functions of the card; they are passed through too.";
           };
-          romFile = mkOption {
-            type = types.nullOr hostPath;
+          romFile = lib.mkOption {
+            type = lib.types.nullOr hostPath;
             default = null;
             apply = keepPath;
             description = ''
@@ -281,23 +275,23 @@ let
         };
 
         hugepages = {
-          enable = mkOption {
-            type = types.bool;
+          enable = lib.mkOption {
+            type = lib.types.bool;
             default = false;
             description = "Back the guest's RAM with 1 GiB hugepages (reserved at boot).";
           };
-          count = mkOption {
-            type = types.ints.between 1 16384;
+          count = lib.mkOption {
+            type = lib.types.ints.between 1 16384;
             default = 32;
             description = "Number of 1 GiB pages; must equal `memory / 1024`.";
           };
         };
 
         storage = {
-          disk = mkOption {
+          disk = lib.mkOption {
             type = hostPath;
             default = "/var/lib/libvirt/images/${name}.qcow2";
-            defaultText = literalExpression ''"/var/lib/libvirt/images/''${name}.qcow2"'';
+            defaultText = lib.literalExpression ''"/var/lib/libvirt/images/''${name}.qcow2"'';
             apply = toString;
             description = ''
               The guest's disk: a qcow2 image (created with `storage.size` when it
@@ -305,20 +299,20 @@ let
               created). Kept in place, never copied into the Nix store.
             '';
           };
-          size = mkOption {
-            type = types.ints.between 1 65536;
+          size = lib.mkOption {
+            type = lib.types.ints.between 1 65536;
             default = 128;
             description = "Size in GiB of the qcow2 image created when `storage.disk` does not exist yet. An existing disk is never resized.";
           };
-          windowsIso = mkOption {
-            type = types.nullOr hostPath;
+          windowsIso = lib.mkOption {
+            type = lib.types.nullOr hostPath;
             default = null;
             apply = keepPath;
             example = "/var/lib/libvirt/images/Win11.iso";
             description = "Windows installer ISO, attached as a CD-ROM. Kept in place, never copied into the Nix store.";
           };
-          virtioIso = mkOption {
-            type = types.nullOr hostPath;
+          virtioIso = lib.mkOption {
+            type = lib.types.nullOr hostPath;
             default = null;
             apply = keepPath;
             example = "/var/lib/libvirt/images/virtio-win.iso";
@@ -327,8 +321,8 @@ let
         };
 
         network = {
-          type = mkOption {
-            type = types.enum [
+          type = lib.mkOption {
+            type = lib.types.enum [
               "nat"
               "bridge"
               "macvtap"
@@ -337,19 +331,19 @@ let
             default = "nat";
             description = "`nat`: libvirt's default network; `bridge`: a host bridge; `macvtap`: directly on a physical NIC; `user`: QEMU user networking.";
           };
-          bridge = mkOption {
+          bridge = lib.mkOption {
             type = vfioTypes.interfaceName;
             default = "br0";
             description = "Host bridge (with `type = \"bridge\"`).";
           };
-          interface = mkOption {
-            type = types.either (types.enum [ "" ]) vfioTypes.interfaceName;
+          interface = lib.mkOption {
+            type = lib.types.either (lib.types.enum [ "" ]) vfioTypes.interfaceName;
             default = "";
             example = "enp6s0";
             description = "Physical NIC (with `type = \"macvtap\"`).";
           };
-          macvtapMode = mkOption {
-            type = types.enum [
+          macvtapMode = lib.mkOption {
+            type = lib.types.enum [
               "bridge"
               "vepa"
               "private"
@@ -357,15 +351,15 @@ let
             default = "bridge";
             description = "Macvtap mode (with `type = \"macvtap\"`).";
           };
-          mac = mkOption {
-            type = types.nullOr macType;
+          mac = lib.mkOption {
+            type = lib.types.nullOr macType;
             default = null;
             description = "MAC address of the NIC; when null, derived from the VM's name (stable across rebuilds and hosts).";
           };
         };
 
-        graphics = mkOption {
-          type = types.enum [
+        graphics = lib.mkOption {
+          type = lib.types.enum [
             "spice"
             "vnc"
             "none"
@@ -375,50 +369,50 @@ let
         };
 
         lookingGlass = {
-          enable = mkOption {
-            type = types.bool;
+          enable = lib.mkOption {
+            type = lib.types.bool;
             default = config.gpu.enable;
-            defaultText = literalExpression "gpu.enable";
+            defaultText = lib.literalExpression "gpu.enable";
             description = "Add the Looking Glass shared-memory device.";
           };
-          size = mkOption {
-            type = types.ints.between 1 4096;
+          size = lib.mkOption {
+            type = lib.types.ints.between 1 4096;
             default = 128;
             description = "Shared memory in MiB, a power of two (32 for 1080p, 64 for 1440p, 128 for 4K).";
           };
-          backend = mkOption {
-            type = types.enum [
+          backend = lib.mkOption {
+            type = lib.types.enum [
               "shm"
               "kvmfr"
             ];
             default = "shm";
             description = "`shm`: /dev/shm/looking-glass via libvirt's `<shmem>`; `kvmfr`: the kvmfr kernel module's /dev/kvmfrN.";
           };
-          kvmfrIndex = mkOption {
-            type = types.ints.between 0 9;
+          kvmfrIndex = lib.mkOption {
+            type = lib.types.ints.between 0 9;
             default = 0;
             description = "N of /dev/kvmfrN (with `backend = \"kvmfr\"`).";
           };
         };
 
-        autostart = mkOption {
-          type = types.bool;
+        autostart = lib.mkOption {
+          type = lib.types.bool;
           default = false;
           description = "Start the VM when libvirtd starts (libvirt's autostart flag).";
         };
 
-        secureBoot = mkOption {
-          type = types.bool;
+        secureBoot = lib.mkOption {
+          type = lib.types.bool;
           default = windows;
-          defaultText = literalExpression ''type == "windows-gaming"'';
+          defaultText = lib.literalExpression ''type == "windows-gaming"'';
           description = ''
             UEFI firmware with Secure Boot (Windows 11 requires it). Its keys
             are chosen by `secureBootKeys`.
           '';
         };
 
-        secureBootKeys = mkOption {
-          type = types.enum [
+        secureBootKeys = lib.mkOption {
+          type = lib.types.enum [
             "microsoft"
             "none"
           ];
@@ -436,36 +430,36 @@ let
           '';
         };
 
-        tpm.enable = mkOption {
-          type = types.bool;
+        tpm.enable = lib.mkOption {
+          type = lib.types.bool;
           default = windows;
-          defaultText = literalExpression ''type == "windows-gaming"'';
+          defaultText = lib.literalExpression ''type == "windows-gaming"'';
           description = "Emulated TPM 2.0 (swtpm; Windows 11 requires it).";
         };
 
-        uuid = mkOption {
-          type = types.nullOr uuidType;
+        uuid = lib.mkOption {
+          type = lib.types.nullOr uuidType;
           default = null;
           description = "Domain UUID; when null, derived from the VM's name. Firmware variables and TPM state are keyed by it, so keep it stable.";
         };
 
         evdev = {
-          keyboard = mkOption {
-            type = types.nullOr evdevPath;
+          keyboard = lib.mkOption {
+            type = lib.types.nullOr evdevPath;
             default = null;
             apply = keepPath;
             example = "/dev/input/by-id/usb-Logitech_USB_Keyboard-event-kbd";
             description = "Keyboard passed to the guest with evdev; both control keys switch it between host and guest (see `grabToggle`).";
           };
-          mouse = mkOption {
-            type = types.nullOr evdevPath;
+          mouse = lib.mkOption {
+            type = lib.types.nullOr evdevPath;
             default = null;
             apply = keepPath;
             example = "/dev/input/by-id/usb-Logitech_G502-event-mouse";
             description = "Mouse passed to the guest with evdev; it follows the keyboard's grab.";
           };
-          grabToggle = mkOption {
-            type = types.enum [
+          grabToggle = lib.mkOption {
+            type = lib.types.enum [
               "ctrl-ctrl"
               "alt-alt"
               "shift-shift"
@@ -479,15 +473,15 @@ let
         };
 
         audio = {
-          backend = mkOption {
-            type = types.enum [
+          backend = lib.mkOption {
+            type = lib.types.enum [
               "spice"
               "pipewire"
               "scream"
               "none"
             ];
             default = if config.graphics == "spice" then "spice" else "none";
-            defaultText = literalExpression ''if graphics == "spice" then "spice" else "none"'';
+            defaultText = lib.literalExpression ''if graphics == "spice" then "spice" else "none"'';
             description = ''
               Where the guest's sound goes. `spice`: an emulated Intel HDA
               (ich9) sound card played through the SPICE display, by
@@ -503,8 +497,8 @@ let
               viewer; use `pipewire` there.
             '';
           };
-          pipewireUser = mkOption {
-            type = types.nullOr userNameType;
+          pipewireUser = lib.mkOption {
+            type = lib.types.nullOr userNameType;
             default = null;
             example = "alice";
             description = ''
@@ -516,15 +510,15 @@ let
               lingering, `users.users.<name>.linger`) when the VM starts.
             '';
           };
-          pipewireRuntimeDir = mkOption {
-            type = types.nullOr hostPath;
+          pipewireRuntimeDir = lib.mkOption {
+            type = lib.types.nullOr hostPath;
             default =
               let
                 user = config.audio.pipewireUser;
                 uid = if user == null then null else osConfig.users.users.${user}.uid or null;
               in
               if uid == null then null else "/run/user/${toString uid}";
-            defaultText = literalExpression ''"/run/user/''${toString users.users.''${audio.pipewireUser}.uid}" (null while that uid is null)'';
+            defaultText = lib.literalExpression ''"/run/user/''${toString users.users.''${audio.pipewireUser}.uid}" (null while that uid is null)'';
             apply = keepPath;
             example = "/run/user/1000";
             description = ''
@@ -540,8 +534,8 @@ let
         };
 
         usb = {
-          devices = mkOption {
-            type = types.listOf usbDeviceType;
+          devices = lib.mkOption {
+            type = lib.types.listOf usbDeviceType;
             default = [ ];
             example = [
               {
@@ -560,8 +554,8 @@ let
               USB controller through instead.
             '';
           };
-          controllers = mkOption {
-            type = types.listOf passthroughDeviceType;
+          controllers = lib.mkOption {
+            type = lib.types.listOf passthroughDeviceType;
             default = [ ];
             example = [ "0000:0a:00.3" ];
             description = ''
@@ -576,10 +570,10 @@ let
           };
         };
 
-        pci.devices = mkOption {
-          type = types.listOf passthroughDeviceType;
+        pci.devices = lib.mkOption {
+          type = lib.types.listOf passthroughDeviceType;
           default = [ ];
-          example = literalExpression ''
+          example = lib.literalExpression ''
             [
               "0000:03:00.0"
               { address = "0000:05:00.0"; pciId = "8086:1533"; }
@@ -596,8 +590,8 @@ let
           '';
         };
 
-        extraDevicesXml = mkOption {
-          type = types.lines;
+        extraDevicesXml = lib.mkOption {
+          type = lib.types.lines;
           default = "";
           example = ''
             <redirdev bus='usb' type='spicevmc'/>
@@ -611,8 +605,8 @@ let
           '';
         };
 
-        qemuArgs = mkOption {
-          type = types.listOf types.str;
+        qemuArgs = lib.mkOption {
+          type = lib.types.listOf lib.types.str;
           default = [ ];
           example = [
             "-fw_cfg"
@@ -623,15 +617,15 @@ let
       };
     };in
 {
-  options.virtualisation.vms = mkOption {
-    type = types.attrsOf (
-      types.submodule [
+  options.virtualisation.vms = lib.mkOption {
+    type = lib.types.attrsOf (
+      lib.types.submodule [
         vmModule
         (import ./options-tuning.nix { inherit lib osConfig; })
       ]
     );
     default = { };
-    example = literalExpression ''
+    example = lib.literalExpression ''
       {
         win11 = {
           memory = 32768;
@@ -654,20 +648,20 @@ let
     '';
   };
 
-  options.virtualisation.vfioHelper.package = mkOption {
-    type = types.package;
+  options.virtualisation.vfioHelper.package = lib.mkOption {
+    type = lib.types.package;
     default =
       pkgs.vfio-helper or (throw ''
         virtualisation.vfioHelper.package: pkgs.vfio-helper does not exist. Import this flake's
         nixosModules (which set it), add its overlays.default to nixpkgs.overlays, or set
         virtualisation.vfioHelper.package yourself.
       '');
-    defaultText = literalExpression "pkgs.vfio-helper";
+    defaultText = lib.literalExpression "pkgs.vfio-helper";
     description = "The `vfio-helper` package that renders domain XML and syncs domains into libvirt.";
   };
 
-  options.virtualisation.vmsInternal = mkOption {
-    type = types.raw;
+  options.virtualisation.vmsInternal = lib.mkOption {
+    type = lib.types.raw;
     internal = true;
     readOnly = true;
     description = "Derived build products of `virtualisation.vms` (VM JSON, domain XML, manifest), for tests and other modules.";
