@@ -3,6 +3,9 @@
 # to the model), merged into the VM submodule of options.nix.
 { lib, osConfig }:
 { ... }:
+let
+  inherit (import ../lib/options.nix { inherit lib; }) mkNullOption mkXmlOption;
+in
 {
   options = {
     cpu = {
@@ -25,9 +28,7 @@
           virtualization.
         '';
       };
-      maxPhysAddr = lib.mkOption {
-        type = lib.types.nullOr (lib.types.ints.between 32 52);
-        default = null;
+      maxPhysAddr = mkNullOption (lib.types.ints.between 32 52) {
         example = 39;
         description = ''
           Cap the guest's physical address bits at this many
@@ -54,9 +55,7 @@
     };
 
     hugepages = {
-      preallocThreads = lib.mkOption {
-        type = lib.types.nullOr (lib.types.ints.between 1 1024);
-        default = null;
+      preallocThreads = mkNullOption (lib.types.ints.between 1 1024) {
         example = 8;
         description = ''
           Threads QEMU zeroes the guest's hugepages with at start
@@ -101,9 +100,7 @@
           spice:port=0`).
         '';
       };
-      port = lib.mkOption {
-        type = lib.types.nullOr (lib.types.ints.between 5900 65535);
-        default = null;
+      port = mkNullOption (lib.types.ints.between 5900 65535) {
         example = 5901;
         description = ''
           Fixed SPICE port on 127.0.0.1 (with `spice.listen =
@@ -167,9 +164,7 @@
       '';
     };
 
-    extraCpuXml = lib.mkOption {
-      type = lib.types.lines;
-      default = "";
+    extraCpuXml = mkXmlOption {
       example = "<feature policy='disable' name='svm'/>";
       description = ''
         Escape hatch: raw libvirt XML appended inside `<cpu>`: `feature`,
@@ -178,9 +173,7 @@
       '';
     };
 
-    extraFeaturesXml = lib.mkOption {
-      type = lib.types.lines;
-      default = "";
+    extraFeaturesXml = mkXmlOption {
       example = "<pmu state='off'/>";
       description = ''
         Escape hatch: raw libvirt XML appended inside `<features>`
@@ -190,9 +183,7 @@
       '';
     };
 
-    extraOsXml = lib.mkOption {
-      type = lib.types.lines;
-      default = "";
+    extraOsXml = mkXmlOption {
       example = "<smbios mode='host'/>";
       description = ''
         Escape hatch: raw libvirt XML appended inside `<os>`:

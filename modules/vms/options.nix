@@ -1,7 +1,8 @@
 # The option tree of virtualisation.vms.<name> (the model in
-# rust/src/config.rs, one to one with it; the tuning options are in
-# options-tuning.nix), the helper package, and the internal option through
-# which the other files of this module share their build products.
+# rust/src/config.rs, one to one with it; the devices passed to the guest
+# are in options-devices.nix, the tuning options in options-tuning.nix), the
+# helper package, and the internal option through which the other files of
+# this module share their build products.
 {
   config,
   lib,
@@ -12,72 +13,11 @@ let
   osConfig = config;
 
   vfioTypes = import ../lib/types.nix { inherit lib; };
-  inherit (vfioTypes) hostPath keepPath evdevPath;
-  pciIdType = vfioTypes.pciId;
-  pciAddressType = vfioTypes.pciAddress;
-  uuidType = vfioTypes.uuid;
-  macType = vfioTypes.mac;
-
-  # --- passed-through devices (audio, usb, pci) -------------------------------
-
-  # A user name as NixOS's users.users takes it (as modules.vfio.scream.users).
-  userNameType =
-    lib.types.strMatching "[A-Za-z_][A-Za-z0-9_.-]*[$]?"
-    // {
-      description = "user name";
-    };
-
-  # USB vendor and product IDs as `lsusb` prints them (`ID 046d:c52b`).
-  usbIdType =
-    lib.types.strMatching "[0-9a-f]{4}"
-    // {
-      description = "USB ID (4 lower-case hex digits)";
-    };
-
-  usbDeviceType = lib.types.submodule {
-    options = {
-      vendorId = lib.mkOption {
-        type = usbIdType;
-        example = "046d";
-        description = "USB vendor ID: the part before the colon after `ID` in `lsusb`.";
-      };
-      productId = lib.mkOption {
-        type = usbIdType;
-        example = "c52b";
-        description = "USB product ID: the part after the colon after `ID` in `lsusb`.";
-      };
-    };
-  };
-
-  # A whole PCI device passed through (`pci.devices`, `usb.controllers`): its
-  # address, and its vendor:device ID when vfio-pci is to claim it at boot.
-  # A bare address is the same as { address = …; } (no boot-time binding).
-  passthroughDeviceType = lib.types.coercedTo pciAddressType (address: { inherit address; }) (
-    lib.types.submodule {
-      options = {
-        address = lib.mkOption {
-          type = pciAddressType;
-          example = "0000:03:00.0";
-          description = "PCI address of the device (function), from `lspci -D`.";
-        };
-        pciId = lib.mkOption {
-          type = lib.types.nullOr pciIdType;
-          default = null;
-          example = "144d:a80a";
-          description = ''
-            `vendor:device` of the device, from `lspci -nn`. When set, it
-            joins the IDs vfio-pci claims at boot with
-            `modules.vfio.primaryMode`, like the GPU's: only set it when no
-            other device of the host has the same ID (vfio-pci claims every
-            device with it: with two identical NVMe drives the host's own
-            disappears too). When null, libvirt hands the device (by its
-            address) to vfio-pci when the VM starts and gives it back when
-            the VM stops.
-          '';
-        };
-      };
-    }
-  );
+  inherit (import ../lib/options.nix { inherit lib; })
+    mkNullOption
+    mkListOption
+    mkPathOption
+    ;
 
   # --- the option tree (rust/src/config.rs) ---------------------------------
 
@@ -127,10 +67,8 @@ let
             description = "Threads per core: 2 pins vCPU pairs to SMT sibling pairs, 1 for hosts without SMT.";
           };
           pinning = {
-            enable = lib.mkOption {
-              type = lib.types.bool;
+            enable = lib.mkEnableOption "pinning each vCPU to one host CPU (and the emulator thread to the host's CPUs)" // {
               default = true;
-              description = "Pin each vCPU to one host CPU (and the emulator thread to the host's CPUs).";
             };
             startCpu = lib.mkOption {
               type = lib.types.ints.between 0 8191;
@@ -157,9 +95,7 @@ let
                 domains and without a host topology.
               '';
             };
-            numaNode = lib.mkOption {
-              type = lib.types.nullOr (lib.types.ints.between 0 1023);
-              default = null;
+            numaNode = mkNullOption (lib.types.ints.between 0 1023) {
               example = 1;
               description = ''
                 NUMA node to take the guest's cores from: the node of the GPU
@@ -214,72 +150,8 @@ let
           };
         };
 
-        gpu = {
-          enable = lib.mkOption {
-            type = lib.types.bool;
-            default = false;
-            description = "Pass a GPU through to the VM (`address`, and `pciId` for VFIO binding, are then required).";
-          };
-          pciId = lib.mkOption {
-            type = lib.types.nullOr pciIdType;
-            default = null;
-            example = "10de:2782";
-            description = "`vendor:device` of the GPU function, from `lspci -nn`.";
-          };
-          audioPciId = lib.mkOption {
-            type = lib.types.nullOr pciIdType;
-            default = null;
-            example = "10de:22bc";
-            description = "`vendor:device` of the GPU's HDMI audio function, from `lspci -nn`.";
-          };
-          address = lib.mkOption {
-            type = lib.types.nullOr pciAddressType;
-            default = null;
-            example = "0000:01:00.0";
-            description = "PCI address of the GPU function, from `lspci -D`.";
-          };
-          audioAddress = lib.mkOption {
-            type = lib.types.nullOr pciAddressType;
-            default = null;
-            example = "0000:01:00.1";
-            description = "PCI address of the GPU's audio function, from `lspci -D`.";
-          };
-          extraPciIds = lib.mkOption {
-            type = lib.types.listOf pciIdType;
-            default = [ ];
-            example = [
-              "10de:1ad6"
-              "10de:1ad7"
-            ];
-            description = "IDs of further functions of the card (e.g. the USB-C controller of Turing cards).";
-          };
-          extraAddresses = lib.mkOption {
-            type = lib.types.listOf pciAddressType;
-            default = [ ];
-            example = [
-              "0000:01:00.2"
-              "0000:01:00.3"
-            ];
-            description = "Addresses of further functions of the card; they are passed through too.";
-          };
-          romFile = lib.mkOption {
-            type = lib.types.nullOr hostPath;
-            default = null;
-            apply = keepPath;
-            description = ''
-              VBIOS image for the GPU function (`<rom file=…>`); kept in
-              place, never copied into the Nix store. `vfio-helper sync`
-              refuses to define the VM while the file is missing.
-            '';
-          };
-        };
-
         hugepages = {
-          enable = lib.mkOption {
-            type = lib.types.bool;
-            default = false;
-            description = "Back the guest's RAM with 1 GiB hugepages (reserved at boot).";
-          };
+          enable = lib.mkEnableOption "1 GiB hugepages (reserved at boot) for the guest's RAM";
           count = lib.mkOption {
             type = lib.types.ints.between 1 16384;
             default = 32;
@@ -289,7 +161,7 @@ let
 
         storage = {
           disk = lib.mkOption {
-            type = hostPath;
+            type = vfioTypes.hostPath;
             default = "/var/lib/libvirt/images/${name}.qcow2";
             defaultText = lib.literalExpression ''"/var/lib/libvirt/images/''${name}.qcow2"'';
             apply = toString;
@@ -304,17 +176,11 @@ let
             default = 128;
             description = "Size in GiB of the qcow2 image created when `storage.disk` does not exist yet. An existing disk is never resized.";
           };
-          windowsIso = lib.mkOption {
-            type = lib.types.nullOr hostPath;
-            default = null;
-            apply = keepPath;
+          windowsIso = mkPathOption vfioTypes.hostPath {
             example = "/var/lib/libvirt/images/Win11.iso";
             description = "Windows installer ISO, attached as a CD-ROM. Kept in place, never copied into the Nix store.";
           };
-          virtioIso = lib.mkOption {
-            type = lib.types.nullOr hostPath;
-            default = null;
-            apply = keepPath;
+          virtioIso = mkPathOption vfioTypes.hostPath {
             example = "/var/lib/libvirt/images/virtio-win.iso";
             description = "VirtIO drivers ISO, attached as a second CD-ROM. Kept in place, never copied into the Nix store.";
           };
@@ -351,9 +217,7 @@ let
             default = "bridge";
             description = "Macvtap mode (with `type = \"macvtap\"`).";
           };
-          mac = lib.mkOption {
-            type = lib.types.nullOr macType;
-            default = null;
+          mac = mkNullOption vfioTypes.mac {
             description = "MAC address of the NIC; when null, derived from the VM's name (stable across rebuilds and hosts).";
           };
         };
@@ -369,11 +233,9 @@ let
         };
 
         lookingGlass = {
-          enable = lib.mkOption {
-            type = lib.types.bool;
+          enable = lib.mkEnableOption "the Looking Glass shared-memory device" // {
             default = config.gpu.enable;
             defaultText = lib.literalExpression "gpu.enable";
-            description = "Add the Looking Glass shared-memory device.";
           };
           size = lib.mkOption {
             type = lib.types.ints.between 1 4096;
@@ -430,184 +292,16 @@ let
           '';
         };
 
-        tpm.enable = lib.mkOption {
-          type = lib.types.bool;
+        tpm.enable = lib.mkEnableOption "an emulated TPM 2.0 (swtpm; Windows 11 requires it)" // {
           default = windows;
           defaultText = lib.literalExpression ''type == "windows-gaming"'';
-          description = "Emulated TPM 2.0 (swtpm; Windows 11 requires it).";
         };
 
-        uuid = lib.mkOption {
-          type = lib.types.nullOr uuidType;
-          default = null;
+        uuid = mkNullOption vfioTypes.uuid {
           description = "Domain UUID; when null, derived from the VM's name. Firmware variables and TPM state are keyed by it, so keep it stable.";
         };
 
-        evdev = {
-          keyboard = lib.mkOption {
-            type = lib.types.nullOr evdevPath;
-            default = null;
-            apply = keepPath;
-            example = "/dev/input/by-id/usb-Logitech_USB_Keyboard-event-kbd";
-            description = "Keyboard passed to the guest with evdev; both control keys switch it between host and guest (see `grabToggle`).";
-          };
-          mouse = lib.mkOption {
-            type = lib.types.nullOr evdevPath;
-            default = null;
-            apply = keepPath;
-            example = "/dev/input/by-id/usb-Logitech_G502-event-mouse";
-            description = "Mouse passed to the guest with evdev; it follows the keyboard's grab.";
-          };
-          grabToggle = lib.mkOption {
-            type = lib.types.enum [
-              "ctrl-ctrl"
-              "alt-alt"
-              "shift-shift"
-              "meta-meta"
-              "scrolllock"
-              "ctrl-scrolllock"
-            ];
-            default = "ctrl-ctrl";
-            description = "Key combination that switches the evdev devices between host and guest.";
-          };
-        };
-
-        audio = {
-          backend = lib.mkOption {
-            type = lib.types.enum [
-              "spice"
-              "pipewire"
-              "scream"
-              "none"
-            ];
-            default = if config.graphics == "spice" then "spice" else "none";
-            defaultText = lib.literalExpression ''if graphics == "spice" then "spice" else "none"'';
-            description = ''
-              Where the guest's sound goes. `spice`: an emulated Intel HDA
-              (ich9) sound card played through the SPICE display, by
-              `virt-viewer`/`remote-viewer` and by the Looking Glass client
-              (needs `graphics = "spice"`). `pipewire`: the same sound card
-              played into the PipeWire session of `audio.pipewireUser` on
-              the host (QEMU's PipeWire audio backend; libvirt 9.10 or
-              later). `scream`: no emulated sound card; the guest's Scream
-              driver sends its audio to `modules.vfio.scream`'s receiver.
-              `none`: no emulated sound card (the passed-through GPU's HDMI
-              audio still works). With `graphics = "vnc"` the default is
-              `none`: QEMU's VNC audio extension is played by almost no VNC
-              viewer; use `pipewire` there.
-            '';
-          };
-          pipewireUser = lib.mkOption {
-            type = lib.types.nullOr userNameType;
-            default = null;
-            example = "alice";
-            description = ''
-              With `backend = "pipewire"`: the user whose PipeWire session
-              plays the guest's sound. QEMU (as root, NixOS's default
-              `virtualisation.libvirtd.qemu.runAsRoot`) connects to the
-              `pipewire-0` socket in that user's runtime directory
-              (`pipewireRuntimeDir`), so the user must be logged in (or
-              lingering, `users.users.<name>.linger`) when the VM starts.
-            '';
-          };
-          pipewireRuntimeDir = lib.mkOption {
-            type = lib.types.nullOr hostPath;
-            default =
-              let
-                user = config.audio.pipewireUser;
-                uid = if user == null then null else osConfig.users.users.${user}.uid or null;
-              in
-              if uid == null then null else "/run/user/${toString uid}";
-            defaultText = lib.literalExpression ''"/run/user/''${toString users.users.''${audio.pipewireUser}.uid}" (null while that uid is null)'';
-            apply = keepPath;
-            example = "/run/user/1000";
-            description = ''
-              Runtime directory of `audio.pipewireUser`'s session: libvirt
-              gives it to QEMU as `PIPEWIRE_RUNTIME_DIR` (the `runtimeDir` of
-              `<audio type="pipewire">`). It must be known at build time, so
-              it comes from the user's declared `uid`; when NixOS picks the
-              uid at activation (`users.users.<name>.uid = null`), set the
-              uid, or this path (`/run/user/` and the number `id -u <name>`
-              prints).
-            '';
-          };
-        };
-
-        usb = {
-          devices = lib.mkOption {
-            type = lib.types.listOf usbDeviceType;
-            default = [ ];
-            example = [
-              {
-                vendorId = "046d";
-                productId = "c52b";
-              }
-            ];
-            description = ''
-              USB devices passed through to the guest, by the IDs `lsusb`
-              prints (`ID 046d:c52b`). A device that is not plugged in when
-              the VM starts is left out and does not stop the start
-              (`startupPolicy="optional"`); plugged in later, it stays with
-              the host until the next start. At most 15 (the ports of the
-              VM's USB controller); two plugged-in devices with the same IDs
-              stop the start (libvirt cannot tell them apart): pass their
-              USB controller through instead.
-            '';
-          };
-          controllers = lib.mkOption {
-            type = lib.types.listOf passthroughDeviceType;
-            default = [ ];
-            example = [ "0000:0a:00.3" ];
-            description = ''
-              Whole USB controllers (PCI devices) passed through, each on
-              its own PCIe root port: everything plugged into their ports
-              belongs to the guest, hot-plug included. An address, or
-              `{ address; pciId; }` to have vfio-pci claim the controller at
-              boot (see `pciId`). The controller must be alone in its IOMMU
-              group (`vfio-helper discover` shows the groups), and the
-              host's own keyboard must not hang off it. At most 8.
-            '';
-          };
-        };
-
-        pci.devices = lib.mkOption {
-          type = lib.types.listOf passthroughDeviceType;
-          default = [ ];
-          example = lib.literalExpression ''
-            [
-              "0000:03:00.0"
-              { address = "0000:05:00.0"; pciId = "8086:1533"; }
-            ]
-          '';
-          description = ''
-            Further PCI devices passed through whole (NVMe drives, NICs,
-            capture cards), each on its own PCIe root port. An address, or
-            `{ address; pciId; }` to have vfio-pci claim the device at boot
-            (see `pciId`); without an ID libvirt hands it to vfio-pci when
-            the VM starts. Each must be alone in its IOMMU group, and the
-            host must not use it meanwhile (a mounted NVMe drive, the NIC of
-            the host's own network). At most 16.
-          '';
-        };
-
-        extraDevicesXml = lib.mkOption {
-          type = lib.types.lines;
-          default = "";
-          example = ''
-            <redirdev bus='usb' type='spicevmc'/>
-            <redirdev bus='usb' type='spicevmc'/>
-          '';
-          description = ''
-            Escape hatch: raw libvirt XML appended inside `<devices>`. It is
-            validated with the rest of the domain at build time. USB and PCI
-            devices have their own options (`usb.devices`,
-            `usb.controllers`, `pci.devices`).
-          '';
-        };
-
-        qemuArgs = lib.mkOption {
-          type = lib.types.listOf lib.types.str;
-          default = [ ];
+        qemuArgs = mkListOption lib.types.str {
           example = [
             "-fw_cfg"
             "opt/ovmf/X-PciMmio64Mb,string=65536"
@@ -615,12 +309,14 @@ let
           description = "Escape hatch: extra QEMU arguments (emitted as `<qemu:commandline>`).";
         };
       };
-    };in
+    };
+in
 {
   options.virtualisation.vms = lib.mkOption {
     type = lib.types.attrsOf (
       lib.types.submodule [
         vmModule
+        (import ./options-devices.nix { inherit lib osConfig; })
         (import ./options-tuning.nix { inherit lib osConfig; })
       ]
     );
@@ -648,6 +344,9 @@ let
     '';
   };
 
+  # Not lib.mkPackageOption: without pkgs.vfio-helper its default fails with
+  # only "vfio-helper cannot be found in pkgs"; this one says how to provide
+  # it (the flake's nixosModules or overlay, or setting the option).
   options.virtualisation.vfioHelper.package = lib.mkOption {
     type = lib.types.package;
     default =
