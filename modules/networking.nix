@@ -20,14 +20,9 @@ let
 in
 {
   options.modules.networking.bridge = {
-    enable = lib.mkOption {
-      type = lib.types.bool;
-      default = false;
-      description = ''
-        Create the host bridge `name` with the physical NIC `interface` in it,
-        for VMs with `network.type = "bridge"`.
-      '';
-    };
+    enable = lib.mkEnableOption ''
+      the host bridge `name` with the physical NIC `interface` in it, for
+      VMs with `network.type = "bridge"`'';
 
     name = lib.mkOption {
       type = ifaceType;
@@ -35,9 +30,7 @@ in
       description = "Name of the bridge (the VMs' `network.bridge`).";
     };
 
-    interface = lib.mkOption {
-      type = lib.types.nullOr ifaceType;
-      default = null;
+    interface = (import ./lib/options.nix { inherit lib; }).mkNullOption ifaceType {
       example = "enp6s0";
       description = "Physical NIC to put into the bridge (see `ip link`).";
     };

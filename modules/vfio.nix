@@ -25,8 +25,10 @@ let
   derived = import ./vfio/derive.nix { inherit lib config; };
 
   vfioTypes = import ./lib/types.nix { inherit lib; };
-  pciIdType = vfioTypes.pciId;
-  pciAddressType = vfioTypes.pciAddress;
+  inherit (import ./lib/options.nix { inherit lib; }) mkListOption;
+
+  # Device nodes listed in qemu.conf's cgroup_device_acl.
+  deviceNodeType = lib.types.strMatching "/dev/[^[:space:]\"]+";
 
   # libvirt's built-in cgroup_device_acl (qemu.conf.in); setting the option
   # replaces this list, so it is always written out in full.
@@ -86,9 +88,7 @@ in
       '';
     };
 
-    gpuPciIds = lib.mkOption {
-      type = lib.types.listOf pciIdType;
-      default = [ ];
+    gpuPciIds = mkListOption vfioTypes.pciId {
       example = [ "10de:1ad6" ];
       description = ''
         `vendor:device` IDs that vfio-pci claims at boot. The IDs of every
@@ -97,9 +97,7 @@ in
       '';
     };
 
-    gpuPciAddresses = lib.mkOption {
-      type = lib.types.listOf pciAddressType;
-      default = [ ];
+    gpuPciAddresses = mkListOption vfioTypes.pciAddress {
       example = [ "0000:01:00.2" ];
       description = ''
         PCI addresses of the passthrough functions. The addresses of every
@@ -145,9 +143,7 @@ in
       '';
     };
 
-    deviceAcl = lib.mkOption {
-      type = lib.types.listOf (lib.types.strMatching "/dev/[^[:space:]\"]+");
-      default = [ ];
+    deviceAcl = mkListOption deviceNodeType {
       example = [ "/dev/input/by-id/usb-Logitech_USB_Keyboard-event-kbd" ];
       description = ''
         Device nodes QEMU may open besides libvirt's defaults (written to
@@ -159,9 +155,7 @@ in
       '';
     };
 
-    deviceAclHotplug = lib.mkOption {
-      type = lib.types.listOf (lib.types.strMatching "/dev/[^[:space:]\"]+");
-      default = [ ];
+    deviceAclHotplug = mkListOption deviceNodeType {
       example = [ "/dev/input/by-id/usb-Vendor_Gamepad-event-joystick" ];
       description = ''
         Like `deviceAcl`, for device nodes that may appear only after a VM

@@ -80,9 +80,7 @@ in
       '';
     };
 
-    isolatedCpus = lib.mkOption {
-      type = lib.types.nullOr cpuListType;
-      default = null;
+    isolatedCpus = (import ../lib/options.nix { inherit lib; }).mkNullOption cpuListType {
       example = "2-7,10-15";
       description = ''
         With `isolation = "static"`: the CPUs isolated at boot, in the

@@ -16,10 +16,13 @@ let
   cfg = config.modules.vfio;
   dual = cfg.dualBoot;
 
-  labelType =
-    lib.types.strMatching "[A-Za-z0-9_.-]+"
-    // {
-      description = "boot entry tag (letters, digits, `_`, `.`, `-`)";
+  labelType = (import ../lib/types.nix { inherit lib; }).matching "[A-Za-z0-9_.-]+" "boot entry tag (letters, digits, `_`, `.`, `-`)";
+  labelOption =
+    entry: default:
+    lib.mkOption {
+      type = labelType;
+      inherit default;
+      description = "Tag of the ${entry} entry (in `system.nixos.tags`, shown in the boot menu; the specialisation's name when it is not the default).";
     };
 
   labelOf = mode: if mode == "vfio" then dual.vfioLabel else dual.hostLabel;
@@ -31,16 +34,11 @@ let
 in
 {
   options.modules.vfio.dualBoot = {
-    enable = lib.mkOption {
-      type = lib.types.bool;
-      default = false;
-      description = ''
-        Build two boot entries: one where the host keeps the GPU (NVIDIA
-        driver loaded, no hugepages reserved) and one where it is isolated for
-        the VMs (`modules.vfio.enable` on). The default entry is `defaultMode`;
-        the other one is a specialisation named after its label.
-      '';
-    };
+    enable = lib.mkEnableOption ''
+      two boot entries: one where the host keeps the GPU (NVIDIA driver
+      loaded, no hugepages reserved) and one where it is isolated for the
+      VMs (`modules.vfio.enable` on). The default entry is `defaultMode`;
+      the other one is a specialisation named after its label'';
 
     defaultMode = lib.mkOption {
       type = modeType;
@@ -48,21 +46,11 @@ in
       description = "Mode of the default boot entry: `host` or `vfio` (GPU isolated).";
     };
 
-    hostLabel = lib.mkOption {
-      type = labelType;
-      default = "host";
-      description = "Tag of the host-GPU entry (in `system.nixos.tags`, shown in the boot menu; the specialisation's name when it is not the default).";
-    };
+    hostLabel = labelOption "host-GPU" "host";
 
-    vfioLabel = lib.mkOption {
-      type = labelType;
-      default = "vfio";
-      description = "Tag of the VFIO entry (in `system.nixos.tags`, shown in the boot menu; the specialisation's name when it is not the default).";
-    };
+    vfioLabel = labelOption "VFIO" "vfio";
 
-    configurationRevision = lib.mkOption {
-      type = lib.types.nullOr lib.types.str;
-      default = null;
+    configurationRevision = (import ../lib/options.nix { inherit lib; }).mkNullOption lib.types.str {
       internal = true;
       description = ''
         Git revision of the flake this system is built from; set by the

@@ -32,12 +32,9 @@ let
   single = cfg.singleGpu;
   derived = import ./derive.nix { inherit lib config; };
   vfioTypes = import ../lib/types.nix { inherit lib; };
+  inherit (import ../lib/options.nix { inherit lib; }) mkNullOption;
 
-  unitName =
-    lib.types.strMatching "[A-Za-z0-9:_.@-]+\\.(service|socket|target|path|timer|mount|scope)"
-    // {
-      description = "systemd unit name";
-    };
+  unitName = vfioTypes.matching "[A-Za-z0-9:_.@-]+\\.(service|socket|target|path|timer|mount|scope)" "systemd unit name";
 
   # `or false`: hardware.nvidia is declared by NixOS's nvidia module, which
   # every NixOS system imports.
@@ -54,9 +51,7 @@ let
 in
 {
   options.modules.vfio = {
-    bootGpu = lib.mkOption {
-      type = lib.types.nullOr vfioTypes.pciAddress;
-      default = null;
+    bootGpu = mkNullOption vfioTypes.pciAddress {
       example = "0000:01:00.0";
       description = ''
         PCI address of the boot GPU: the one the firmware initialised
@@ -118,9 +113,7 @@ in
       modules.vfio.primaryMode = lib.mkDefault false;
 
       warnings = lib.optional (cfg.enable && lgVms != [ ]) (
-        "modules.vfio.singleGpu.enable = true, and ${
-          lib.concatMapStringsSep ", " (n: "virtualisation.vms.${n}") lgVms
-        } ${if lib.length lgVms == 1 then "has" else "have"} lookingGlass.enable = true: "
+        "modules.vfio.singleGpu.enable = true, and ${derived.vmList lgVms} ${if lib.length lgVms == 1 then "has" else "have"} lookingGlass.enable = true: "
         + "the host has no display while a VM holds its only GPU, so no Looking Glass client can show the VM; "
         + "set lookingGlass.enable = false there"
       );
@@ -149,9 +142,7 @@ in
         {
           assertion = single.enable || !cfg.primaryMode || bootGpuVms == [ ];
           message =
-            "modules.vfio.bootGpu = \"${toString cfg.bootGpu}\" is passed to ${
-              lib.concatMapStringsSep ", " (n: "virtualisation.vms.${n}") bootGpuVms
-            } with primaryMode = true: vfio-pci would claim the boot GPU at boot, and the host's console and display manager start on it. "
+            "modules.vfio.bootGpu = \"${toString cfg.bootGpu}\" is passed to ${derived.vmList bootGpuVms} with primaryMode = true: vfio-pci would claim the boot GPU at boot, and the host's console and display manager start on it. "
             + "With one GPU, set modules.vfio.singleGpu.enable = true (the GPU is handed to the VM only while it runs). "
             + "With two, make the host's GPU the primary one in the firmware setup and run `vfio-helper discover --nix` again, "
             + "or set modules.vfio.primaryMode = false";

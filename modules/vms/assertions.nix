@@ -169,14 +169,8 @@ let
   # --- audio, usb.*, pci.devices (the same rules as vfio-helper's domain
   # check, rust/src/domain/audio.rs, usb.rs and pci.rs) ----------------------
 
-  # An account NixOS creates (as in scream.nix and NixOS's users-groups.nix).
-  isAccount =
-    name:
-    let
-      u = config.users.users.${name} or { };
-      uid = u.uid or null;
-    in
-    (u.isNormalUser or false) || (u.isSystemUser or false) || (uid != null && uid < 1000);
+  # An account NixOS creates.
+  isAccount = (import ../lib/users.nix { inherit lib; }).isAccount config.users.users;
 
   runAsRoot = config.virtualisation.libvirtd.qemu.runAsRoot or true;
 

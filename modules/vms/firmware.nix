@@ -43,6 +43,18 @@ let
   '';
 
   # What NixOS links at /var/lib/qemu/firmware, plus ours.
+  # A build product of this file, for tests: `package` when a VM needs it,
+  # else null.
+  product =
+    package: description:
+    lib.mkOption {
+      type = lib.types.nullOr lib.types.package;
+      internal = true;
+      readOnly = true;
+      default = if needed then package else null;
+      inherit description;
+    };
+
   firmwareDir = pkgs.runCommand "vfio-qemu-firmware" { } ''
     mkdir -p $out
     for f in ${qemu}/share/qemu/firmware/*.json; do
@@ -64,21 +76,9 @@ in
       '';
     };
 
-    descriptor = lib.mkOption {
-      type = lib.types.nullOr lib.types.package;
-      internal = true;
-      readOnly = true;
-      default = if needed then descriptor else null;
-      description = "The project's firmware descriptor for OVMFFull's Microsoft keys (null when no VM needs it).";
-    };
+    descriptor = product descriptor "The project's firmware descriptor for OVMFFull's Microsoft keys (null when no VM needs it).";
 
-    directory = lib.mkOption {
-      type = lib.types.nullOr lib.types.package;
-      internal = true;
-      readOnly = true;
-      default = if needed then firmwareDir else null;
-      description = "The descriptor directory linked at /var/lib/qemu/firmware (null: NixOS's own).";
-    };
+    directory = product firmwareDir "The descriptor directory linked at /var/lib/qemu/firmware (null: NixOS's own).";
   };
 
   config = lib.mkIf needed {
