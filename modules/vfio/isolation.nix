@@ -63,15 +63,29 @@ let
     d: lib.concatStringsSep " " ([ d.name ] ++ lib.unique (d.addresses ++ extraAddresses))
   ) derived.gpuDevices;
 
+  # What both GPU hooks export: their PATH (coreutils, kmod, util-linux and
+  # the packages `extraPath`), the GPU VMs' functions, and the functions the
+  # hook scripts share (the scripts are copied into the store one by one, so
+  # they cannot find it next to themselves).
+  gpuHookEnv =
+    extraPath:
+    lib.concatStringsSep "\n" [
+      "export PATH=${
+        lib.makeBinPath (
+          [
+            pkgs.coreutils
+            pkgs.kmod
+            pkgs.util-linux
+          ]
+          ++ extraPath
+        )
+      }"
+      "export VFIO_GPU_DEVICES=${lib.escapeShellArg deviceMap}"
+      "export VFIO_GPU_HOOK_LIB=${../hooks/gpu-hook-lib.sh}"
+    ];
+
   detachHook = pkgs.writeShellScript "vfio-gpu-detach" ''
-    export PATH=${
-      lib.makeBinPath [
-        pkgs.coreutils
-        pkgs.kmod
-        pkgs.util-linux
-      ]
-    }
-    export VFIO_GPU_DEVICES=${lib.escapeShellArg deviceMap}
+    ${gpuHookEnv [ ]}
     exec ${pkgs.bash}/bin/bash ${../hooks/gpu-detach.sh} "$@"
   '';
 
@@ -81,15 +95,7 @@ let
   # failed one (src/util/virhook.c, virHookCall), so the detach cannot be a
   # hook of its own: it would run before the display is down.
   singleGpuHook = pkgs.writeShellScript "vfio-single-gpu" ''
-    export PATH=${
-      lib.makeBinPath [
-        pkgs.coreutils
-        pkgs.kmod
-        pkgs.util-linux
-        config.systemd.package
-      ]
-    }
-    export VFIO_GPU_DEVICES=${lib.escapeShellArg deviceMap}
+    ${gpuHookEnv [ config.systemd.package ]}
     export VFIO_GPU_DETACH=${lib.escapeShellArg "${pkgs.bash}/bin/bash ${../hooks/gpu-detach.sh}"}
     export VFIO_DISPLAY_UNITS=${lib.escapeShellArg (lib.concatStringsSep " " cfg.singleGpu.stopUnits)}
     export VFIO_DISPLAY_TIMEOUT=${toString cfg.singleGpu.timeout}
