@@ -107,12 +107,7 @@ in
     };
 
     cpuVendor = lib.mkOption {
-      type = lib.types.nullOr (
-        lib.types.enum [
-          "amd"
-          "intel"
-        ]
-      );
+      type = lib.types.nullOr vfioTypes.cpuVendor;
       default = topologyVendor;
       defaultText = lib.literalExpression "hostTopology.vendor or null";
       description = ''

@@ -86,11 +86,7 @@ else
 fi
 tag=vfio-single-gpu
 # shellcheck source=modules/hooks/gpu-hook-lib.sh
-hook_lib=${VFIO_GPU_HOOK_LIB:-$(dirname "${BASH_SOURCE[0]}")/gpu-hook-lib.sh}
-. "$hook_lib" || {
-  echo "$tag: cannot read $hook_lib" >&2
-  exit 1
-}
+. "${VFIO_GPU_HOOK_LIB:-$(dirname "${BASH_SOURCE[0]}")/gpu-hook-lib.sh}" || exit 1
 
 domain=${1:-}
 operation=${2:-}

@@ -23,6 +23,12 @@ rec {
   # Unicast (the first octet even): libvirt refuses a multicast MAC.
   mac = matching "[0-9a-f][02468ace](:[0-9a-f]{2}){5}" "unicast MAC address in lower-case hex, e.g. \"52:54:00:12:34:56\"";
 
+  # The host CPU vendors the modules tell apart.
+  cpuVendor = lib.types.enum [
+    "amd"
+    "intel"
+  ];
+
   # A user name as NixOS's users.users takes it.
   userName = matching "[A-Za-z_][A-Za-z0-9_.-]*[$]?" "user name";
 

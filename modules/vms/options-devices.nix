@@ -29,6 +29,20 @@ let
     };
   };
 
+  # The vendor:device ID and the PCI address of one function of the GPU.
+  gpuIdOption =
+    function: example:
+    mkNullOption vfioTypes.pciId {
+      inherit example;
+      description = "`vendor:device` of the ${function}, from `lspci -nn`.";
+    };
+  gpuAddressOption =
+    function: example:
+    mkNullOption vfioTypes.pciAddress {
+      inherit example;
+      description = "PCI address of the ${function}, from `lspci -D`.";
+    };
+
   # A whole PCI device passed through (`pci.devices`, `usb.controllers`): its
   # address, and its vendor:device ID when vfio-pci is to claim it at boot.
   # A bare address is the same as { address = …; } (no boot-time binding).
@@ -61,22 +75,10 @@ in
   options = {
     gpu = {
       enable = lib.mkEnableOption "passing a GPU through to the VM (`address`, and `pciId` for VFIO binding, are then required)";
-      pciId = mkNullOption vfioTypes.pciId {
-        example = "10de:2782";
-        description = "`vendor:device` of the GPU function, from `lspci -nn`.";
-      };
-      audioPciId = mkNullOption vfioTypes.pciId {
-        example = "10de:22bc";
-        description = "`vendor:device` of the GPU's HDMI audio function, from `lspci -nn`.";
-      };
-      address = mkNullOption vfioTypes.pciAddress {
-        example = "0000:01:00.0";
-        description = "PCI address of the GPU function, from `lspci -D`.";
-      };
-      audioAddress = mkNullOption vfioTypes.pciAddress {
-        example = "0000:01:00.1";
-        description = "PCI address of the GPU's audio function, from `lspci -D`.";
-      };
+      pciId = gpuIdOption "GPU function" "10de:2782";
+      audioPciId = gpuIdOption "GPU's HDMI audio function" "10de:22bc";
+      address = gpuAddressOption "GPU function" "0000:01:00.0";
+      audioAddress = gpuAddressOption "GPU's audio function" "0000:01:00.1";
       extraPciIds = mkListOption vfioTypes.pciId {
         example = [
           "10de:1ad6"

@@ -121,12 +121,7 @@ let
             '';
           };
           vendor = lib.mkOption {
-            type = lib.types.nullOr (
-              lib.types.enum [
-                "amd"
-                "intel"
-              ]
-            );
+            type = lib.types.nullOr vfioTypes.cpuVendor;
             default = osConfig.modules.vfio.cpuVendor or null;
             defaultText = lib.literalExpression "modules.vfio.cpuVendor";
             description = ''
