@@ -11,6 +11,7 @@ let
   cfg = config.modules.networking.bridge;
 
   ifaceType = (import ./lib/types.nix { inherit lib; }).interfaceName;
+  inherit (import ./lib/options.nix { inherit lib; }) mkNullOption;
 
   vms = config.virtualisation.vms or { };
   # VMs that attach to a bridge no one declares in this configuration.
@@ -30,7 +31,7 @@ in
       description = "Name of the bridge (the VMs' `network.bridge`).";
     };
 
-    interface = (import ./lib/options.nix { inherit lib; }).mkNullOption ifaceType {
+    interface = mkNullOption ifaceType {
       example = "enp6s0";
       description = "Physical NIC to put into the bridge (see `ip link`).";
     };

@@ -24,6 +24,7 @@ let
   hostName = config.networking.hostName or "<host>";
 
   cpuList = import ../lib/cpulist.nix { inherit lib; };
+  inherit (import ../lib/options.nix { inherit lib; }) mkNullOption;
   cpuListType = cpuList.type;
   inherit (cpuList) ranges;
   expand = cpuList.parse;
@@ -80,7 +81,7 @@ in
       '';
     };
 
-    isolatedCpus = (import ../lib/options.nix { inherit lib; }).mkNullOption cpuListType {
+    isolatedCpus = mkNullOption cpuListType {
       example = "2-7,10-15";
       description = ''
         With `isolation = "static"`: the CPUs isolated at boot, in the

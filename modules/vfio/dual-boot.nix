@@ -15,6 +15,7 @@
 let
   cfg = config.modules.vfio;
   dual = cfg.dualBoot;
+  inherit (import ../lib/options.nix { inherit lib; }) mkNullOption;
 
   labelType = (import ../lib/types.nix { inherit lib; }).matching "[A-Za-z0-9_.-]+" "boot entry tag (letters, digits, `_`, `.`, `-`)";
   labelOption =
@@ -50,7 +51,7 @@ in
 
     vfioLabel = labelOption "VFIO" "vfio";
 
-    configurationRevision = (import ../lib/options.nix { inherit lib; }).mkNullOption lib.types.str {
+    configurationRevision = mkNullOption lib.types.str {
       internal = true;
       description = ''
         Git revision of the flake this system is built from; set by the
