@@ -8,16 +8,10 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkDefault
-    types
-    ;
-
   cfg = config.modules.networking.bridge;
 
   ifaceType = (import ./lib/types.nix { inherit lib; }).interfaceName;
+  inherit (import ./lib/options.nix { inherit lib; }) mkNullOption;
 
   vms = config.virtualisation.vms or { };
   # VMs that attach to a bridge no one declares in this configuration.
@@ -27,31 +21,24 @@ let
 in
 {
   options.modules.networking.bridge = {
-    enable = mkOption {
-      type = types.bool;
-      default = false;
-      description = ''
-        Create the host bridge `name` with the physical NIC `interface` in it,
-        for VMs with `network.type = "bridge"`.
-      '';
-    };
+    enable = lib.mkEnableOption ''
+      the host bridge `name` with the physical NIC `interface` in it, for
+      VMs with `network.type = "bridge"`'';
 
-    name = mkOption {
+    name = lib.mkOption {
       type = ifaceType;
       default = "br0";
       description = "Name of the bridge (the VMs' `network.bridge`).";
     };
 
-    interface = mkOption {
-      type = types.nullOr ifaceType;
-      default = null;
+    interface = mkNullOption ifaceType {
       example = "enp6s0";
       description = "Physical NIC to put into the bridge (see `ip link`).";
     };
   };
 
   config = lib.mkMerge [
-    (mkIf cfg.enable {
+    (lib.mkIf cfg.enable {
       assertions = [
         {
           assertion = cfg.interface != null;
@@ -65,10 +52,10 @@ in
 
       networking.bridges.${cfg.name}.interfaces = lib.optional (cfg.interface != null) cfg.interface;
       networking.interfaces = {
-        ${cfg.name}.useDHCP = mkDefault true;
+        ${cfg.name}.useDHCP = lib.mkDefault true;
       }
       // lib.optionalAttrs (cfg.interface != null) {
-        ${cfg.interface}.useDHCP = mkDefault false;
+        ${cfg.interface}.useDHCP = lib.mkDefault false;
       };
       # qemu-bridge-helper (qemu:///session) may use the bridge too.
       virtualisation.libvirtd.allowedBridges = [

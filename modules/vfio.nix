@@ -21,20 +21,14 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkMerge
-    types
-    literalExpression
-    ;
-
   cfg = config.modules.vfio;
   derived = import ./vfio/derive.nix { inherit lib config; };
 
   vfioTypes = import ./lib/types.nix { inherit lib; };
-  pciIdType = vfioTypes.pciId;
-  pciAddressType = vfioTypes.pciAddress;
+  inherit (import ./lib/options.nix { inherit lib; }) mkListOption;
+
+  # Device nodes listed in qemu.conf's cgroup_device_acl.
+  deviceNodeType = lib.types.strMatching "/dev/[^[:space:]\"]+";
 
   # libvirt's built-in cgroup_device_acl (qemu.conf.in); setting the option
   # replaces this list, so it is always written out in full.
@@ -68,8 +62,8 @@ in
   ];
 
   options.modules.vfio = {
-    enable = mkOption {
-      type = types.bool;
+    enable = lib.mkOption {
+      type = lib.types.bool;
       default = cfg.dualBoot.enable && cfg.dualBoot.currentMode == "vfio";
       defaultText = lib.literalMD "`true` in the VFIO entry of a dual boot (`dualBoot.enable`), else `false`";
       description = ''
@@ -81,8 +75,8 @@ in
       '';
     };
 
-    primaryMode = mkOption {
-      type = types.bool;
+    primaryMode = lib.mkOption {
+      type = lib.types.bool;
       default = true;
       description = ''
         `true`: the GPU is bound to vfio-pci at boot (`vfio-pci.ids` on the
@@ -94,9 +88,7 @@ in
       '';
     };
 
-    gpuPciIds = mkOption {
-      type = types.listOf pciIdType;
-      default = [ ];
+    gpuPciIds = mkListOption vfioTypes.pciId {
       example = [ "10de:1ad6" ];
       description = ''
         `vendor:device` IDs that vfio-pci claims at boot. The IDs of every
@@ -105,9 +97,7 @@ in
       '';
     };
 
-    gpuPciAddresses = mkOption {
-      type = types.listOf pciAddressType;
-      default = [ ];
+    gpuPciAddresses = mkListOption vfioTypes.pciAddress {
       example = [ "0000:01:00.2" ];
       description = ''
         PCI addresses of the passthrough functions. The addresses of every
@@ -116,15 +106,10 @@ in
       '';
     };
 
-    cpuVendor = mkOption {
-      type = types.nullOr (
-        types.enum [
-          "amd"
-          "intel"
-        ]
-      );
+    cpuVendor = lib.mkOption {
+      type = lib.types.nullOr vfioTypes.cpuVendor;
       default = topologyVendor;
-      defaultText = literalExpression "hostTopology.vendor or null";
+      defaultText = lib.literalExpression "hostTopology.vendor or null";
       description = ''
         The host's CPU vendor. Intel needs `intel_iommu=on`; AMD enables its
         IOMMU by itself. When null (unknown), `intel_iommu=on` is added, which
@@ -132,10 +117,10 @@ in
       '';
     };
 
-    hostTopology = mkOption {
-      type = types.nullOr (types.attrsOf types.anything);
+    hostTopology = lib.mkOption {
+      type = lib.types.nullOr (lib.types.attrsOf lib.types.anything);
       default = null;
-      example = literalExpression "lib.importJSON ./host-topology.json";
+      example = lib.literalExpression "lib.importJSON ./host-topology.json";
       description = ''
         The host's CPU topology as written by `vfio-helper discover --nix`
         (vendor, logical CPUs, L3 domains, NUMA nodes, hugepage support).
@@ -143,8 +128,8 @@ in
       '';
     };
 
-    blacklistNvidia = mkOption {
-      type = types.bool;
+    blacklistNvidia = lib.mkOption {
+      type = lib.types.bool;
       default = true;
       description = ''
         With `primaryMode`, blacklist nouveau and the NVIDIA modules (nvidia,
@@ -153,9 +138,7 @@ in
       '';
     };
 
-    deviceAcl = mkOption {
-      type = types.listOf (types.strMatching "/dev/[^[:space:]\"]+");
-      default = [ ];
+    deviceAcl = mkListOption deviceNodeType {
       example = [ "/dev/input/by-id/usb-Logitech_USB_Keyboard-event-kbd" ];
       description = ''
         Device nodes QEMU may open besides libvirt's defaults (written to
@@ -167,9 +150,7 @@ in
       '';
     };
 
-    deviceAclHotplug = mkOption {
-      type = types.listOf (types.strMatching "/dev/[^[:space:]\"]+");
-      default = [ ];
+    deviceAclHotplug = mkListOption deviceNodeType {
       example = [ "/dev/input/by-id/usb-Vendor_Gamepad-event-joystick" ];
       description = ''
         Like `deviceAcl`, for device nodes that may appear only after a VM
@@ -180,14 +161,14 @@ in
     };
   };
 
-  config = mkMerge [
+  config = lib.mkMerge [
     {
       # mkBefore: the VMs' devices first, then any added by hand.
       modules.vfio.gpuPciIds = lib.mkBefore derived.pciIds;
       modules.vfio.gpuPciAddresses = lib.mkBefore derived.pciAddresses;
     }
 
-    (mkIf (cfg.enable || cfg.dualBoot.enable) {
+    (lib.mkIf (cfg.enable || cfg.dualBoot.enable) {
       assertions = [
         {
           assertion = derived.gpuVmNames != [ ] || cfg.gpuPciIds != [ ];
@@ -202,7 +183,7 @@ in
       ];
     })
 
-    (mkIf (cfg.deviceAcl != [ ] || cfg.deviceAclHotplug != [ ]) {
+    (lib.mkIf (cfg.deviceAcl != [ ] || cfg.deviceAclHotplug != [ ]) {
       # This replaces NixOS's default qemu.conf, `namespaces = []`
       # (nixos/modules/virtualisation/libvirtd.nix). Without a `namespaces`
       # line libvirt keeps its own default: a mount namespace per VM whose

@@ -41,6 +41,8 @@
 #   VFIO_MODPROBE          command loading vfio-pci       (default modprobe)
 #   VFIO_GPU_LOCK_TIMEOUT  seconds to wait for the lock   (default 60)
 #   VFIO_NO_SYSLOG         when set, log to stderr only (default: stderr and syslog)
+#   VFIO_GPU_HOOK_LIB      the functions shared with single-gpu.sh
+#                          (default: gpu-hook-lib.sh in this directory)
 #
 # Needs bash, coreutils and flock (util-linux) in PATH.
 set -euo pipefail
@@ -52,29 +54,12 @@ state=${VFIO_STATE_DIR:-/run/vfio-gpu}
 modprobe=${VFIO_MODPROBE:-modprobe}
 lock_timeout=${VFIO_GPU_LOCK_TIMEOUT:-60}
 tag=vfio-gpu-detach
+# shellcheck source=modules/hooks/gpu-hook-lib.sh
+. "${VFIO_GPU_HOOK_LIB:-$(dirname "${BASH_SOURCE[0]}")/gpu-hook-lib.sh}" || exit 1
 
 domain=${1:-}
 operation=${2:-}
 sub_operation=${3:-}
-
-log() {
-  echo "$tag: $*" >&2
-  if [ -z "${VFIO_NO_SYSLOG:-}" ] && command -v logger >/dev/null 2>&1; then
-    logger -t "$tag" -- "$*" || true
-  fi
-}
-
-# The addresses of $domain's GPU functions, one per line; empty if the domain
-# has no GPU.
-addresses_of() {
-  local line name rest addr
-  while IFS= read -r line; do
-    read -r name rest <<<"$line" || true
-    if [ -n "$name" ] && [ "$name" = "$1" ]; then
-      for addr in $rest; do echo "$addr"; done
-    fi
-  done <<<"${VFIO_GPU_DEVICES:-}"
-}
 
 # Name of the driver bound to a function, empty when none.
 driver_of() {
@@ -151,32 +136,14 @@ holders() {
   } | sort -u
 }
 
-# Takes the state lock (file descriptor 9, released when the hook exits). $1
-# says what waits for it, for the message; exits 1 when the lock cannot be
-# had in VFIO_GPU_LOCK_TIMEOUT seconds.
+# Takes the state lock; $1 says what waits for it.
 lock_state() {
-  local what=$1
-  if ! mkdir -p "$state" || ! exec 9>>"$state/.lock"; then
-    log "$what: cannot create the lock $state/.lock"
-    exit 1
-  fi
-  if ! flock -w "$lock_timeout" 9; then
-    log "$what: another libvirt hook has held $state/.lock for ${lock_timeout} s; see which process with \`lslocks\`, and try again once it has finished"
-    exit 1
-  fi
+  take_lock "$1" "$state/.lock" "$lock_timeout"
 }
 
-# The VMs other than $domain recorded as users of function $1, separated by
-# spaces, in name order.
+# The VMs other than $domain recorded as users of function $1.
 other_users() {
-  local dir=$state/$1.users entry names=()
-  [ -d "$dir" ] || return 0
-  for entry in "$dir"/*; do
-    [ -e "$entry" ] || continue
-    entry=${entry##*/}
-    [ "$entry" = "$domain" ] || names+=("$entry")
-  done
-  echo "${names[*]}"
+  other_vms_in "$state/$1.users"
 }
 
 detach() {
@@ -260,13 +227,7 @@ reattach() {
 mapfile -t addresses < <(addresses_of "$domain")
 [ ${#addresses[@]} -gt 0 ] || exit 0
 
-# The domain name becomes a file name in the state directory.
-case $domain in
-  */* | .*)
-    log "refusing domain name \"$domain\""
-    exit 1
-    ;;
-esac
+check_domain_name
 case $lock_timeout in
   '' | *[!0-9]*)
     log "VFIO_GPU_LOCK_TIMEOUT=\"$lock_timeout\" is not a number of seconds; using 60"

@@ -65,6 +65,8 @@
 #   VFIO_SYSFS_ROOT         sysfs mount point              (default /sys)
 #   VFIO_STATE_DIR          state directory                (default /run/vfio-gpu)
 #   VFIO_NO_SYSLOG          when set, log to stderr only (default: stderr and syslog)
+#   VFIO_GPU_HOOK_LIB       the functions shared with gpu-detach.sh
+#                           (default: gpu-hook-lib.sh in this directory)
 #
 # Needs bash, coreutils (timeout, sleep), flock (util-linux), systemctl and
 # loginctl (systemd >= 248 for `--user -M <user>@`) in PATH, and what
@@ -83,30 +85,13 @@ else
   detach_cmd=(bash "$(dirname "${BASH_SOURCE[0]}")/gpu-detach.sh")
 fi
 tag=vfio-single-gpu
+# shellcheck source=modules/hooks/gpu-hook-lib.sh
+. "${VFIO_GPU_HOOK_LIB:-$(dirname "${BASH_SOURCE[0]}")/gpu-hook-lib.sh}" || exit 1
 
 domain=${1:-}
 operation=${2:-}
 sub_operation=${3:-}
 extra=${4:--}
-
-log() {
-  echo "$tag: $*" >&2
-  if [ -z "${VFIO_NO_SYSLOG:-}" ] && command -v logger >/dev/null 2>&1; then
-    logger -t "$tag" -- "$*" || true
-  fi
-}
-
-# True when $domain has GPU functions in VFIO_GPU_DEVICES.
-has_gpu() {
-  local line name rest
-  while IFS= read -r line; do
-    read -r name rest <<<"$line" || true
-    if [ -n "$name" ] && [ "$name" = "$domain" ] && [ -n "$rest" ]; then
-      return 0
-    fi
-  done <<<"${VFIO_GPU_DEVICES:-}"
-  return 1
-}
 
 # Runs gpu-detach.sh with the hook's arguments and $1 $2 as operation.
 run_detach() {
@@ -281,28 +266,14 @@ rebind_framebuffers() {
 
 # --- state -------------------------------------------------------------------------
 
-# Takes the display lock (file descriptor 8, released when the hook exits).
+# Takes the display lock; $1 says what waits for it.
 lock_display() {
-  local what=$1
-  if ! mkdir -p "$dstate/users" || ! exec 8>>"$state/.display.lock"; then
-    log "$what: cannot create the lock $state/.display.lock"
-    exit 1
-  fi
-  if ! flock -w "$lock_timeout" 8; then
-    log "$what: another libvirt hook has held $state/.display.lock for ${lock_timeout} s; see which process with \`lslocks\`, and try again once it has finished"
-    exit 1
-  fi
+  take_lock "$1" "$state/.display.lock" "$lock_timeout" "$dstate/users"
 }
 
-# The VMs other than $domain holding the display, separated by spaces.
+# The VMs other than $domain holding the display.
 other_users() {
-  local entry names=()
-  for entry in "$dstate"/users/*; do
-    [ -e "$entry" ] || continue
-    entry=${entry##*/}
-    [ "$entry" = "$domain" ] || names+=("$entry")
-  done
-  echo "${names[*]}"
+  other_vms_in "$dstate/users"
 }
 
 # Gives the host its display back, as far as it was taken.
@@ -382,15 +353,9 @@ release() {
   exit "$rc"
 }
 
-has_gpu || exit 0
+[ -n "$(addresses_of "$domain")" ] || exit 0
 
-# The domain name becomes a file name in the state directory.
-case $domain in
-  */* | .*)
-    log "refusing domain name \"$domain\""
-    exit 1
-    ;;
-esac
+check_domain_name
 for var in timeout_s lock_timeout; do
   case ${!var} in
     '' | *[!0-9]* | 0)

@@ -2,8 +2,6 @@
 #   vfioTypes = import ./lib/types.nix { inherit lib; };
 { lib }:
 let
-  inherit (lib) types;
-
   # Printable, without white space: what may reach tmpfiles rules, systemd
   # unit files, shell hooks and libvirt XML unquoted (systemd-tmpfiles splits
   # its lines at white space, so a space breaks a rule and a newline starts a
@@ -12,35 +10,32 @@ let
   safePathRegex = "/|/[^[:space:][:cntrl:]]*[^/[:space:][:cntrl:]]";
 in
 rec {
-  pciId =
-    types.strMatching "[0-9a-f]{4}:[0-9a-f]{4}"
-    // {
-      description = "PCI vendor:device ID in lower-case hex, e.g. \"10de:2782\"";
-    };
+  # Strings matching the POSIX extended regular expression `pattern`, named
+  # by `description` in the option docs and errors.
+  matching = pattern: description: lib.types.strMatching pattern // { inherit description; };
 
-  pciAddress =
-    types.strMatching "[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\\.[0-7]"
-    // {
-      description = "PCI address DDDD:BB:SS.F in lower-case hex, e.g. \"0000:01:00.0\"";
-    };
+  pciId = matching "[0-9a-f]{4}:[0-9a-f]{4}" "PCI vendor:device ID in lower-case hex, e.g. \"10de:2782\"";
 
-  uuid =
-    types.strMatching "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-    // {
-      description = "UUID in lower-case hex, e.g. \"4f6c2b1e-7a3d-4c55-9e21-0b8d3f6a1c42\"";
-    };
+  pciAddress = matching "[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\\.[0-7]" "PCI address DDDD:BB:SS.F in lower-case hex, e.g. \"0000:01:00.0\"";
+
+  uuid = matching "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}" "UUID in lower-case hex, e.g. \"4f6c2b1e-7a3d-4c55-9e21-0b8d3f6a1c42\"";
 
   # Unicast (the first octet even): libvirt refuses a multicast MAC.
-  mac =
-    types.strMatching "[0-9a-f][02468ace](:[0-9a-f]{2}){5}"
-    // {
-      description = "unicast MAC address in lower-case hex, e.g. \"52:54:00:12:34:56\"";
-    };
+  mac = matching "[0-9a-f][02468ace](:[0-9a-f]{2}){5}" "unicast MAC address in lower-case hex, e.g. \"52:54:00:12:34:56\"";
+
+  # The host CPU vendors the modules tell apart.
+  cpuVendor = lib.types.enum [
+    "amd"
+    "intel"
+  ];
+
+  # A user name as NixOS's users.users takes it.
+  userName = matching "[A-Za-z_][A-Za-z0-9_.-]*[$]?" "user name";
 
   # Linux network interface names: IFNAMSIZ is 16 with the NUL, and the
   # kernel refuses "/", ":", white space, "." and ".." (dev_valid_name).
   interfaceName =
-    types.addCheck (types.strMatching "[A-Za-z0-9_.-]{1,15}") (s: s != "." && s != "..")
+    lib.types.addCheck (lib.types.strMatching "[A-Za-z0-9_.-]{1,15}") (s: s != "." && s != "..")
     // {
       name = "interfaceName";
       description = "network interface name (at most 15 characters: letters, digits, _ . -; not . or ..)";

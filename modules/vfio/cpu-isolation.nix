@@ -17,13 +17,6 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkMerge
-    types
-    ;
-
   cfg = config.modules.vfio;
   vms = config.virtualisation.vms or { };
   internal = config.virtualisation.vmsInternal or { };
@@ -31,6 +24,7 @@ let
   hostName = config.networking.hostName or "<host>";
 
   cpuList = import ../lib/cpulist.nix { inherit lib; };
+  inherit (import ../lib/options.nix { inherit lib; }) mkNullOption;
   cpuListType = cpuList.type;
   inherit (cpuList) ranges;
   expand = cpuList.parse;
@@ -69,8 +63,8 @@ let
 in
 {
   options.modules.vfio = {
-    isolation = mkOption {
-      type = types.enum [
+    isolation = lib.mkOption {
+      type = lib.types.enum [
         "dynamic"
         "static"
       ];
@@ -87,9 +81,7 @@ in
       '';
     };
 
-    isolatedCpus = mkOption {
-      type = types.nullOr cpuListType;
-      default = null;
+    isolatedCpus = mkNullOption cpuListType {
       example = "2-7,10-15";
       description = ''
         With `isolation = "static"`: the CPUs isolated at boot, in the
@@ -104,8 +96,8 @@ in
     };
   };
 
-  config = mkMerge [
-    (mkIf ((cfg.enable || cfg.dualBoot.enable) && cfg.isolation == "static") {
+  config = lib.mkMerge [
+    (lib.mkIf ((cfg.enable || cfg.dualBoot.enable) && cfg.isolation == "static") {
       assertions = [
         {
           assertion = cfg.isolatedCpus != null || autoPinned != [ ];
@@ -142,7 +134,7 @@ in
       ) uncovered;
     })
 
-    (mkIf (cfg.enable && cfg.isolation == "static" && staticCpus != null) {
+    (lib.mkIf (cfg.enable && cfg.isolation == "static" && staticCpus != null) {
       boot.kernelParams = [
         "isolcpus=managed_irq,domain,${staticCpus}"
         "nohz_full=${staticCpus}"
@@ -150,7 +142,7 @@ in
       ];
     })
 
-    (mkIf (cfg.isolation == "static" && !cfg.enable && !cfg.dualBoot.enable) {
+    (lib.mkIf (cfg.isolation == "static" && !cfg.enable && !cfg.dualBoot.enable) {
       warnings = [
         "modules.vfio.isolation = \"static\" has no effect: CPUs are isolated at boot only in the boot entry where modules.vfio.enable is on; set modules.vfio.enable = true (or modules.vfio.dualBoot.enable = true for a separate VFIO entry), or remove modules.vfio.isolation"
       ];

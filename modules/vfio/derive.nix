@@ -109,6 +109,9 @@ rec {
 
   inherit (import ../lib/numbers.nix { inherit lib; }) isPowerOfTwo nextPowerOfTwo;
 
+  # Renders VM names as their options' path, for messages.
+  vmList = names: lib.concatMapStringsSep ", " (n: "virtualisation.vms.${n}") names;
+
   # Renders a list of strings as Nix list syntax, for messages.
   showList = xs: "[ ${lib.concatMapStringsSep " " (x: "\"${x}\"") xs} ]";
 }

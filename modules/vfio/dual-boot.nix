@@ -13,64 +13,45 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkMerge
-    mkDefault
-    types
-    ;
-
   cfg = config.modules.vfio;
   dual = cfg.dualBoot;
+  inherit (import ../lib/options.nix { inherit lib; }) mkNullOption;
 
-  labelType =
-    types.strMatching "[A-Za-z0-9_.-]+"
-    // {
-      description = "boot entry tag (letters, digits, `_`, `.`, `-`)";
+  labelType = (import ../lib/types.nix { inherit lib; }).matching "[A-Za-z0-9_.-]+" "boot entry tag (letters, digits, `_`, `.`, `-`)";
+  labelOption =
+    entry: default:
+    lib.mkOption {
+      type = labelType;
+      inherit default;
+      description = "Tag of the ${entry} entry (in `system.nixos.tags`, shown in the boot menu; the specialisation's name when it is not the default).";
     };
 
   labelOf = mode: if mode == "vfio" then dual.vfioLabel else dual.hostLabel;
   otherMode = if dual.defaultMode == "host" then "vfio" else "host";
-  modeType = types.enum [
+  modeType = lib.types.enum [
     "host"
     "vfio"
   ];
 in
 {
   options.modules.vfio.dualBoot = {
-    enable = mkOption {
-      type = types.bool;
-      default = false;
-      description = ''
-        Build two boot entries: one where the host keeps the GPU (NVIDIA
-        driver loaded, no hugepages reserved) and one where it is isolated for
-        the VMs (`modules.vfio.enable` on). The default entry is `defaultMode`;
-        the other one is a specialisation named after its label.
-      '';
-    };
+    enable = lib.mkEnableOption ''
+      two boot entries: one where the host keeps the GPU (NVIDIA driver
+      loaded, no hugepages reserved) and one where it is isolated for the
+      VMs (`modules.vfio.enable` on). The default entry is `defaultMode`;
+      the other one is a specialisation named after its label'';
 
-    defaultMode = mkOption {
+    defaultMode = lib.mkOption {
       type = modeType;
       default = "host";
       description = "Mode of the default boot entry: `host` or `vfio` (GPU isolated).";
     };
 
-    hostLabel = mkOption {
-      type = labelType;
-      default = "host";
-      description = "Tag of the host-GPU entry (in `system.nixos.tags`, shown in the boot menu; the specialisation's name when it is not the default).";
-    };
+    hostLabel = labelOption "host-GPU" "host";
 
-    vfioLabel = mkOption {
-      type = labelType;
-      default = "vfio";
-      description = "Tag of the VFIO entry (in `system.nixos.tags`, shown in the boot menu; the specialisation's name when it is not the default).";
-    };
+    vfioLabel = labelOption "VFIO" "vfio";
 
-    configurationRevision = mkOption {
-      type = types.nullOr types.str;
-      default = null;
+    configurationRevision = mkNullOption lib.types.str {
       internal = true;
       description = ''
         Git revision of the flake this system is built from; set by the
@@ -80,7 +61,7 @@ in
       '';
     };
 
-    currentMode = mkOption {
+    currentMode = lib.mkOption {
       type = modeType;
       default = dual.defaultMode;
       defaultText = lib.literalExpression "dualBoot.defaultMode";
@@ -89,13 +70,13 @@ in
     };
   };
 
-  config = mkMerge [
-    (mkIf dual.enable {
+  config = lib.mkMerge [
+    (lib.mkIf dual.enable {
       system.nixos.tags = [ (labelOf dual.currentMode) ];
 
       # Only the default entry declares the specialisation, so the
       # specialisation never declares one itself.
-      specialisation = mkIf (dual.currentMode == dual.defaultMode) {
+      specialisation = lib.mkIf (dual.currentMode == dual.defaultMode) {
         ${labelOf otherMode} = {
           inheritParentConfig = true;
           configuration.modules.vfio.dualBoot.currentMode = otherMode;
@@ -116,8 +97,8 @@ in
       ];
     })
 
-    (mkIf (dual.configurationRevision != null) {
-      system.configurationRevision = mkDefault dual.configurationRevision;
+    (lib.mkIf (dual.configurationRevision != null) {
+      system.configurationRevision = lib.mkDefault dual.configurationRevision;
     })
   ];
 }

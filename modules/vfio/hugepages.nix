@@ -24,7 +24,7 @@ in
     ];
 
     warnings = lib.optional noPdpe1gb (
-      "modules.vfio: ${lib.concatStringsSep ", " (map (n: "virtualisation.vms.${n}") derived.hugepageVmNames)} "
+      "modules.vfio: ${derived.vmList derived.hugepageVmNames} "
       + "use 1 GiB hugepages but modules.vfio.hostTopology says the CPU has no pdpe1gb flag, so the kernel cannot reserve them; "
       + "set hugepages.enable = false on those VMs"
     );

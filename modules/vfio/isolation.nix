@@ -15,8 +15,6 @@
   ...
 }:
 let
-  inherit (lib) mkIf mkMerge;
-
   cfg = config.modules.vfio;
   derived = import ./derive.nix { inherit lib config; };
 
@@ -65,15 +63,29 @@ let
     d: lib.concatStringsSep " " ([ d.name ] ++ lib.unique (d.addresses ++ extraAddresses))
   ) derived.gpuDevices;
 
+  # What both GPU hooks export: their PATH (coreutils, kmod, util-linux and
+  # the packages `extraPath`), the GPU VMs' functions, and the functions the
+  # hook scripts share (the scripts are copied into the store one by one, so
+  # they cannot find it next to themselves).
+  gpuHookEnv =
+    extraPath:
+    lib.concatStringsSep "\n" [
+      "export PATH=${
+        lib.makeBinPath (
+          [
+            pkgs.coreutils
+            pkgs.kmod
+            pkgs.util-linux
+          ]
+          ++ extraPath
+        )
+      }"
+      "export VFIO_GPU_DEVICES=${lib.escapeShellArg deviceMap}"
+      "export VFIO_GPU_HOOK_LIB=${../hooks/gpu-hook-lib.sh}"
+    ];
+
   detachHook = pkgs.writeShellScript "vfio-gpu-detach" ''
-    export PATH=${
-      lib.makeBinPath [
-        pkgs.coreutils
-        pkgs.kmod
-        pkgs.util-linux
-      ]
-    }
-    export VFIO_GPU_DEVICES=${lib.escapeShellArg deviceMap}
+    ${gpuHookEnv [ ]}
     exec ${pkgs.bash}/bin/bash ${../hooks/gpu-detach.sh} "$@"
   '';
 
@@ -83,15 +95,7 @@ let
   # failed one (src/util/virhook.c, virHookCall), so the detach cannot be a
   # hook of its own: it would run before the display is down.
   singleGpuHook = pkgs.writeShellScript "vfio-single-gpu" ''
-    export PATH=${
-      lib.makeBinPath [
-        pkgs.coreutils
-        pkgs.kmod
-        pkgs.util-linux
-        config.systemd.package
-      ]
-    }
-    export VFIO_GPU_DEVICES=${lib.escapeShellArg deviceMap}
+    ${gpuHookEnv [ config.systemd.package ]}
     export VFIO_GPU_DETACH=${lib.escapeShellArg "${pkgs.bash}/bin/bash ${../hooks/gpu-detach.sh}"}
     export VFIO_DISPLAY_UNITS=${lib.escapeShellArg (lib.concatStringsSep " " cfg.singleGpu.stopUnits)}
     export VFIO_DISPLAY_TIMEOUT=${toString cfg.singleGpu.timeout}
@@ -99,7 +103,7 @@ let
   '';
 in
 {
-  config = mkIf cfg.enable (mkMerge [
+  config = lib.mkIf cfg.enable (lib.mkMerge [
     {
       boot.kernelParams = lib.optional (cfg.cpuVendor != "amd") "intel_iommu=on" ++ [ "iommu=pt" ];
 
@@ -117,22 +121,22 @@ in
     # qemu-libvirtd is in `kvm` then, nixos/modules/virtualisation/libvirtd.nix).
     # QEMU as root (the NixOS default) needs no rule, and one would only open
     # /dev/vfio/N to every other member of `kvm`.
-    (mkIf (!config.virtualisation.libvirtd.qemu.runAsRoot) {
+    (lib.mkIf (!config.virtualisation.libvirtd.qemu.runAsRoot) {
       services.udev.extraRules = ''
         SUBSYSTEM=="vfio", GROUP="kvm", MODE="0660"
       '';
     })
 
-    (mkIf cfg.primaryMode {
+    (lib.mkIf cfg.primaryMode {
       boot.kernelParams = lib.optional (cfg.gpuPciIds != [ ]) "vfio-pci.ids=${lib.concatStringsSep "," (lib.unique cfg.gpuPciIds)}";
       # mkBefore: loaded ahead of any GPU driver another module puts into the
       # initrd (e.g. nvidia for early KMS), so vfio-pci claims the IDs first.
       boot.initrd.kernelModules = lib.mkBefore vfioModules;
       boot.extraModprobeConfig = lib.concatMapStrings (drv: "softdep ${drv} pre: vfio-pci\n") softdepDrivers;
-      boot.blacklistedKernelModules = mkIf cfg.blacklistNvidia nvidiaModules;
+      boot.blacklistedKernelModules = lib.mkIf cfg.blacklistNvidia nvidiaModules;
     })
 
-    (mkIf (!cfg.primaryMode) {
+    (lib.mkIf (!cfg.primaryMode) {
       boot.kernelModules = vfioModules;
       virtualisation.libvirtd.hooks.qemu =
         if cfg.singleGpu.enable then { vfio-single-gpu = singleGpuHook; } else { vfio-gpu-detach = detachHook; };

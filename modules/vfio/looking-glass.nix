@@ -28,17 +28,13 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkMerge
-    types
-    ;
-
   cfg = config.modules.vfio;
   lg = cfg.lookingGlass;
   derived = import ./derive.nix { inherit lib config; };
-  inherit (derived) vms;
+  inherit (derived) vms vmList;
+  vfioTypes = import ../lib/types.nix { inherit lib; };
+  vfioUsers = import ../lib/users.nix { inherit lib; };
+  inherit (import ../lib/options.nix { inherit lib; }) mkListOption;
 
   shmGroup = "looking-glass";
   shmPath = "/dev/shm/looking-glass";
@@ -63,48 +59,30 @@ let
   # `group`.
   forUsers =
     group:
-    mkMerge [
+    lib.mkMerge [
       (lib.genAttrs lg.users (_: {
         extraGroups = [ group ];
       }))
-      (mkIf (!runAsRoot) {
+      (lib.mkIf (!runAsRoot) {
         qemu-libvirtd.extraGroups = [ group ];
       })
     ];
 
-  # A listed user is an account when NixOS would create it: the same test as
-  # the assertion of nixos/modules/config/users-groups.nix (isSystemUser, or
-  # a uid below 1000, or isNormalUser).
-  isAccount =
-    name:
-    let
-      u = config.users.users.${name} or { };
-      uid = u.uid or null;
-    in
-    (u.isNormalUser or false) || (u.isSystemUser or false) || (uid != null && uid < 1000);
-  notAccounts = lib.filter (n: !isAccount n) lg.users;
+  notAccounts = lib.filter (n: !vfioUsers.isAccount config.users.users n) lg.users;
 
   shmScript = ../hooks/looking-glass-shm.sh;
 
-  vmList = names: lib.concatMapStringsSep ", " (n: "virtualisation.vms.${n}") names;
   tooSmall = lib.filter (n: vms.${n}.lookingGlass.size > lg.shmSize) derived.shmVmNames;
 in
 {
   options.modules.vfio.lookingGlass = {
-    enable = mkOption {
-      type = types.bool;
-      default = false;
-      description = ''
-        Set up the host side of Looking Glass in the VFIO boot entry: the
-        shared memory (/dev/shm/looking-glass or the kvmfr devices, per each
-        VM's `lookingGlass.backend`), its permissions for `users`, and
-        looking-glass-client.
-      '';
-    };
+    enable = lib.mkEnableOption ''
+      the host side of Looking Glass in the VFIO boot entry: the shared
+      memory (/dev/shm/looking-glass or the kvmfr devices, per each VM's
+      `lookingGlass.backend`), its permissions for `users`, and
+      looking-glass-client'';
 
-    users = mkOption {
-      type = types.listOf (types.strMatching "[A-Za-z_][A-Za-z0-9_.-]*[$]?");
-      default = [ ];
+    users = mkListOption vfioTypes.userName {
       example = [ "draxel" ];
       description = ''
         Users who may open the shared memory with looking-glass-client:
@@ -114,8 +92,8 @@ in
       '';
     };
 
-    shmSize = mkOption {
-      type = types.ints.positive;
+    shmSize = lib.mkOption {
+      type = lib.types.ints.positive;
       default = if derived.shmSizeNeeded > 0 then derived.shmSizeNeeded else 128;
       defaultText = lib.literalMD "the largest `lookingGlass.size` of the VMs that use /dev/shm/looking-glass, else 128";
       description = ''
@@ -126,7 +104,7 @@ in
     };
   };
 
-  config = mkIf cfg.enable (mkMerge [
+  config = lib.mkIf cfg.enable (lib.mkMerge [
     {
       assertions = [
         {
@@ -140,7 +118,7 @@ in
       );
     }
 
-    (mkIf lg.enable (mkMerge [
+    (lib.mkIf lg.enable (lib.mkMerge [
       {
         environment.systemPackages = [ pkgs.looking-glass-client ];
 
@@ -149,16 +127,7 @@ in
             assertion = lg.users != [ ];
             message = "modules.vfio.lookingGlass.enable = true but modules.vfio.lookingGlass.users is empty, so nobody could read the shared memory; set modules.vfio.lookingGlass.users = [ \"<your user name>\" ]";
           }
-          {
-            assertion = notAccounts == [ ];
-            message =
-              let
-                one = lib.length notAccounts == 1;
-              in
-              "modules.vfio.lookingGlass.users contains ${lib.concatMapStringsSep " and " (n: "\"${n}\"") notAccounts}, "
-              + "which ${if one then "is not a user" else "are not users"} of this system: NixOS creates an account only for users.users.<name> with isNormalUser or isSystemUser set; "
-              + "put your own user name in modules.vfio.lookingGlass.users, or declare the user, e.g. users.users.${lib.head (notAccounts ++ [ "<name>" ])}.isNormalUser = true";
-          }
+          (vfioUsers.accountsAssertion "modules.vfio.lookingGlass.users" notAccounts)
           {
             assertion = derived.isPowerOfTwo lg.shmSize;
             message = "modules.vfio.lookingGlass.shmSize = ${toString lg.shmSize} is not a power of two; set it to ${toString (derived.nextPowerOfTwo lg.shmSize)} (32 for 1080p, 64 for 1440p, 128 for 4K)";
@@ -178,7 +147,7 @@ in
         ];
       }
 
-      (mkIf useShm {
+      (lib.mkIf useShm {
         users.groups.${shmGroup} = { };
         users.users = forUsers shmGroup;
 
@@ -188,7 +157,7 @@ in
         # inactive once done, so every switch runs it again (it starts the
         # active targets, which pull in their inactive wants), as does every
         # start of libvirtd.
-        systemd.services.looking-glass-shm = mkIf (lg.users != [ ]) {
+        systemd.services.looking-glass-shm = lib.mkIf (lg.users != [ ]) {
           description = "Create and size the Looking Glass shared memory file";
           wantedBy = [
             "multi-user.target"
@@ -209,7 +178,7 @@ in
         };
       })
 
-      (mkIf useKvmfr {
+      (lib.mkIf useKvmfr {
         boot.extraModulePackages = [ config.boot.kernelPackages.kvmfr ];
         boot.kernelModules = [ "kvmfr" ];
         boot.extraModprobeConfig = ''

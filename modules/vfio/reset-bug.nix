@@ -30,8 +30,6 @@
   ...
 }:
 let
-  inherit (lib) mkOption mkIf types;
-
   cfg = config.modules.vfio;
   derived = import ./derive.nix { inherit lib config; };
 
@@ -134,8 +132,8 @@ let
 in
 {
   options.modules.vfio.vendorReset = {
-    enable = mkOption {
-      type = types.bool;
+    enable = lib.mkOption {
+      type = lib.types.bool;
       default = affectedIds != [ ];
       defaultText = lib.literalMD "`true` when a passed card's PCI ID is in vendor-reset's device list (AMD Polaris, Vega, Navi 10/12/14)";
       description = ''
@@ -149,8 +147,8 @@ in
       '';
     };
 
-    knownDevices = mkOption {
-      type = types.attrsOf types.str;
+    knownDevices = lib.mkOption {
+      type = lib.types.attrsOf lib.types.str;
       default = knownDevices;
       readOnly = true;
       internal = true;
@@ -161,14 +159,14 @@ in
     };
   };
 
-  config = mkIf cfg.enable (
+  config = lib.mkIf cfg.enable (
     lib.mkMerge [
-      (mkIf cfg.vendorReset.enable {
+      (lib.mkIf cfg.vendorReset.enable {
         boot.extraModulePackages = [ config.boot.kernelPackages.vendor-reset ];
         boot.kernelModules = [ "vendor-reset" ];
         # Before 5.15 there is no reset_method: the kernel always tries the
         # device-specific reset first (drivers/pci/pci.c).
-        services.udev.extraRules = mkIf (lib.versionAtLeast kernelVersion "5.15") (
+        services.udev.extraRules = lib.mkIf (lib.versionAtLeast kernelVersion "5.15") (
           lib.concatMapStrings (id: resetMethodRule id + "\n") affectedIds
         );
         warnings = lib.optional (affected != [ ] && enableIsDefault) (
@@ -178,7 +176,7 @@ in
         );
       })
 
-      (mkIf (!cfg.vendorReset.enable && affected != [ ]) {
+      (lib.mkIf (!cfg.vendorReset.enable && affected != [ ]) {
         warnings = [
           (
             "modules.vfio: ${describe affected}; these cards have the AMD reset bug, and modules.vfio.vendorReset.enable = false: "

@@ -24,16 +24,12 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    types
-    ;
-
   cfg = config.modules.vfio;
   sc = cfg.scream;
   derived = import ./derive.nix { inherit lib config; };
-  inherit (derived) vms gpuVmNames;
+  inherit (derived) vms gpuVmNames vmList;
+  vfioTypes = import ../lib/types.nix { inherit lib; };
+  vfioUsers = import ../lib/users.nix { inherit lib; };
 
   interfaces = lib.unique (
     lib.filter (i: i != null) (map (n: derived.screamInterface vms.${n}) gpuVmNames)
@@ -44,19 +40,10 @@ let
   secureBootVms = lib.filter (n: vms.${n}.secureBoot) gpuVmNames;
 
   lg = cfg.lookingGlass;
-  userNameType = types.strMatching "[A-Za-z_][A-Za-z0-9_.-]*[$]?";
-
-  # The same test as looking-glass.nix (and NixOS's users-groups.nix): an
-  # account NixOS creates.
-  isAccount =
-    name:
-    let
-      u = config.users.users.${name} or { };
-      uid = u.uid or null;
-    in
-    (u.isNormalUser or false) || (u.isSystemUser or false) || (uid != null && uid < 1000);
   # Users lookingGlass.users does not already report.
-  notAccounts = lib.filter (n: !isAccount n && !(lg.enable && lib.elem n lg.users)) sc.users;
+  notAccounts = lib.filter (
+    n: !vfioUsers.isAccount config.users.users n && !(lg.enable && lib.elem n lg.users)
+  ) sc.users;
 
   nicMac = import ./nic-mac.nix;
 
@@ -89,24 +76,22 @@ let
   rulesWanted = firewallOn && sc.interface != null && sources != [ ];
 
   active = cfg.enable && sc.enable;
-  vmList = names: lib.concatMapStringsSep ", " (n: "virtualisation.vms.${n}") names;
 in
 {
   options.modules.vfio.scream = {
-    enable = mkOption {
-      type = types.bool;
-      default = sc.users != [ ];
-      defaultText = lib.literalMD "`true` when `users` (by default `modules.vfio.lookingGlass.users`) names someone";
-      description = ''
-        Receive the VMs' Scream audio in the VFIO boot entry: a user service
-        `scream` for each of `users`, playing to PulseAudio/PipeWire and
-        listening on `interface`, where the firewall accepts UDP port 4010
-        from the GPU VMs' NICs.
-      '';
-    };
+    enable =
+      lib.mkEnableOption ''
+        receiving the VMs' Scream audio in the VFIO boot entry: a user
+        service `scream` for each of `users`, playing to PulseAudio/PipeWire
+        and listening on `interface`, where the firewall accepts UDP port
+        4010 from the GPU VMs' NICs''
+      // {
+        default = sc.users != [ ];
+        defaultText = lib.literalMD "`true` when `users` (by default `modules.vfio.lookingGlass.users`) names someone";
+      };
 
-    interface = mkOption {
-      type = types.nullOr (import ../lib/types.nix { inherit lib; }).interfaceName;
+    interface = lib.mkOption {
+      type = lib.types.nullOr vfioTypes.interfaceName;
       default = if interfaces == [ ] then null else lib.head interfaces;
       defaultText = lib.literalMD "`virbr0` for `network.type = \"nat\"`, the VM's `network.bridge` for `\"bridge\"`: of the first GPU VM that has either, else null";
       description = ''
@@ -117,8 +102,8 @@ in
       '';
     };
 
-    users = mkOption {
-      type = types.listOf userNameType;
+    users = lib.mkOption {
+      type = lib.types.listOf vfioTypes.userName;
       default = lg.users;
       defaultText = lib.literalExpression "config.modules.vfio.lookingGlass.users";
       example = [ "draxel" ];
@@ -131,7 +116,7 @@ in
     };
   };
 
-  config = mkIf active {
+  config = lib.mkIf active {
     assertions = [
       {
         assertion = sc.interface == null || sc.users != [ ];
@@ -139,13 +124,7 @@ in
           "modules.vfio.scream.enable = true but modules.vfio.scream.users is empty (it defaults to modules.vfio.lookingGlass.users), "
           + "so the receiver would run in every user's session; set modules.vfio.scream.users = [ \"<your user name>\" ], or modules.vfio.scream.enable = false";
       }
-      {
-        assertion = notAccounts == [ ];
-        message =
-          "modules.vfio.scream.users contains ${lib.concatMapStringsSep " and " (n: "\"${n}\"") notAccounts}, "
-          + "which ${if lib.length notAccounts == 1 then "is not a user" else "are not users"} of this system: NixOS creates an account only for users.users.<name> with isNormalUser or isSystemUser set; "
-          + "put your own user name in modules.vfio.scream.users, or declare the user, e.g. users.users.${lib.head (notAccounts ++ [ "<name>" ])}.isNormalUser = true";
-      }
+      (vfioUsers.accountsAssertion "modules.vfio.scream.users" notAccounts)
       {
         assertion = sc.interface != null || macvtapVms != [ ] || gpuVmNames == [ ];
         message =
@@ -179,7 +158,7 @@ in
         + "(`bcdedit /set testsigning on`); set secureBoot = false on the VM to use Scream, or modules.vfio.scream.enable = false"
       );
 
-    systemd.user.services = mkIf (sc.interface != null) {
+    systemd.user.services = lib.mkIf (sc.interface != null) {
       scream = {
         description = "Scream audio receiver for the VMs (${sc.interface})";
         wantedBy = [ "default.target" ];
@@ -201,10 +180,10 @@ in
     # no such options (and no firewall to open).
     networking.firewall =
       lib.optionalAttrs (options ? networking.firewall.extraCommands) {
-        extraCommands = mkIf (rulesWanted && backend == "iptables") iptablesRules;
+        extraCommands = lib.mkIf (rulesWanted && backend == "iptables") iptablesRules;
       }
       // lib.optionalAttrs (options ? networking.firewall.extraInputRules) {
-        extraInputRules = mkIf (rulesWanted && backend == "nftables") nftablesRules;
+        extraInputRules = lib.mkIf (rulesWanted && backend == "nftables") nftablesRules;
       };
   };
 }

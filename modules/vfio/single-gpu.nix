@@ -28,23 +28,13 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkMerge
-    types
-    ;
-
   cfg = config.modules.vfio;
   single = cfg.singleGpu;
   derived = import ./derive.nix { inherit lib config; };
   vfioTypes = import ../lib/types.nix { inherit lib; };
+  inherit (import ../lib/options.nix { inherit lib; }) mkNullOption;
 
-  unitName =
-    types.strMatching "[A-Za-z0-9:_.@-]+\\.(service|socket|target|path|timer|mount|scope)"
-    // {
-      description = "systemd unit name";
-    };
+  unitName = vfioTypes.matching "[A-Za-z0-9:_.@-]+\\.(service|socket|target|path|timer|mount|scope)" "systemd unit name";
 
   # `or false`: hardware.nvidia is declared by NixOS's nvidia module, which
   # every NixOS system imports.
@@ -61,9 +51,7 @@ let
 in
 {
   options.modules.vfio = {
-    bootGpu = mkOption {
-      type = types.nullOr vfioTypes.pciAddress;
-      default = null;
+    bootGpu = mkNullOption vfioTypes.pciAddress {
       example = "0000:01:00.0";
       description = ''
         PCI address of the boot GPU: the one the firmware initialised
@@ -89,8 +77,8 @@ in
         The host has no display while the VM runs, and unsaved work in the
         graphical sessions is lost when the VM starts'';
 
-      stopUnits = mkOption {
-        type = types.listOf unitName;
+      stopUnits = lib.mkOption {
+        type = lib.types.listOf unitName;
         default = [ "display-manager.service" ] ++ lib.optional nvidiaPersistenced "nvidia-persistenced.service";
         defaultText = lib.literalExpression ''[ "display-manager.service" ] ++ lib.optional config.hardware.nvidia.nvidiaPersistenced "nvidia-persistenced.service"'';
         example = [
@@ -108,8 +96,8 @@ in
         '';
       };
 
-      timeout = mkOption {
-        type = types.ints.between 1 600;
+      timeout = lib.mkOption {
+        type = lib.types.ints.between 1 600;
         default = 60;
         description = ''
           Seconds the hook waits for each unit to stop or start and for the
@@ -119,21 +107,19 @@ in
     };
   };
 
-  config = mkMerge [
-    (mkIf single.enable {
+  config = lib.mkMerge [
+    (lib.mkIf single.enable {
       # Above the option's default, below a value the user sets.
       modules.vfio.primaryMode = lib.mkDefault false;
 
       warnings = lib.optional (cfg.enable && lgVms != [ ]) (
-        "modules.vfio.singleGpu.enable = true, and ${
-          lib.concatMapStringsSep ", " (n: "virtualisation.vms.${n}") lgVms
-        } ${if lib.length lgVms == 1 then "has" else "have"} lookingGlass.enable = true: "
+        "modules.vfio.singleGpu.enable = true, and ${derived.vmList lgVms} ${if lib.length lgVms == 1 then "has" else "have"} lookingGlass.enable = true: "
         + "the host has no display while a VM holds its only GPU, so no Looking Glass client can show the VM; "
         + "set lookingGlass.enable = false there"
       );
     })
 
-    (mkIf (single.enable && !(cfg.enable || cfg.dualBoot.enable)) {
+    (lib.mkIf (single.enable && !(cfg.enable || cfg.dualBoot.enable)) {
       assertions = [
         {
           assertion = false;
@@ -144,7 +130,7 @@ in
       ];
     })
 
-    (mkIf cfg.enable {
+    (lib.mkIf cfg.enable {
       assertions = [
         {
           assertion = !(single.enable && cfg.primaryMode);
@@ -156,9 +142,7 @@ in
         {
           assertion = single.enable || !cfg.primaryMode || bootGpuVms == [ ];
           message =
-            "modules.vfio.bootGpu = \"${toString cfg.bootGpu}\" is passed to ${
-              lib.concatMapStringsSep ", " (n: "virtualisation.vms.${n}") bootGpuVms
-            } with primaryMode = true: vfio-pci would claim the boot GPU at boot, and the host's console and display manager start on it. "
+            "modules.vfio.bootGpu = \"${toString cfg.bootGpu}\" is passed to ${derived.vmList bootGpuVms} with primaryMode = true: vfio-pci would claim the boot GPU at boot, and the host's console and display manager start on it. "
             + "With one GPU, set modules.vfio.singleGpu.enable = true (the GPU is handed to the VM only while it runs). "
             + "With two, make the host's GPU the primary one in the firmware setup and run `vfio-helper discover --nix` again, "
             + "or set modules.vfio.primaryMode = false";

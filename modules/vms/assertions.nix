@@ -7,8 +7,6 @@
   ...
 }:
 let
-  inherit (lib) mkIf;
-
   cfg = config.virtualisation.vms;
   internal = config.virtualisation.vmsInternal;
   vfioTypes = import ../lib/types.nix { inherit lib; };
@@ -171,14 +169,8 @@ let
   # --- audio, usb.*, pci.devices (the same rules as vfio-helper's domain
   # check, rust/src/domain/audio.rs, usb.rs and pci.rs) ----------------------
 
-  # An account NixOS creates (as in scream.nix and NixOS's users-groups.nix).
-  isAccount =
-    name:
-    let
-      u = config.users.users.${name} or { };
-      uid = u.uid or null;
-    in
-    (u.isNormalUser or false) || (u.isSystemUser or false) || (uid != null && uid < 1000);
+  # An account NixOS creates.
+  isAccount = (import ../lib/users.nix { inherit lib; }).isAccount config.users.users;
 
   runAsRoot = config.virtualisation.libvirtd.qemu.runAsRoot or true;
 
@@ -288,7 +280,7 @@ let
     lib.filterAttrs (_: names: lib.length names > 1) byIndex;
 in
 {
-  config = mkIf (cfg != { }) {
+  config = lib.mkIf (cfg != { }) {
     assertions =
       lib.concatLists (lib.mapAttrsToList vmAssertions cfg)
       ++ lib.concatLists (lib.mapAttrsToList deviceAssertions cfg)

@@ -11,8 +11,6 @@
   ...
 }:
 let
-  inherit (lib) mkIf mkMerge mkDefault;
-
   cfg = config.virtualisation.vms;
   helper = config.virtualisation.vfioHelper.package;
   cpuList = import ../lib/cpulist.nix { inherit lib; };
@@ -171,7 +169,7 @@ let
   qemuUser = if config.virtualisation.libvirtd.qemu.runAsRoot then "root" else "qemu-libvirtd";
 in
 {
-  config = mkMerge [
+  config = lib.mkMerge [
     {
       virtualisation.vmsInternal = {
         configJson = lib.mapAttrs vmJson cfg;
@@ -192,21 +190,21 @@ in
       };
     }
 
-    (mkIf (pinnedNames != [ ]) {
+    (lib.mkIf (pinnedNames != [ ]) {
       # What each VM owns; also the input of modules.vfio.isolatedCpus.
       environment.etc."vfio/vm-cpus".source = "${vmCpus}/vm-cpus";
     })
 
-    (mkIf (isolatingNames != [ ]) {
+    (lib.mkIf (isolatingNames != [ ]) {
       virtualisation.libvirtd.hooks.qemu.vfio-cpu-isolate = isolateHook;
     })
 
-    (mkIf (cfg != { }) {
+    (lib.mkIf (cfg != { }) {
       virtualisation.libvirtd = {
         enable = true;
-        qemu.swtpm.enable = mkIf (lib.any (vm: vm.tpm.enable) (lib.attrValues cfg)) true;
-        onShutdown = mkDefault "shutdown";
-        onBoot = mkDefault "ignore";
+        qemu.swtpm.enable = lib.mkIf (lib.any (vm: vm.tpm.enable) (lib.attrValues cfg)) true;
+        onShutdown = lib.mkDefault "shutdown";
+        onBoot = lib.mkDefault "ignore";
       };
 
       environment.systemPackages = [ helper ];
@@ -223,7 +221,7 @@ in
       );
     })
 
-    (mkIf (spiceSocketVms != [ ]) {
+    (lib.mkIf (spiceSocketVms != [ ]) {
       systemd.tmpfiles.rules = [
         "d ${spiceSocketDir} 0750 ${qemuUser} libvirtd -"
         "a+ ${spiceSocketDir} - - - - default:group:libvirtd:rw-"

@@ -7,7 +7,8 @@
 # not `virsh start`. A oneshot service defines the domains in libvirt on every
 # switch that changes them.
 #
-#   options.nix     the option tree, the helper package
+#   options.nix     the option tree, the helper package (with
+#                   options-devices.nix and options-tuning.nix)
 #   build.nix       VM JSON, domain XML, manifest, CPU sets, isolation hook
 #   assertions.nix  the rules a configuration must satisfy
 #   firmware.nix    Secure Boot firmware with Microsoft keys

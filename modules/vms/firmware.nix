@@ -27,14 +27,6 @@
   ...
 }:
 let
-  inherit (lib)
-    mkOption
-    mkIf
-    mkBefore
-    types
-    literalExpression
-    ;
-
   cfg = config.virtualisation.vms;
   helper = config.virtualisation.vfioHelper.package;
   qemu = config.virtualisation.libvirtd.qemu.package;
@@ -51,6 +43,18 @@ let
   '';
 
   # What NixOS links at /var/lib/qemu/firmware, plus ours.
+  # A build product of this file, for tests: `package` when a VM needs it,
+  # else null.
+  product =
+    package: description:
+    lib.mkOption {
+      type = lib.types.nullOr lib.types.package;
+      internal = true;
+      readOnly = true;
+      default = if needed then package else null;
+      inherit description;
+    };
+
   firmwareDir = pkgs.runCommand "vfio-qemu-firmware" { } ''
     mkdir -p $out
     for f in ${qemu}/share/qemu/firmware/*.json; do
@@ -61,10 +65,10 @@ let
 in
 {
   options.virtualisation.vmsFirmware = {
-    ovmf = mkOption {
-      type = types.package;
+    ovmf = lib.mkOption {
+      type = lib.types.package;
       default = pkgs.OVMFFull.fd;
-      defaultText = literalExpression "pkgs.OVMFFull.fd";
+      defaultText = lib.literalExpression "pkgs.OVMFFull.fd";
       description = ''
         OVMF build for VMs with `secureBootKeys = "microsoft"`: its
         `FV/OVMF_CODE.ms.fd` (Secure Boot, SMM) and `FV/OVMF_VARS.ms.fd`
@@ -72,26 +76,14 @@ in
       '';
     };
 
-    descriptor = mkOption {
-      type = types.nullOr types.package;
-      internal = true;
-      readOnly = true;
-      default = if needed then descriptor else null;
-      description = "The project's firmware descriptor for OVMFFull's Microsoft keys (null when no VM needs it).";
-    };
+    descriptor = product descriptor "The project's firmware descriptor for OVMFFull's Microsoft keys (null when no VM needs it).";
 
-    directory = mkOption {
-      type = types.nullOr types.package;
-      internal = true;
-      readOnly = true;
-      default = if needed then firmwareDir else null;
-      description = "The descriptor directory linked at /var/lib/qemu/firmware (null: NixOS's own).";
-    };
+    directory = product firmwareDir "The descriptor directory linked at /var/lib/qemu/firmware (null: NixOS's own).";
   };
 
-  config = mkIf needed {
+  config = lib.mkIf needed {
     environment.etc."vfio/ovmf/OVMF_CODE.ms.fd".source = "${ovmf}/FV/OVMF_CODE.ms.fd";
     environment.etc."vfio/ovmf/OVMF_VARS.ms.fd".source = "${ovmf}/FV/OVMF_VARS.ms.fd";
-    systemd.tmpfiles.rules = mkBefore [ "L+ /var/lib/qemu/firmware - - - - ${firmwareDir}" ];
+    systemd.tmpfiles.rules = lib.mkBefore [ "L+ /var/lib/qemu/firmware - - - - ${firmwareDir}" ];
   };
 }

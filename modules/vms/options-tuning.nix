@@ -4,19 +4,19 @@
 { lib, osConfig }:
 { ... }:
 let
-  inherit (lib) mkOption types literalExpression;
+  inherit (import ../lib/options.nix { inherit lib; }) mkNullOption mkXmlOption;
 in
 {
   options = {
     cpu = {
-      avic = mkOption {
-        type = types.nullOr types.bool;
+      avic = lib.mkOption {
+        type = lib.types.nullOr lib.types.bool;
         default =
           let
             topology = osConfig.modules.vfio.hostTopology or null;
           in
           if builtins.isAttrs topology then topology.avic or null else null;
-        defaultText = literalExpression "hostTopology.avic or null";
+        defaultText = lib.literalExpression "hostTopology.avic or null";
         description = ''
           Hyper-V `avic` (hv-avic) for Windows guests: lets the Hyper-V
           SynIC work with the host's APIC virtualization (AMD AVIC,
@@ -28,9 +28,7 @@ in
           virtualization.
         '';
       };
-      maxPhysAddr = mkOption {
-        type = types.nullOr (types.ints.between 32 52);
-        default = null;
+      maxPhysAddr = mkNullOption (lib.types.ints.between 32 52) {
         example = 39;
         description = ''
           Cap the guest's physical address bits at this many
@@ -45,8 +43,8 @@ in
     };
 
     gpu = {
-      romBar = mkOption {
-        type = types.bool;
+      romBar = lib.mkOption {
+        type = lib.types.bool;
         default = true;
         description = ''
           Show the GPU's option ROM to the guest. false gives `<rom
@@ -57,9 +55,7 @@ in
     };
 
     hugepages = {
-      preallocThreads = mkOption {
-        type = types.nullOr (types.ints.between 1 1024);
-        default = null;
+      preallocThreads = mkNullOption (lib.types.ints.between 1 1024) {
         example = 8;
         description = ''
           Threads QEMU zeroes the guest's hugepages with at start
@@ -71,8 +67,8 @@ in
     };
 
     storage = {
-      io = mkOption {
-        type = types.enum [
+      io = lib.mkOption {
+        type = lib.types.enum [
           "io_uring"
           "native"
           "threads"
@@ -88,8 +84,8 @@ in
     };
 
     spice = {
-      listen = mkOption {
-        type = types.enum [
+      listen = lib.mkOption {
+        type = lib.types.enum [
           "address"
           "socket"
         ];
@@ -104,9 +100,7 @@ in
           spice:port=0`).
         '';
       };
-      port = mkOption {
-        type = types.nullOr (types.ints.between 5900 65535);
-        default = null;
+      port = mkNullOption (lib.types.ints.between 5900 65535) {
         example = 5901;
         description = ''
           Fixed SPICE port on 127.0.0.1 (with `spice.listen =
@@ -117,8 +111,8 @@ in
       };
     };
 
-    hideHypervisor = mkOption {
-      type = types.bool;
+    hideHypervisor = lib.mkOption {
+      type = lib.types.bool;
       default = false;
       description = ''
         Hide KVM from the guest: `<kvm><hidden state="on"/>` and, on
@@ -129,8 +123,8 @@ in
     };
 
     hyperv = {
-      xmmInput = mkOption {
-        type = types.bool;
+      xmmInput = lib.mkOption {
+        type = lib.types.bool;
         default = false;
         description = ''
           Hyper-V `xmm_input` (hv-xmm-input, faster hypercalls) for
@@ -138,8 +132,8 @@ in
           it), so it is off by default.
         '';
       };
-      tlbflushExtended = mkOption {
-        type = types.bool;
+      tlbflushExtended = lib.mkOption {
+        type = lib.types.bool;
         default = false;
         description = ''
           Hyper-V `tlbflush` with `extended` (hv-tlbflush-ext: extended
@@ -148,8 +142,8 @@ in
           by default.
         '';
       };
-      panic = mkOption {
-        type = types.bool;
+      panic = lib.mkOption {
+        type = lib.types.bool;
         default = false;
         description = ''
           `<panic model="hyperv">` (hv-crash): Windows reports a bugcheck
@@ -160,8 +154,8 @@ in
       };
     };
 
-    spareRootPorts = mkOption {
-      type = types.ints.between 0 16;
+    spareRootPorts = lib.mkOption {
+      type = lib.types.ints.between 0 16;
       default = 4;
       description = ''
         Empty PCIe root ports left in the guest for hot-plugging PCIe
@@ -170,9 +164,7 @@ in
       '';
     };
 
-    extraCpuXml = mkOption {
-      type = types.lines;
-      default = "";
+    extraCpuXml = mkXmlOption {
       example = "<feature policy='disable' name='svm'/>";
       description = ''
         Escape hatch: raw libvirt XML appended inside `<cpu>`: `feature`,
@@ -181,9 +173,7 @@ in
       '';
     };
 
-    extraFeaturesXml = mkOption {
-      type = types.lines;
-      default = "";
+    extraFeaturesXml = mkXmlOption {
       example = "<pmu state='off'/>";
       description = ''
         Escape hatch: raw libvirt XML appended inside `<features>`
@@ -193,9 +183,7 @@ in
       '';
     };
 
-    extraOsXml = mkOption {
-      type = types.lines;
-      default = "";
+    extraOsXml = mkXmlOption {
       example = "<smbios mode='host'/>";
       description = ''
         Escape hatch: raw libvirt XML appended inside `<os>`:

@@ -22,8 +22,6 @@
   ...
 }:
 let
-  inherit (lib) mkIf mkOption types;
-
   cfg = config.virtualisation.vms;
   libvirtd = config.virtualisation.libvirtd;
   helper = config.virtualisation.vfioHelper.package;
@@ -51,15 +49,15 @@ let
 
 in
 {
-  options.virtualisation.vmsApplyScript = mkOption {
-    type = types.raw;
+  options.virtualisation.vmsApplyScript = lib.mkOption {
+    type = lib.types.raw;
     internal = true;
     readOnly = true;
     default = applyScript;
     description = "The script of vfio-libvirtd-apply, for tests.";
   };
 
-  config = mkIf (cfg != { } || libvirtd.enable) {
+  config = lib.mkIf (cfg != { } || libvirtd.enable) {
     # For `vfio-helper sync --manifest /etc/vfio/manifest.json --dry-run`.
     environment.etc."vfio/manifest.json".source = manifestFile;
 
