@@ -440,6 +440,15 @@ in
     expected = true;
   };
 
+  # The hook scripts are separate store files: the wrapper names the library
+  # they share (modules/hooks/gpu-hook-lib.sh), or they would not start.
+  testDynamicHookNamesTheSharedLibrary = {
+    expr = lib.hasSuffix "-gpu-hook-lib.sh" (
+      lib.head (builtins.match ".*export VFIO_GPU_HOOK_LIB=([^\n]*).*" (hookOf dynamic).text)
+    );
+    expected = true;
+  };
+
   testDynamicHookTwoVmsAndExtraAddress = {
     expr =
       let

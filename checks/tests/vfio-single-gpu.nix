@@ -96,6 +96,7 @@ in
         in
         m != null && builtins.match "'[^ ]*/bin/bash [^ ]*-gpu-detach.sh'" (lib.head m) != null;
       runsTheScript = builtins.match ''.*exec [^ ]*/bin/bash [^ ]*-single-gpu.sh "\$@".*'' (hookText single) != null;
+      namesTheSharedLibrary = lib.hasSuffix "-gpu-hook-lib.sh" (lib.head (exported "VFIO_GPU_HOOK_LIB" single));
     };
     expected = {
       devices = [ "'win11 0000:01:00.0 0000:01:00.1'" ];
@@ -103,6 +104,7 @@ in
       timeout = [ "60" ];
       detachRunsTheDetachScript = true;
       runsTheScript = true;
+      namesTheSharedLibrary = true;
     };
   };
 
