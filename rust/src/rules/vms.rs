@@ -1,10 +1,11 @@
-//! The rules across VMs (modules/vms/assertions.nix, `sharedAddresses` and
-//! `sharedKvmfr`): a device belongs to one VM only.
+//! The rules across VMs (modules/vms/assertions.nix, `sharedAddresses`,
+//! `sharedKvmfr` and `sharedSpicePorts`): a device, or a SPICE port, belongs
+//! to one VM only.
 
 use std::collections::BTreeMap;
 
 use super::{RuleCode as R, Violation};
-use crate::config::{LookingGlassBackend, VmConfig};
+use crate::config::{Graphics, LookingGlassBackend, SpiceListen, VmConfig};
 
 /// One VM as the cross-VM rules see it.
 pub struct VmView<'a> {
@@ -64,8 +65,45 @@ fn kvmfr_index(v: &VmView) -> Option<u32> {
         .then_some(lg.kvmfr_index)
 }
 
-/// A PCI device or a kvmfr device given to two VMs; each violation comes
-/// with the index (in `vms`) of the VM where it is reported, the second user.
+/// The fixed SPICE port of a VM, when it has one.
+fn spice_port(v: &VmView) -> Option<u32> {
+    let reads = ["graphics", "spice.listen", "spice.port"];
+    let cfg = v.cfg;
+    (reads.iter().all(|p| (v.known)(p))
+        && cfg.graphics == Graphics::Spice
+        && cfg.spice.listen == SpiceListen::Address)
+        .then_some(cfg.spice.port)
+        .flatten()
+}
+
+/// Two VMs with the same fixed SPICE port.
+fn shared_spice_ports(vms: &[VmView], out: &mut Vec<(usize, Violation)>) {
+    let mut by_port: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, v) in vms.iter().enumerate() {
+        if let Some(port) = spice_port(v) {
+            by_port.entry(port).or_default().push(i);
+        }
+    }
+    for (port, users) in &by_port {
+        if users.len() > 1 {
+            let names: Vec<&str> = users.iter().map(|i| vms[*i].name).collect();
+            out.push((
+                users[1],
+                Violation {
+                    code: R::SharedSpicePort,
+                    paths: vec!["spice.port".into()],
+                    message: format!("{} use spice.port = {port}", names.join(" and ")),
+                    help: "only one of them could start at a time: give each VM its own spice.port (or null for the first free one)".into(),
+                    label: format!("also used by {}", names[0]),
+                },
+            ));
+        }
+    }
+}
+
+/// A PCI device, a kvmfr device or a SPICE port given to two VMs; each
+/// violation comes with the index (in `vms`) of the VM where it is
+/// reported, the second user.
 pub fn shared_devices(vms: &[VmView]) -> Vec<(usize, Violation)> {
     let mut out = Vec::new();
     let mut owners: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
@@ -118,6 +156,7 @@ pub fn shared_devices(vms: &[VmView]) -> Vec<(usize, Violation)> {
             ));
         }
     }
+    shared_spice_ports(vms, &mut out);
     out
 }
 
@@ -165,6 +204,23 @@ mod tests {
         assert_eq!(found[0].1.message, "/dev/kvmfr0 is used by a and b");
         let unknown = |p: &str| p != "lookingGlass.backend";
         let vms = [view("a", &a, &all), view("b", &b, &unknown)];
+        assert!(shared_devices(&vms).is_empty());
+    }
+
+    #[test]
+    fn a_fixed_spice_port_is_one_vms() {
+        let json = r#"{"name":"x","spice":{"port":5930}}"#;
+        let a = VmConfig::from_json(json).unwrap();
+        let b = VmConfig::from_json(json).unwrap();
+        let vms = [view("a", &a, &all), view("b", &b, &all)];
+        let found = shared_devices(&vms);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].0, found[0].1.code), (1, R::SharedSpicePort));
+        assert_eq!(found[0].1.message, "a and b use spice.port = 5930");
+        // Without a SPICE display the port is not used.
+        let mut vnc = b.clone();
+        vnc.graphics = Graphics::Vnc;
+        let vms = [view("a", &a, &all), view("b", &vnc, &all)];
         assert!(shared_devices(&vms).is_empty());
     }
 }
