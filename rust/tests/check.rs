@@ -87,6 +87,30 @@ fn every_corpus_entry_produces_its_rule_and_message() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Rules `check` reports under another name.
+const CORPUS_ELSEWHERE: &[(&str, &str)] = &[(
+    "vm-bridge-empty",
+    "an empty network.bridge is not of the option's type: vm-interface-name reports it",
+)];
+
+#[test]
+fn every_shared_rule_has_a_corpus_entry() {
+    let entries = corpus("checks/check-corpus");
+    for code in vfio_helper::rules::RuleCode::ALL.map(|c| c.code()) {
+        let elsewhere = CORPUS_ELSEWHERE.iter().any(|(c, _)| *c == code);
+        let present = entries.iter().any(|(rule, _, _)| rule == code);
+        assert!(
+            present != elsewhere,
+            "{code}: a corpus entry {}",
+            if present {
+                "but listed as reported elsewhere"
+            } else {
+                "is missing"
+            }
+        );
+    }
+}
+
 /// Bad inputs of the NixOS modules that `check` cannot see in a host file.
 const NOT_STATIC: &[(&str, &str)] = &[(
     "vm-helper-missing",
