@@ -296,13 +296,10 @@ fn pci_listed_twice(cfg: &VmConfig, f: &Facts, out: &mut Vec<Violation>) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{all, base};
     use super::super::vm_rules;
     use super::*;
     use crate::config::{CpuVendor, PciDevice, UsbDevice};
-
-    fn all(_: &str) -> bool {
-        true
-    }
 
     fn facts<'a>(known: &'a dyn Fn(&str) -> bool) -> Facts<'a> {
         Facts::all_known(Some(CpuVendor::Amd), false, known)
@@ -313,14 +310,7 @@ mod tests {
     }
 
     fn codes(cfg: &VmConfig) -> Vec<&'static str> {
-        found(cfg, &facts(&all))
-            .iter()
-            .map(|v| v.code.code())
-            .collect()
-    }
-
-    fn base() -> VmConfig {
-        VmConfig::from_json(r#"{"name":"w","cpu":{"vendor":"amd"}}"#).unwrap()
+        super::super::test_support::codes(cfg, Some(CpuVendor::Amd))
     }
 
     fn usb(v: &str, p: &str) -> UsbDevice {

@@ -257,3 +257,28 @@ impl Facts<'_> {
 pub fn next_power_of_two(n: u64) -> u64 {
     n.max(1).checked_next_power_of_two().unwrap_or(u64::MAX)
 }
+
+/// What the tests of the rules share: a VM with nothing wrong, and the
+/// codes of the rules a config breaks when every option is known.
+#[cfg(test)]
+mod test_support {
+    use super::{vm_rules, CpuVendor, Facts};
+    use crate::config::VmConfig;
+
+    pub(super) fn all(_: &str) -> bool {
+        true
+    }
+
+    pub(super) fn codes(cfg: &VmConfig, vendor: Option<CpuVendor>) -> Vec<&'static str> {
+        let facts = Facts::all_known(vendor, false, &all);
+        vm_rules(cfg, &facts)
+            .iter()
+            .map(|v| v.code.code())
+            .collect()
+    }
+
+    /// A Windows VM on an AMD host, with the defaults.
+    pub(super) fn base() -> VmConfig {
+        VmConfig::from_json(r#"{"name":"w","cpu":{"vendor":"amd"}}"#).unwrap()
+    }
+}

@@ -54,21 +54,13 @@ fn fragment_size(cfg: &VmConfig, f: &Facts, out: &mut Vec<Violation>) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{all, base};
     use super::super::vm_rules;
     use super::*;
     use crate::config::CpuVendor;
 
     fn codes(cfg: &VmConfig) -> Vec<&'static str> {
-        let all = |_: &str| true;
-        let facts = Facts::all_known(Some(CpuVendor::Amd), false, &all);
-        vm_rules(cfg, &facts)
-            .iter()
-            .map(|v| v.code.code())
-            .collect()
-    }
-
-    fn base() -> VmConfig {
-        VmConfig::from_json(r#"{"name":"w","cpu":{"vendor":"amd"}}"#).unwrap()
+        super::super::test_support::codes(cfg, Some(CpuVendor::Amd))
     }
 
     #[test]
@@ -78,7 +70,6 @@ mod tests {
         assert!(codes(&c).is_empty());
         c.spice.listen = SpiceListen::Socket;
         assert_eq!(codes(&c), ["vm-spice-socket-port"]);
-        let all = |_: &str| true;
         let facts = Facts::all_known(Some(CpuVendor::Amd), false, &all);
         assert_eq!(
             vm_rules(&c, &facts)[0].message,

@@ -414,23 +414,8 @@ fn windows_memory(cfg: &VmConfig, f: &Facts, out: &mut Vec<Violation>) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{all, base, codes};
     use super::*;
-
-    fn all(_: &str) -> bool {
-        true
-    }
-
-    fn codes(cfg: &VmConfig, vendor: Option<CpuVendor>) -> Vec<&'static str> {
-        let facts = Facts::all_known(vendor, false, &all);
-        vm_rules(cfg, &facts)
-            .iter()
-            .map(|v| v.code.code())
-            .collect()
-    }
-
-    fn base() -> VmConfig {
-        VmConfig::from_json(r#"{"name":"w","cpu":{"vendor":"amd"}}"#).unwrap()
-    }
 
     #[test]
     fn the_defaults_break_no_rule() {

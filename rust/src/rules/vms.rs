@@ -76,29 +76,23 @@ fn spice_port(v: &VmView) -> Option<u32> {
         .flatten()
 }
 
-/// Two VMs with the same fixed SPICE port.
-fn shared_spice_ports(vms: &[VmView], out: &mut Vec<(usize, Violation)>) {
-    let mut by_port: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+/// The VMs (indices in `vms`) that share one key (a kvmfr index, a SPICE
+/// port) and their names, for each key more than one VM has.
+fn sharing<'a, K: Ord + Copy>(
+    vms: &'a [VmView<'a>],
+    key: impl Fn(&VmView) -> Option<K>,
+) -> Vec<(K, usize, Vec<&'a str>)> {
+    let mut by_key: BTreeMap<K, Vec<usize>> = BTreeMap::new();
     for (i, v) in vms.iter().enumerate() {
-        if let Some(port) = spice_port(v) {
-            by_port.entry(port).or_default().push(i);
+        if let Some(k) = key(v) {
+            by_key.entry(k).or_default().push(i);
         }
     }
-    for (port, users) in &by_port {
-        if users.len() > 1 {
-            let names: Vec<&str> = users.iter().map(|i| vms[*i].name).collect();
-            out.push((
-                users[1],
-                Violation {
-                    code: R::SharedSpicePort,
-                    paths: vec!["spice.port".into()],
-                    message: format!("{} use spice.port = {port}", names.join(" and ")),
-                    help: "only one of them could start at a time: give each VM its own spice.port (or null for the first free one)".into(),
-                    label: format!("also used by {}", names[0]),
-                },
-            ));
-        }
-    }
+    by_key
+        .into_iter()
+        .filter(|(_, users)| users.len() > 1)
+        .map(|(k, users)| (k, users[1], users.iter().map(|i| vms[*i].name).collect()))
+        .collect()
 }
 
 /// A PCI device, a kvmfr device or a SPICE port given to two VMs; each
@@ -132,42 +126,41 @@ pub fn shared_devices(vms: &[VmView]) -> Vec<(usize, Violation)> {
             ));
         }
     }
-    let mut by_index: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    for (i, v) in vms.iter().enumerate() {
-        if let Some(index) = kvmfr_index(v) {
-            by_index.entry(index).or_default().push(i);
-        }
+    for (index, second, names) in sharing(vms, kvmfr_index) {
+        out.push((
+            second,
+            Violation {
+                code: R::SharedKvmfr,
+                paths: vec![
+                    "lookingGlass.kvmfrIndex".into(),
+                    "lookingGlass.backend".into(),
+                ],
+                message: format!("/dev/kvmfr{index} is used by {}", names.join(" and ")),
+                help: "give each VM its own lookingGlass.kvmfrIndex".into(),
+                label: format!("also used by {}", names[0]),
+            },
+        ));
     }
-    for (index, users) in &by_index {
-        if users.len() > 1 {
-            let names: Vec<&str> = users.iter().map(|i| vms[*i].name).collect();
-            out.push((
-                users[1],
-                Violation {
-                    code: R::SharedKvmfr,
-                    paths: vec![
-                        "lookingGlass.kvmfrIndex".into(),
-                        "lookingGlass.backend".into(),
-                    ],
-                    message: format!("/dev/kvmfr{index} is used by {}", names.join(" and ")),
-                    help: "give each VM its own lookingGlass.kvmfrIndex".into(),
-                    label: format!("also used by {}", names[0]),
-                },
-            ));
-        }
+    for (port, second, names) in sharing(vms, spice_port) {
+        out.push((
+            second,
+            Violation {
+                code: R::SharedSpicePort,
+                paths: vec!["spice.port".into()],
+                message: format!("{} use spice.port = {port}", names.join(" and ")),
+                help: "only one of them could start at a time: give each VM its own spice.port (or null for the first free one)".into(),
+                label: format!("also used by {}", names[0]),
+            },
+        ));
     }
-    shared_spice_ports(vms, &mut out);
     out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::all;
     use super::*;
     use crate::config::PciDevice;
-
-    fn all(_: &str) -> bool {
-        true
-    }
 
     fn view<'a>(name: &'a str, cfg: &'a VmConfig, known: &'a dyn Fn(&str) -> bool) -> VmView<'a> {
         VmView { name, cfg, known }
