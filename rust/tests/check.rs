@@ -63,9 +63,41 @@ fn says(f: &serde_json::Value, expected: &str) -> bool {
     message.contains(expected) || format!("{message}; {help}").contains(expected)
 }
 
+/// The `modules.vfio` rules of `check` whose entries are in checks/bad-inputs
+/// (named after the rule) rather than in checks/check-corpus.
+const VFIO_RULES_IN_BAD_INPUTS: &[&str] = &[
+    "vfio-single-gpu-disabled",
+    "vfio-single-gpu-primary-mode",
+    "vfio-boot-gpu-primary",
+];
+
+/// The entries naming the rule they must produce: those of
+/// checks/check-corpus, and those of checks/bad-inputs named after a shared
+/// rule (or one of [`VFIO_RULES_IN_BAD_INPUTS`]) and not in the former,
+/// which the module must refuse with the same message.
+fn rule_entries() -> Vec<(String, PathBuf, String)> {
+    let named = |stem: &str| {
+        vfio_helper::rules::RuleCode::ALL
+            .iter()
+            .any(|c| c.code() == stem && !CORPUS_ELSEWHERE.iter().any(|(e, _)| *e == stem))
+            || VFIO_RULES_IN_BAD_INPUTS.contains(&stem)
+    };
+    let mut entries = corpus("checks/check-corpus");
+    let bad = corpus("checks/bad-inputs");
+    for name in VFIO_RULES_IN_BAD_INPUTS {
+        assert!(bad.iter().any(|(n, _, _)| n == name), "no bad input {name}");
+    }
+    let in_corpus: Vec<String> = entries.iter().map(|(n, _, _)| n.clone()).collect();
+    entries.extend(
+        bad.into_iter()
+            .filter(|(n, _, _)| named(n) && !in_corpus.contains(n)),
+    );
+    entries
+}
+
 #[test]
 fn every_corpus_entry_produces_its_rule_and_message() {
-    let entries = corpus("checks/check-corpus");
+    let entries = rule_entries();
     assert!(entries.len() >= 25, "only {} corpus entries", entries.len());
     let mut failures = Vec::new();
     for (rule, path, expected) in &entries {
@@ -85,6 +117,30 @@ fn every_corpus_entry_produces_its_rule_and_message() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Rules `check` reports under another name.
+const CORPUS_ELSEWHERE: &[(&str, &str)] = &[(
+    "vm-bridge-empty",
+    "an empty network.bridge is not of the option's type: vm-interface-name reports it",
+)];
+
+#[test]
+fn every_shared_rule_has_a_corpus_entry() {
+    let entries = rule_entries();
+    for code in vfio_helper::rules::RuleCode::ALL.map(|c| c.code()) {
+        let elsewhere = CORPUS_ELSEWHERE.iter().any(|(c, _)| *c == code);
+        let present = entries.iter().any(|(rule, _, _)| rule == code);
+        assert!(
+            present != elsewhere,
+            "{code}: a corpus entry {}",
+            if present {
+                "but listed as reported elsewhere"
+            } else {
+                "is missing"
+            }
+        );
+    }
 }
 
 /// Bad inputs of the NixOS modules that `check` cannot see in a host file.

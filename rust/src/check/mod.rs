@@ -51,6 +51,8 @@ mod host;
 mod model;
 mod options;
 mod pinning;
+mod single_gpu;
+mod system;
 mod vfio;
 mod vm;
 

@@ -40,6 +40,13 @@ impl VmModel<'_> {
     pub(super) fn knows(&self, paths: &[&str]) -> bool {
         paths.iter().all(|p| self.known(p))
     }
+
+    /// Sets the option at `path`, whose default the rest of the system
+    /// gives, once that is known.
+    pub(super) fn learn(&mut self, path: &str, set: impl FnOnce(&mut VmConfig)) {
+        set(&mut self.cfg);
+        self.known.insert(path.to_string());
+    }
 }
 
 /// The option paths of the config model (its JSON's leaves): options the

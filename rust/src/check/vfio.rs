@@ -1,7 +1,7 @@
 //! The `modules.vfio` rules: dual boot, CPU isolation, and what the VMs
 //! together need of the host (a GPU to isolate, kvmfr, Looking Glass shared
-//! memory, Scream). The wording follows the module's assertions
-//! (`modules/vfio/*.nix`).
+//! memory, Scream); single GPU hosts in `single_gpu.rs`. The wording follows
+//! the module's assertions (`modules/vfio/*.nix`).
 
 use std::collections::BTreeMap;
 
@@ -90,17 +90,19 @@ impl Cx<'_> {
 
         let enable_node = at(vfio, "enable");
         let dual = boolean(vfio, V, "dualBoot.enable");
-        // `enable` defaults to true in the VFIO entry of a dual boot.
-        let enable = match (enable_node, dual) {
-            (Some(_), _) => boolean(vfio, V, "enable"),
-            (None, Some(d)) => Some(d),
-            (None, None) => None,
+        // `enable` defaults to true in the VFIO entry of a dual boot; a value
+        // that is not a literal is unknown.
+        let enable = if absent(vfio, "enable") {
+            dual
+        } else {
+            boolean(vfio, V, "enable")
         };
         let Some(dual) = dual else { return };
         let active = enable.unwrap_or(false) || dual;
         if dual {
             self.dual_boot_rules(vfio, enable_node);
         }
+        self.single_gpu_rules(vfio, models, enable, active);
         if !active {
             return;
         }

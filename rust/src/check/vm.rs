@@ -8,7 +8,7 @@ use super::hints::{looking_glass_mib, resolution_hint};
 use super::host::{at, Host};
 use super::model::{HostVendor, VmModel};
 use super::schema::Namespace;
-use super::Cx;
+use super::{system, Cx};
 use crate::rules::{self, Facts, Violation, VmView};
 
 impl Cx<'_> {
@@ -19,9 +19,10 @@ impl Cx<'_> {
         for (name, vm) in host.literal_vms() {
             let p = format!("virtualisation.vms.{name}");
             self.options(vm, Namespace::Vm, &p);
-            let Some(model) = super::model::build(name, vm, vendor) else {
+            let Some(mut model) = super::model::build(name, vm, vendor) else {
                 continue;
             };
+            system::pipewire_runtime_dir(host, &mut model);
             let known = |path: &str| model.known(path);
             let facts = Facts {
                 known: &known,
@@ -31,6 +32,9 @@ impl Cx<'_> {
                 extra_input: (model.known("extraDevicesXml")
                     && model.cfg.extra_devices_xml.trim().is_empty())
                 .then_some(false),
+                pipewire_account: (model.cfg.audio.pipewire_user.as_deref())
+                    .and_then(|user| system::is_account(host, user)),
+                qemu_as_root: system::qemu_as_root(host),
             };
             for v in rules::vm_rules(&model.cfg, &facts) {
                 self.violation(&model, v);
@@ -42,7 +46,7 @@ impl Cx<'_> {
         models
     }
 
-    /// A PCI device or a kvmfr device given to two VMs.
+    /// A PCI device, a kvmfr device or a SPICE port given to two VMs.
     fn shared_devices(&mut self, models: &[VmModel]) {
         type Known<'a> = Box<dyn Fn(&str) -> bool + 'a>;
         let known: Vec<Known> = models

@@ -14,35 +14,15 @@
 //! (NixOS's `virtualisation.libvirtd.qemu.runAsRoot`) may open that socket
 //! in the user's `/run/user/<uid>`. When it cannot connect, QEMU refuses to
 //! start ("Failed to connect to PipeWire instance", audio/pwaudio.c).
+//!
+//! The cross-option rules (SPICE sound needs the SPICE display, PipeWire a
+//! known runtime directory) are shared with the module: `crate::rules`.
 
-use super::device_error::DeviceError;
 use super::writer::Xml;
-use crate::config::{AudioBackend, Graphics, VmConfig};
+use crate::config::{AudioBackend, VmConfig};
 
 /// The id linking the sound card to its backend.
 const AUDIO_ID: &str = "1";
-
-/// The cross-option rules of `audio.*`.
-pub(super) fn check_audio(cfg: &VmConfig) -> Result<(), DeviceError> {
-    let audio = &cfg.audio;
-    match audio.backend {
-        AudioBackend::Spice if cfg.graphics != Graphics::Spice => {
-            Err(DeviceError::SpiceAudioWithoutSpice {
-                graphics: match cfg.graphics {
-                    Graphics::Spice => "spice",
-                    Graphics::Vnc => "vnc",
-                    Graphics::None => "none",
-                },
-            })
-        }
-        AudioBackend::Pipewire if audio.pipewire_runtime_dir.is_none() => {
-            Err(DeviceError::PipewireWithoutRuntimeDir {
-                user: audio.pipewire_user.clone(),
-            })
-        }
-        _ => Ok(()),
-    }
-}
 
 /// `<sound>` and its `<audio>` backend, if the backend has a sound card.
 pub(super) fn write_audio(x: &mut Xml, cfg: &VmConfig) {

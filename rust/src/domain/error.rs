@@ -1,6 +1,5 @@
 //! Why a VM config cannot be turned into a domain.
 
-use super::device_error::DeviceError;
 use crate::config::FieldError;
 use crate::pinning::PinError;
 
@@ -169,10 +168,6 @@ pub enum DomainError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Field(#[from] FieldError),
-
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Device(#[from] DeviceError),
 
     #[error("cpu.threads = 2 but the host CPU vendor is unknown (cpu.vendor = null and no host topology)")]
     #[diagnostic(

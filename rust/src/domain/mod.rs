@@ -29,7 +29,6 @@
 //! QEMU and firmware, so store paths never end up in the domain definition.
 
 mod audio;
-mod device_error;
 mod devices;
 mod error;
 mod extra;
@@ -44,7 +43,6 @@ mod validate;
 mod writer;
 
 pub use crate::config::PciAddress;
-pub use device_error::DeviceError;
 pub use error::DomainError;
 pub use hyperv::{check_hyperv, hyperv_features, HvFeature};
 pub use pci::PASSTHROUGH_FIRST_BUS;

@@ -10,7 +10,6 @@
 //! the VM starts and back to its driver when it stops (libvirt
 //! src/hypervisor/virhostdev.c, virHostdevPreparePCIDevices).
 
-use super::device_error::DeviceError;
 use super::writer::{hex2, Xml};
 use super::{DomainError, GPU_GUEST_BUS};
 use crate::config::{PciAddress, VmConfig};
@@ -26,65 +25,29 @@ pub(super) struct Passthrough {
 }
 
 /// The devices of `pci.devices` and `usb.controllers` with their guest
-/// buses. An address listed twice, or one of the GPU's, is an error naming
-/// both options.
+/// buses. (An address listed twice, or one of the GPU's, is refused by the
+/// shared rules, `crate::rules`, before.)
 pub(super) fn passthrough_devices(cfg: &VmConfig) -> Result<Vec<Passthrough>, DomainError> {
-    let mut named: Vec<(String, &str)> = Vec::new();
-    if cfg.gpu.enable {
-        let gpu = &cfg.gpu;
-        named.extend(gpu.address.as_deref().map(|a| ("gpu.address".into(), a)));
-        named.extend(
-            gpu.audio_address
-                .as_deref()
-                .map(|a| ("gpu.audioAddress".into(), a)),
-        );
-        for (i, a) in gpu.extra_addresses.iter().enumerate() {
-            named.push((format!("gpu.extraAddresses[{i}]"), a));
-        }
-    }
-    let gpu_count = named.len();
     let lists = [
         ("pci.devices", &cfg.pci.devices),
         ("usb.controllers", &cfg.usb.controllers),
     ];
-    for (option, list) in lists {
-        for (i, d) in list.iter().enumerate() {
-            named.push((format!("{option}[{i}].address"), &d.address));
-        }
-    }
+    let named = lists
+        .into_iter()
+        .flat_map(|(option, list)| list.iter().enumerate().map(move |(i, d)| (option, i, d)));
     let mut out: Vec<Passthrough> = Vec::new();
-    let mut seen: Vec<(PciAddress, &str)> = Vec::new();
-    for (n, (option, value)) in named.iter().enumerate() {
-        let Some(host) = PciAddress::parse(value) else {
+    for (n, (option, i, d)) in named.enumerate() {
+        let host = PciAddress::parse(&d.address);
+        let bus = u8::try_from(n)
+            .ok()
+            .and_then(|n| PASSTHROUGH_FIRST_BUS.checked_add(n));
+        let (Some(host), Some(bus)) = (host, bus) else {
             return Err(DomainError::BadPciAddress {
-                option: option.clone(),
-                value: value.to_string(),
+                option: format!("{option}[{i}].address"),
+                value: d.address.clone(),
             });
         };
-        if let Some((_, first)) = seen.iter().find(|(a, _)| *a == host) {
-            // The GPU's own duplicates are gpu_functions' to report.
-            if n >= gpu_count {
-                return Err(DeviceError::DuplicatePassthrough {
-                    option: option.clone(),
-                    value: value.to_string(),
-                    first: first.to_string(),
-                }
-                .into());
-            }
-        }
-        seen.push((host, option));
-        if n >= gpu_count {
-            let index = u8::try_from(n - gpu_count)
-                .ok()
-                .and_then(|i| PASSTHROUGH_FIRST_BUS.checked_add(i));
-            let Some(bus) = index else {
-                return Err(DomainError::BadPciAddress {
-                    option: option.clone(),
-                    value: value.to_string(),
-                });
-            };
-            out.push(Passthrough { host, bus });
-        }
+        out.push(Passthrough { host, bus });
     }
     Ok(out)
 }

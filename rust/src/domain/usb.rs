@@ -6,26 +6,11 @@
 //! plugged-in devices with the same IDs still stop it ("Multiple USB devices
 //! for …, use <address> to specify one"), which the module documents.
 //!
-//! `usb.controllers` are PCI devices: `pci.rs`.
+//! `usb.controllers` are PCI devices: `pci.rs`. A device listed twice is
+//! refused by the shared rules (`crate::rules`).
 
-use super::device_error::DeviceError;
 use super::writer::Xml;
 use crate::config::VmConfig;
-
-/// No USB device listed twice.
-pub(super) fn check_usb(cfg: &VmConfig) -> Result<(), DeviceError> {
-    let mut seen: Vec<(&str, &str)> = Vec::new();
-    for d in &cfg.usb.devices {
-        let id = (d.vendor_id.as_str(), d.product_id.as_str());
-        if seen.contains(&id) {
-            return Err(DeviceError::DuplicateUsbDevice {
-                id: format!("{}:{}", id.0, id.1),
-            });
-        }
-        seen.push(id);
-    }
-    Ok(())
-}
 
 /// One `<hostdev type="usb">` per device.
 pub(super) fn write_usb_hostdevs(x: &mut Xml, cfg: &VmConfig) {

@@ -11,6 +11,8 @@
 //! values written as literals (or defaulted to one), and a rule that reads an
 //! option whose value is not known is skipped, never guessed at.
 
+mod devices;
+mod tuning;
 mod vm;
 mod vms;
 
@@ -39,13 +41,28 @@ pub enum RuleCode {
     GraphicsNoneNoInput,
     WindowsMemory,
     ExtraXmlSize,
+    GpuExtraCount,
+    QemuArgsSize,
+    AudioSpiceGraphics,
+    PipewireNoUser,
+    PipewireUid,
+    PipewireNotAccount,
+    PipewireNotRoot,
+    UsbCount,
+    UsbDuplicate,
+    UsbVendorZero,
+    PciCount,
+    PciListedTwice,
+    SpiceSocketPort,
+    ExtraFragmentSize,
     SharedGpu,
     SharedKvmfr,
+    SharedSpicePort,
 }
 
 impl RuleCode {
     /// Every rule.
-    pub const ALL: [RuleCode; 19] = [
+    pub const ALL: [RuleCode; 34] = [
         RuleCode::VmName,
         RuleCode::Vcpus,
         RuleCode::HugepagesPartial,
@@ -63,8 +80,23 @@ impl RuleCode {
         RuleCode::GraphicsNoneNoInput,
         RuleCode::WindowsMemory,
         RuleCode::ExtraXmlSize,
+        RuleCode::GpuExtraCount,
+        RuleCode::QemuArgsSize,
+        RuleCode::AudioSpiceGraphics,
+        RuleCode::PipewireNoUser,
+        RuleCode::PipewireUid,
+        RuleCode::PipewireNotAccount,
+        RuleCode::PipewireNotRoot,
+        RuleCode::UsbCount,
+        RuleCode::UsbDuplicate,
+        RuleCode::UsbVendorZero,
+        RuleCode::PciCount,
+        RuleCode::PciListedTwice,
+        RuleCode::SpiceSocketPort,
+        RuleCode::ExtraFragmentSize,
         RuleCode::SharedGpu,
         RuleCode::SharedKvmfr,
+        RuleCode::SharedSpicePort,
     ];
 
     /// The rule's stable name (`vm-vcpus`), also the name of its entry in
@@ -88,24 +120,43 @@ impl RuleCode {
             RuleCode::GraphicsNoneNoInput => "vm-graphics-none-no-input",
             RuleCode::WindowsMemory => "vm-windows-memory",
             RuleCode::ExtraXmlSize => "vm-extra-xml-size",
+            RuleCode::GpuExtraCount => "vm-gpu-extra-count",
+            RuleCode::QemuArgsSize => "vm-qemu-args-size",
+            RuleCode::AudioSpiceGraphics => "vm-audio-spice-graphics",
+            RuleCode::PipewireNoUser => "vm-pipewire-no-user",
+            RuleCode::PipewireUid => "vm-pipewire-uid",
+            RuleCode::PipewireNotAccount => "vm-pipewire-not-account",
+            RuleCode::PipewireNotRoot => "vm-pipewire-not-root",
+            RuleCode::UsbCount => "vm-usb-count",
+            RuleCode::UsbDuplicate => "vm-usb-duplicate",
+            RuleCode::UsbVendorZero => "vm-usb-vendor-zero",
+            RuleCode::PciCount => "vm-pci-count",
+            RuleCode::PciListedTwice => "vm-pci-listed-twice",
+            RuleCode::SpiceSocketPort => "vm-spice-socket-port",
+            RuleCode::ExtraFragmentSize => "vm-extra-fragment-size",
             RuleCode::SharedGpu => "vm-shared-gpu",
             RuleCode::SharedKvmfr => "vm-shared-kvmfr",
+            RuleCode::SharedSpicePort => "vm-shared-spice-port",
         }
     }
 
     /// Whether the rule is about the domain itself, which `domain::render`
     /// then refuses to write. The others are about what the host does for
     /// the VM (binding the GPU's IDs to vfio-pci at boot: the domain hands
-    /// its functions over by address) or about several VMs: the module and
-    /// `check` report them, the domain of one VM does not depend on them.
+    /// its functions over by address; the accounts and the user QEMU runs
+    /// as) or about several VMs: the module and `check` report them, the
+    /// domain of one VM does not depend on them.
     pub fn concerns_domain(self) -> bool {
         !matches!(
             self,
             RuleCode::GpuNoPciId
                 | RuleCode::AudioWithoutId
                 | RuleCode::ExtraDuplicate
+                | RuleCode::PipewireNotAccount
+                | RuleCode::PipewireNotRoot
                 | RuleCode::SharedGpu
                 | RuleCode::SharedKvmfr
+                | RuleCode::SharedSpicePort
         )
     }
 
@@ -115,7 +166,9 @@ impl RuleCode {
     pub fn subject(self, vm: &str) -> String {
         match self {
             RuleCode::VmName => format!("virtualisation.vms.\"{vm}\""),
-            RuleCode::SharedGpu | RuleCode::SharedKvmfr => "virtualisation.vms".into(),
+            RuleCode::SharedGpu | RuleCode::SharedKvmfr | RuleCode::SharedSpicePort => {
+                "virtualisation.vms".into()
+            }
             _ => format!("virtualisation.vms.{vm}"),
         }
     }
@@ -169,10 +222,17 @@ pub struct Facts<'a> {
     /// Whether `extraDevicesXml` gives the guest a keyboard or a port for
     /// one; `None` when not known.
     pub extra_input: Option<bool>,
+    /// Whether `audio.pipewireUser` is an account NixOS creates
+    /// (`users.users.<name>` with `isNormalUser` or `isSystemUser`, or a uid
+    /// below 1000); `None` when not known (always, for the domain).
+    pub pipewire_account: Option<bool>,
+    /// `virtualisation.libvirtd.qemu.runAsRoot`; `None` when not known.
+    pub qemu_as_root: Option<bool>,
 }
 
 impl Facts<'_> {
-    /// Facts where every option is known (the domain's).
+    /// Facts where every option is known (the domain's); what the system
+    /// says of the accounts and of QEMU's user is not.
     pub fn all_known<'a>(
         vendor: Option<CpuVendor>,
         extra_input: bool,
@@ -182,6 +242,8 @@ impl Facts<'_> {
             known,
             vendor,
             extra_input: Some(extra_input),
+            pipewire_account: None,
+            qemu_as_root: None,
         }
     }
 
@@ -194,4 +256,29 @@ impl Facts<'_> {
 /// The next power of two at or above `n` (at least 1).
 pub fn next_power_of_two(n: u64) -> u64 {
     n.max(1).checked_next_power_of_two().unwrap_or(u64::MAX)
+}
+
+/// What the tests of the rules share: a VM with nothing wrong, and the
+/// codes of the rules a config breaks when every option is known.
+#[cfg(test)]
+mod test_support {
+    use super::{vm_rules, CpuVendor, Facts};
+    use crate::config::VmConfig;
+
+    pub(super) fn all(_: &str) -> bool {
+        true
+    }
+
+    pub(super) fn codes(cfg: &VmConfig, vendor: Option<CpuVendor>) -> Vec<&'static str> {
+        let facts = Facts::all_known(vendor, false, &all);
+        vm_rules(cfg, &facts)
+            .iter()
+            .map(|v| v.code.code())
+            .collect()
+    }
+
+    /// A Windows VM on an AMD host, with the defaults.
+    pub(super) fn base() -> VmConfig {
+        VmConfig::from_json(r#"{"name":"w","cpu":{"vendor":"amd"}}"#).unwrap()
+    }
 }

@@ -8,7 +8,7 @@ const HUGEPAGE_MIB: u64 = 1024;
 /// The memory Windows 11 needs, MiB.
 const WINDOWS_MEMORY_MIB: u64 = 4096;
 
-type Rule = fn(&VmConfig, &Facts, &mut Vec<Violation>);
+pub(super) type Rule = fn(&VmConfig, &Facts, &mut Vec<Violation>);
 
 /// Every rule of one VM, in the order the module asserts them.
 const RULES: &[Rule] = &[
@@ -23,14 +23,21 @@ const RULES: &[Rule] = &[
     evmcs,
     threads_vendor,
     graphics_input,
+    gpu_extra_count,
     extra_xml_size,
+    qemu_args_size,
     windows_memory,
 ];
 
-/// The rules `cfg` breaks.
+/// The rules `cfg` breaks: those of `vmAssertions`, then of
+/// `deviceAssertions` and `tuningAssertions`.
 pub fn vm_rules(cfg: &VmConfig, facts: &Facts) -> Vec<Violation> {
     let mut out = Vec::new();
-    for rule in RULES {
+    for rule in RULES
+        .iter()
+        .chain(super::devices::RULES)
+        .chain(super::tuning::RULES)
+    {
         rule(cfg, facts, &mut out);
     }
     out
@@ -332,6 +339,48 @@ fn graphics_input(cfg: &VmConfig, f: &Facts, out: &mut Vec<Violation>) {
     }
 }
 
+/// A PCI slot holds 8 functions: the GPU, its audio function and 6 more.
+fn gpu_extra_count(cfg: &VmConfig, f: &Facts, out: &mut Vec<Violation>) {
+    let max = limits::GPU_EXTRA_FUNCTIONS;
+    for (option, n) in [
+        ("gpu.extraPciIds", cfg.gpu.extra_pci_ids.len()),
+        ("gpu.extraAddresses", cfg.gpu.extra_addresses.len()),
+    ] {
+        if f.knows(&[option]) && n > max {
+            out.push(Violation::new(
+                R::GpuExtraCount,
+                &[option],
+                format!("gpu.extraPciIds or gpu.extraAddresses lists more than {max} functions"),
+                &format!("{n} functions"),
+                format!("a card has at most 8 functions (the GPU, its audio and {max} more): list only the card's own functions"),
+            ));
+            return;
+        }
+    }
+}
+
+fn qemu_args_size(cfg: &VmConfig, f: &Facts, out: &mut Vec<Violation>) {
+    let args = &cfg.qemu_args;
+    if !f.knows(&["qemuArgs"]) {
+        return;
+    }
+    let long = args.iter().position(|a| a.len() > limits::QEMU_ARG_BYTES);
+    if args.len() > limits::QEMU_ARGS || long.is_some() {
+        let path = long.map_or_else(|| "qemuArgs".to_string(), |i| format!("qemuArgs.[{i}]"));
+        out.push(Violation::new(
+            R::QemuArgsSize,
+            &[&path, "qemuArgs"],
+            format!(
+                "qemuArgs has more than {} arguments or one longer than {} bytes",
+                limits::QEMU_ARGS,
+                limits::QEMU_ARG_BYTES
+            ),
+            "too large",
+            "pass fewer, shorter arguments".into(),
+        ));
+    }
+}
+
 fn extra_xml_size(cfg: &VmConfig, f: &Facts, out: &mut Vec<Violation>) {
     let n = cfg.extra_devices_xml.len();
     if f.knows(&["extraDevicesXml"]) && n > limits::EXTRA_XML_BYTES {
@@ -365,23 +414,8 @@ fn windows_memory(cfg: &VmConfig, f: &Facts, out: &mut Vec<Violation>) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{all, base, codes};
     use super::*;
-
-    fn all(_: &str) -> bool {
-        true
-    }
-
-    fn codes(cfg: &VmConfig, vendor: Option<CpuVendor>) -> Vec<&'static str> {
-        let facts = Facts::all_known(vendor, false, &all);
-        vm_rules(cfg, &facts)
-            .iter()
-            .map(|v| v.code.code())
-            .collect()
-    }
-
-    fn base() -> VmConfig {
-        VmConfig::from_json(r#"{"name":"w","cpu":{"vendor":"amd"}}"#).unwrap()
-    }
 
     #[test]
     fn the_defaults_break_no_rule() {
@@ -421,6 +455,7 @@ mod tests {
         assert_eq!(codes(&base(), None), ["vm-threads-no-vendor"]);
         let mut c = base();
         c.graphics = Graphics::None;
+        c.audio.backend = crate::config::AudioBackend::None;
         assert_eq!(codes(&c, amd), ["vm-graphics-none-no-input"]);
         c.evdev.keyboard = Some("/dev/input/by-id/kbd".into());
         assert!(codes(&c, amd).is_empty());
@@ -430,6 +465,22 @@ mod tests {
         let mut c = base();
         c.extra_devices_xml = "<x/>".repeat(20_000);
         assert_eq!(codes(&c, amd), ["vm-extra-xml-size"]);
+        let mut c = base();
+        c.gpu.extra_addresses = vec!["0000:01:00.2".into(); 7];
+        assert_eq!(
+            codes(&c, amd),
+            ["vm-extra-duplicate"; 6]
+                .into_iter()
+                .chain(["vm-gpu-extra-count"])
+                .collect::<Vec<_>>()
+        );
+        let mut c = base();
+        c.qemu_args = vec!["-x".into(); 257];
+        assert_eq!(codes(&c, amd), ["vm-qemu-args-size"]);
+        c.qemu_args = vec!["x".repeat(4097)];
+        assert_eq!(codes(&c, amd), ["vm-qemu-args-size"]);
+        c.qemu_args = vec!["x".repeat(4096); 256];
+        assert!(codes(&c, amd).is_empty());
     }
 
     #[test]
@@ -458,6 +509,8 @@ mod tests {
             known: &known,
             vendor: None,
             extra_input: None,
+            pipewire_account: None,
+            qemu_as_root: None,
         };
         let got: Vec<_> = vm_rules(&c, &facts).iter().map(|v| v.code).collect();
         assert_eq!(got, [R::WindowsMemory]);

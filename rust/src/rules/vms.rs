@@ -1,10 +1,11 @@
-//! The rules across VMs (modules/vms/assertions.nix, `sharedAddresses` and
-//! `sharedKvmfr`): a device belongs to one VM only.
+//! The rules across VMs (modules/vms/assertions.nix, `sharedAddresses`,
+//! `sharedKvmfr` and `sharedSpicePorts`): a device, or a SPICE port, belongs
+//! to one VM only.
 
 use std::collections::BTreeMap;
 
 use super::{RuleCode as R, Violation};
-use crate::config::{LookingGlassBackend, VmConfig};
+use crate::config::{Graphics, LookingGlassBackend, SpiceListen, VmConfig};
 
 /// One VM as the cross-VM rules see it.
 pub struct VmView<'a> {
@@ -64,8 +65,39 @@ fn kvmfr_index(v: &VmView) -> Option<u32> {
         .then_some(lg.kvmfr_index)
 }
 
-/// A PCI device or a kvmfr device given to two VMs; each violation comes
-/// with the index (in `vms`) of the VM where it is reported, the second user.
+/// The fixed SPICE port of a VM, when it has one.
+fn spice_port(v: &VmView) -> Option<u32> {
+    let reads = ["graphics", "spice.listen", "spice.port"];
+    let cfg = v.cfg;
+    (reads.iter().all(|p| (v.known)(p))
+        && cfg.graphics == Graphics::Spice
+        && cfg.spice.listen == SpiceListen::Address)
+        .then_some(cfg.spice.port)
+        .flatten()
+}
+
+/// The VMs (indices in `vms`) that share one key (a kvmfr index, a SPICE
+/// port) and their names, for each key more than one VM has.
+fn sharing<'a, K: Ord + Copy>(
+    vms: &'a [VmView<'a>],
+    key: impl Fn(&VmView) -> Option<K>,
+) -> Vec<(K, usize, Vec<&'a str>)> {
+    let mut by_key: BTreeMap<K, Vec<usize>> = BTreeMap::new();
+    for (i, v) in vms.iter().enumerate() {
+        if let Some(k) = key(v) {
+            by_key.entry(k).or_default().push(i);
+        }
+    }
+    by_key
+        .into_iter()
+        .filter(|(_, users)| users.len() > 1)
+        .map(|(k, users)| (k, users[1], users.iter().map(|i| vms[*i].name).collect()))
+        .collect()
+}
+
+/// A PCI device, a kvmfr device or a SPICE port given to two VMs; each
+/// violation comes with the index (in `vms`) of the VM where it is
+/// reported, the second user.
 pub fn shared_devices(vms: &[VmView]) -> Vec<(usize, Violation)> {
     let mut out = Vec::new();
     let mut owners: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
@@ -94,41 +126,41 @@ pub fn shared_devices(vms: &[VmView]) -> Vec<(usize, Violation)> {
             ));
         }
     }
-    let mut by_index: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    for (i, v) in vms.iter().enumerate() {
-        if let Some(index) = kvmfr_index(v) {
-            by_index.entry(index).or_default().push(i);
-        }
+    for (index, second, names) in sharing(vms, kvmfr_index) {
+        out.push((
+            second,
+            Violation {
+                code: R::SharedKvmfr,
+                paths: vec![
+                    "lookingGlass.kvmfrIndex".into(),
+                    "lookingGlass.backend".into(),
+                ],
+                message: format!("/dev/kvmfr{index} is used by {}", names.join(" and ")),
+                help: "give each VM its own lookingGlass.kvmfrIndex".into(),
+                label: format!("also used by {}", names[0]),
+            },
+        ));
     }
-    for (index, users) in &by_index {
-        if users.len() > 1 {
-            let names: Vec<&str> = users.iter().map(|i| vms[*i].name).collect();
-            out.push((
-                users[1],
-                Violation {
-                    code: R::SharedKvmfr,
-                    paths: vec![
-                        "lookingGlass.kvmfrIndex".into(),
-                        "lookingGlass.backend".into(),
-                    ],
-                    message: format!("/dev/kvmfr{index} is used by {}", names.join(" and ")),
-                    help: "give each VM its own lookingGlass.kvmfrIndex".into(),
-                    label: format!("also used by {}", names[0]),
-                },
-            ));
-        }
+    for (port, second, names) in sharing(vms, spice_port) {
+        out.push((
+            second,
+            Violation {
+                code: R::SharedSpicePort,
+                paths: vec!["spice.port".into()],
+                message: format!("{} use spice.port = {port}", names.join(" and ")),
+                help: "only one of them could start at a time: give each VM its own spice.port (or null for the first free one)".into(),
+                label: format!("also used by {}", names[0]),
+            },
+        ));
     }
     out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::all;
     use super::*;
     use crate::config::PciDevice;
-
-    fn all(_: &str) -> bool {
-        true
-    }
 
     fn view<'a>(name: &'a str, cfg: &'a VmConfig, known: &'a dyn Fn(&str) -> bool) -> VmView<'a> {
         VmView { name, cfg, known }
@@ -165,6 +197,23 @@ mod tests {
         assert_eq!(found[0].1.message, "/dev/kvmfr0 is used by a and b");
         let unknown = |p: &str| p != "lookingGlass.backend";
         let vms = [view("a", &a, &all), view("b", &b, &unknown)];
+        assert!(shared_devices(&vms).is_empty());
+    }
+
+    #[test]
+    fn a_fixed_spice_port_is_one_vms() {
+        let json = r#"{"name":"x","spice":{"port":5930}}"#;
+        let a = VmConfig::from_json(json).unwrap();
+        let b = VmConfig::from_json(json).unwrap();
+        let vms = [view("a", &a, &all), view("b", &b, &all)];
+        let found = shared_devices(&vms);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].0, found[0].1.code), (1, R::SharedSpicePort));
+        assert_eq!(found[0].1.message, "a and b use spice.port = 5930");
+        // Without a SPICE display the port is not used.
+        let mut vnc = b.clone();
+        vnc.graphics = Graphics::Vnc;
+        let vms = [view("a", &a, &all), view("b", &vnc, &all)];
         assert!(shared_devices(&vms).is_empty());
     }
 }

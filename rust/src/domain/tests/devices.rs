@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::{AudioBackend, PciDevice, UsbDevice};
+use crate::rules::RuleCode;
 
 fn usb(vendor: &str, product: &str) -> UsbDevice {
     UsbDevice {
@@ -45,9 +46,9 @@ fn spice_sound_needs_spice_graphics() {
     c.graphics = Graphics::Vnc;
     c.audio.backend = AudioBackend::Spice;
     let err = render(&c, None).unwrap_err();
-    assert_eq!(
-        err,
-        DomainError::Device(DeviceError::SpiceAudioWithoutSpice { graphics: "vnc" })
+    assert!(
+        matches!(&err, DomainError::Rule(v) if v.code == RuleCode::AudioSpiceGraphics),
+        "{err:?}"
     );
     assert!(err.to_string().contains("graphics = \"vnc\""), "{err}");
 }
@@ -59,12 +60,20 @@ fn pipewire_plays_into_the_users_runtime_dir() {
     c.audio.pipewire_user = Some("alice".into());
     let err = render(&c, None).unwrap_err();
     assert!(
-        matches!(&err, DomainError::Device(DeviceError::PipewireWithoutRuntimeDir { user: Some(u) }) if u == "alice")
+        matches!(&err, DomainError::Rule(v) if v.code == RuleCode::PipewireUid),
+        "{err:?}"
     );
     assert!(
-        err.to_string().contains("audio.pipewireRuntimeDir"),
+        err.to_string()
+            .contains("audio.pipewireUser = \"alice\", whose runtime directory"),
         "{err}"
     );
+    let mut nobody = c.clone();
+    nobody.audio.pipewire_user = None;
+    assert!(matches!(
+        render(&nobody, None),
+        Err(DomainError::Rule(v)) if v.code == RuleCode::PipewireNoUser
+    ));
     c.audio.pipewire_runtime_dir = Some("/run/user/1000".into());
     let xml = render(&c, None).unwrap();
     assert!(xml.contains(
@@ -86,11 +95,14 @@ fn usb_devices_are_optional_hostdevs_by_id() {
     ), "{xml}");
     assert_eq!(xml.matches("type=\"usb\" managed").count(), 2);
     c.usb.devices.push(usb("046d", "c52b"));
+    let err = render(&c, None).unwrap_err();
+    assert!(
+        matches!(&err, DomainError::Rule(v) if v.code == RuleCode::UsbDuplicate),
+        "{err:?}"
+    );
     assert_eq!(
-        render(&c, None).unwrap_err(),
-        DomainError::Device(DeviceError::DuplicateUsbDevice {
-            id: "046d:c52b".into()
-        })
+        err.to_string(),
+        "usb.devices lists 046d:c52b more than once"
     );
 }
 
@@ -152,20 +164,18 @@ fn a_pci_device_is_passed_through_once() {
     c.pci.devices = vec![pci("0000:01:00.1")];
     let err = render(&c, None).unwrap_err();
     assert_eq!(
-        err,
-        DomainError::Device(DeviceError::DuplicatePassthrough {
-            option: "pci.devices[0].address".into(),
-            value: "0000:01:00.1".into(),
-            first: "gpu.audioAddress".into(),
-        })
+        err.to_string(),
+        "PCI device 0000:01:00.1 is listed more than once (in gpu.* and pci.devices)"
     );
+    assert!(matches!(&err, DomainError::Rule(v) if v.paths == ["pci.devices.[0]"]));
     let mut c = win11();
     c.pci.devices = vec![pci("0000:0a:00.3")];
     c.usb.controllers = vec![pci("0000:0a:00.3")];
     assert!(matches!(
         render(&c, None),
-        Err(DomainError::Device(DeviceError::DuplicatePassthrough { option, first, .. }))
-            if option == "usb.controllers[0].address" && first == "pci.devices[0].address"
+        Err(DomainError::Rule(v)) if v.code == RuleCode::PciListedTwice
+            && v.message.ends_with("(in pci.devices and usb.controllers)")
+            && v.paths == ["usb.controllers.[0]"]
     ));
     // The GPU's address is free to use when the GPU is not passed through.
     let mut c = win11();
