@@ -167,7 +167,7 @@ let
     lib.filterAttrs (_: names: lib.length names > 1) owners;
 
   # --- audio, usb.*, pci.devices (the same rules as vfio-helper's domain
-  # check, rust/src/domain/audio.rs, usb.rs and pci.rs) ----------------------
+  # and check, rust/src/rules/devices.rs) -------------------------------------
 
   # An account NixOS creates.
   isAccount = (import ../lib/users.nix { inherit lib; }).isAccount config.users.users;
