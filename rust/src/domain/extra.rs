@@ -18,6 +18,7 @@ use quick_xml::Reader;
 
 use super::DomainError;
 use crate::config::{limits, xml_forbidden};
+use crate::xmlread::{attribute, attributes};
 
 /// Children of `<devices>` a fragment may add (libvirt's
 /// docs/schemas/domaincommon.rng, `devices`). Not `emulator` (no store paths
@@ -274,28 +275,6 @@ pub(super) fn parse_fragment(
         out.events.push(event.into_owned());
     }
     Ok(out)
-}
-
-/// The unescaped value of attribute `key`, if present and valid.
-fn attribute(start: &BytesStart, key: &str) -> Option<String> {
-    start
-        .try_get_attribute(key)
-        .ok()
-        .flatten()
-        .and_then(|a| a.unescape_value().ok())
-        .map(|v| v.into_owned())
-}
-
-/// Every attribute of `start` whose value unescapes, in order.
-fn attributes(start: &BytesStart) -> Vec<(String, String)> {
-    start
-        .attributes()
-        .flatten()
-        .filter_map(|a| {
-            let value = a.unescape_value().ok()?.into_owned();
-            Some((String::from_utf8_lossy(a.key.as_ref()).into_owned(), value))
-        })
-        .collect()
 }
 
 /// Checks one start tag at nesting `depth` (0 = a top-level element of the
