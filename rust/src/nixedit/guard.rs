@@ -117,21 +117,25 @@ pub fn check(source: &str) -> Result<(), Refusal> {
             span: 0..0,
         });
     }
-    let mut scan = Scan {
-        src: source.as_bytes(),
-        pos: 0,
-        frames: vec![Frame {
-            kind: Kind::Plain,
-            open: 0,
-            pending_semicolons: 0,
-        }],
-        open_total: 0,
-        after_operand: false,
-    };
-    scan.run()
+    Scan::new(source).run()
 }
 
 impl Scan<'_> {
+    /// A scan of `source` from its start, at its top level.
+    fn new(source: &str) -> Scan<'_> {
+        Scan {
+            src: source.as_bytes(),
+            pos: 0,
+            frames: vec![Frame {
+                kind: Kind::Plain,
+                open: 0,
+                pending_semicolons: 0,
+            }],
+            open_total: 0,
+            after_operand: false,
+        }
+    }
+
     fn peek(&self, at: usize) -> u8 {
         self.src.get(at).copied().unwrap_or(0)
     }
@@ -461,17 +465,7 @@ mod tests {
 
     fn depth_of(src: &str) -> usize {
         let mut max = 0;
-        let mut scan = Scan {
-            src: src.as_bytes(),
-            pos: 0,
-            frames: vec![Frame {
-                kind: Kind::Plain,
-                open: 0,
-                pending_semicolons: 0,
-            }],
-            open_total: 0,
-            after_operand: false,
-        };
+        let mut scan = Scan::new(src);
         while scan.pos < scan.src.len() {
             match scan.top() {
                 Kind::Str => scan.string().unwrap(),
