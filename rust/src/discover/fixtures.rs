@@ -5,6 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::config::CpuVendor;
 use crate::topology::format_cpu_list;
 
 mod usb;
@@ -107,43 +108,74 @@ pub struct Host {
 /// The kernel of the presets.
 const KERNEL: &str = "6.12.10";
 
+impl Cpu {
+    /// CPU `id` of core `core` on die 0 of package `package`.
+    fn on(id: u32, package: u32, core: u32, siblings: Vec<u32>, max_mhz: Option<u32>) -> Cpu {
+        Cpu {
+            id,
+            package,
+            die: 0,
+            core,
+            siblings,
+            max_mhz,
+        }
+    }
+}
+
 /// CPUs of `cores` cores with two threads, siblings `n` and `n + cores`
 /// (AMD desktop and Intel pre-hybrid enumeration).
 pub fn split_smt(cores: u32, package: u32, first_cpu: u32, mhz: Option<u32>) -> Vec<Cpu> {
     let mut cpus = Vec::new();
     for t in 0..2 {
         for c in 0..cores {
-            let id = first_cpu + c + t * cores;
-            cpus.push(Cpu {
-                id,
+            let siblings = vec![first_cpu + c, first_cpu + c + cores];
+            cpus.push(Cpu::on(
+                first_cpu + c + t * cores,
                 package,
-                die: 0,
-                core: c,
-                siblings: vec![first_cpu + c, first_cpu + c + cores],
-                max_mhz: mhz,
-            });
+                c,
+                siblings,
+                mhz,
+            ));
         }
     }
     cpus.sort_by_key(|c| c.id);
     cpus
 }
 
-fn amd_flags() -> Vec<String> {
-    ["fpu", "vme", "svm", "pdpe1gb", "topoext"]
-        .map(String::from)
-        .to_vec()
-}
-
-fn intel_flags() -> Vec<String> {
-    ["fpu", "vme", "vmx", "pdpe1gb"].map(String::from).to_vec()
-}
-
 fn all_ids(cpus: &[Cpu]) -> Vec<u32> {
     cpus.iter().map(|c| c.id).collect()
 }
 
-fn default_hugepages() -> Vec<(u64, u64, u64)> {
-    vec![(2048, 0, 0), (1_048_576, 16, 16)]
+/// A preset host: `cpus` of a `vendor` CPU called `model`, an L3 cache per
+/// entry of `l3` (size in KiB, its CPUs; numbered in order), one NUMA node
+/// of all the CPUs, 2 MiB and 1 GiB huge pages, `cmdline`, the presets'
+/// kernel, no PCI devices.
+fn preset(
+    vendor: CpuVendor,
+    model: &str,
+    cpus: Vec<Cpu>,
+    l3: Vec<(u64, Vec<u32>)>,
+    cmdline: &str,
+) -> Host {
+    let (vendor, flags): (&str, &[&str]) = match vendor {
+        CpuVendor::Amd => ("AuthenticAMD", &["fpu", "vme", "svm", "pdpe1gb", "topoext"]),
+        CpuVendor::Intel => ("GenuineIntel", &["fpu", "vme", "vmx", "pdpe1gb"]),
+    };
+    Host {
+        vendor: vendor.into(),
+        model_name: model.into(),
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        l3: (0..)
+            .zip(l3)
+            .map(|(id, (size_kib, cpus))| L3 { id, size_kib, cpus })
+            .collect(),
+        numa: vec![all_ids(&cpus)],
+        cpus,
+        hugepages: vec![(2048, 0, 0), (1_048_576, 16, 16)],
+        cmdline: cmdline.into(),
+        kernel_release: Some(KERNEL.into()),
+        ..Host::default()
+    }
 }
 
 /// Ryzen 9 5950X: siblings `n`/`n+16`, CCD0 = 0-7,16-23, CCD1 = 8-15,24-31,
@@ -163,56 +195,31 @@ pub fn ryzen_7950x() -> Host {
 }
 
 fn ryzen_two_ccd(model: &str, l3_0: u64, l3_1: u64) -> Host {
-    let cpus = split_smt(16, 0, 0, Some(5700));
     let ccd = |first: u32| -> Vec<u32> {
         let mut v: Vec<u32> = (first..first + 8).chain(first + 16..first + 24).collect();
         v.sort_unstable();
         v
     };
-    Host {
-        vendor: "AuthenticAMD".into(),
-        model_name: model.into(),
-        flags: amd_flags(),
-        l3: vec![
-            L3 {
-                id: 0,
-                size_kib: l3_0,
-                cpus: ccd(0),
-            },
-            L3 {
-                id: 1,
-                size_kib: l3_1,
-                cpus: ccd(8),
-            },
-        ],
-        numa: vec![all_ids(&cpus)],
-        cpus,
-        hugepages: default_hugepages(),
-        cmdline: "BOOT_IMAGE=/boot/kernel iommu=pt".into(),
-        kernel_release: Some(KERNEL.into()),
-        ..Host::default()
-    }
+    preset(
+        CpuVendor::Amd,
+        model,
+        split_smt(16, 0, 0, Some(5700)),
+        vec![(l3_0, ccd(0)), (l3_1, ccd(8))],
+        "BOOT_IMAGE=/boot/kernel iommu=pt",
+    )
 }
 
 /// Core i7-8700K: siblings `n`/`n+6`, one 12 MiB L3.
 pub fn i7_8700k() -> Host {
     let cpus = split_smt(6, 0, 0, Some(4700));
-    Host {
-        vendor: "GenuineIntel".into(),
-        model_name: "Intel(R) Core(TM) i7-8700K CPU @ 3.70GHz".into(),
-        flags: intel_flags(),
-        l3: vec![L3 {
-            id: 0,
-            size_kib: 12288,
-            cpus: all_ids(&cpus),
-        }],
-        numa: vec![all_ids(&cpus)],
+    let l3 = vec![(12288, all_ids(&cpus))];
+    preset(
+        CpuVendor::Intel,
+        "Intel(R) Core(TM) i7-8700K CPU @ 3.70GHz",
         cpus,
-        hugepages: default_hugepages(),
-        cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt".into(),
-        kernel_release: Some(KERNEL.into()),
-        ..Host::default()
-    }
+        l3,
+        "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt",
+    )
 }
 
 /// Core i9-13900K: P-cores 0-7 with adjacent siblings (CPUs 0-15; 5.8 GHz on
@@ -223,44 +230,37 @@ pub fn i9_13900k() -> Host {
     for core in 0..8u32 {
         for t in 0..2 {
             let id = core * 2 + t;
-            cpus.push(Cpu {
-                id,
-                package: 0,
-                die: 0,
-                core: core * 4,
-                siblings: vec![core * 2, core * 2 + 1],
-                max_mhz: Some(if (8..12).contains(&id) { 5800 } else { 5500 }),
-            });
+            let mhz = if (8..12).contains(&id) { 5800 } else { 5500 };
+            let siblings = vec![core * 2, core * 2 + 1];
+            cpus.push(Cpu::on(id, 0, core * 4, siblings, Some(mhz)));
         }
     }
     for e in 0..16u32 {
         let id = 16 + e;
-        cpus.push(Cpu {
-            id,
-            package: 0,
-            die: 0,
-            core: 32 + e,
-            siblings: vec![id],
-            max_mhz: Some(4300),
-        });
+        cpus.push(Cpu::on(id, 0, 32 + e, vec![id], Some(4300)));
     }
+    let l3 = vec![(36864, all_ids(&cpus))];
     Host {
-        vendor: "GenuineIntel".into(),
-        model_name: "13th Gen Intel(R) Core(TM) i9-13900K".into(),
-        flags: intel_flags(),
-        l3: vec![L3 {
-            id: 0,
-            size_kib: 36864,
-            cpus: all_ids(&cpus),
-        }],
         hybrid: Some(((0..16).collect(), (16..32).collect())),
-        numa: vec![all_ids(&cpus)],
-        cpus,
-        hugepages: default_hugepages(),
-        cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on".into(),
-        kernel_release: Some(KERNEL.into()),
-        ..Host::default()
+        ..preset(
+            CpuVendor::Intel,
+            "13th Gen Intel(R) Core(TM) i9-13900K",
+            cpus,
+            l3,
+            "BOOT_IMAGE=/boot/kernel intel_iommu=on",
+        )
     }
+}
+
+/// The CPUs of package `package`, in order.
+fn package_cpus(cpus: &[Cpu], package: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = cpus
+        .iter()
+        .filter(|c| c.package == package)
+        .map(|c| c.id)
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 /// Two-socket server: 2 × 8 cores × 2 threads; package 0 = CPUs 0-7,16-23
@@ -272,45 +272,17 @@ pub fn dual_socket_server() -> Host {
         let package = (id / 8) % 2;
         let core = id % 8;
         let first = package * 8 + core;
-        cpus.push(Cpu {
+        cpus.push(Cpu::on(
             id,
             package,
-            die: 0,
             core,
-            siblings: vec![first, first + 16],
-            max_mhz: Some(3900),
-        });
+            vec![first, first + 16],
+            Some(3900),
+        ));
     }
-    let node = |p: u32| -> Vec<u32> {
-        let mut v: Vec<u32> = cpus
-            .iter()
-            .filter(|c| c.package == p)
-            .map(|c| c.id)
-            .collect();
-        v.sort_unstable();
-        v
-    };
-    let (n0, n1) = (node(0), node(1));
+    let (n0, n1) = (package_cpus(&cpus, 0), package_cpus(&cpus, 1));
     Host {
-        vendor: "GenuineIntel".into(),
-        model_name: "Intel(R) Xeon(R) Silver 4208 CPU @ 2.10GHz".into(),
-        flags: intel_flags(),
-        l3: vec![
-            L3 {
-                id: 0,
-                size_kib: 11264,
-                cpus: n0.clone(),
-            },
-            L3 {
-                id: 1,
-                size_kib: 11264,
-                cpus: n1.clone(),
-            },
-        ],
-        numa: vec![n0, n1],
-        cpus,
-        hugepages: default_hugepages(),
-        cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt".into(),
+        numa: vec![n0.clone(), n1.clone()],
         iommu: true,
         // An RTX 4090 in a slot of the second socket.
         pci: vec![
@@ -318,8 +290,13 @@ pub fn dual_socket_server() -> Host {
             pci("0000:81:00.0", "10de:2684", 0x030000, "vfio-pci", 41).numa(1),
             pci("0000:81:00.1", "10de:22ba", 0x040300, "vfio-pci", 41).numa(1),
         ],
-        kernel_release: Some(KERNEL.into()),
-        ..Host::default()
+        ..preset(
+            CpuVendor::Intel,
+            "Intel(R) Xeon(R) Silver 4208 CPU @ 2.10GHz",
+            cpus,
+            vec![(11264, n0), (11264, n1)],
+            "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt",
+        )
     }
 }
 
@@ -423,34 +400,20 @@ pub fn large_host_spec() -> Host {
     for id in 0..256u32 {
         let core_index = id % total_cores;
         let package = core_index / cores_per_pkg;
-        cpus.push(Cpu {
-            id,
-            package,
-            die: 0,
-            core: core_index % cores_per_pkg,
-            siblings: vec![core_index, core_index + total_cores],
-            max_mhz: Some(3700),
-        });
+        let siblings = vec![core_index, core_index + total_cores];
+        let core = core_index % cores_per_pkg;
+        cpus.push(Cpu::on(id, package, core, siblings, Some(3700)));
     }
-    let mut l3 = Vec::new();
-    for d in 0..16u32 {
-        let mut set: Vec<u32> = (d * 8..d * 8 + 8)
-            .chain(d * 8 + total_cores..d * 8 + 8 + total_cores)
-            .collect();
-        set.sort_unstable();
-        l3.push(L3 {
-            id: d,
-            size_kib: 32768,
-            cpus: set,
-        });
-    }
-    let node = |p: u32| -> Vec<u32> {
-        cpus.iter()
-            .filter(|c| c.package == p)
-            .map(|c| c.id)
-            .collect()
-    };
-    let numa = vec![node(0), node(1)];
+    let l3 = (0..16u32)
+        .map(|d| {
+            let mut set: Vec<u32> = (d * 8..d * 8 + 8)
+                .chain(d * 8 + total_cores..d * 8 + 8 + total_cores)
+                .collect();
+            set.sort_unstable();
+            (32768, set)
+        })
+        .collect();
+    let numa = vec![package_cpus(&cpus, 0), package_cpus(&cpus, 1)];
     let mut pci_list = Vec::new();
     for g in 0..100u32 {
         let bus = g + 1;
@@ -474,17 +437,17 @@ pub fn large_host_spec() -> Host {
         }
     }
     Host {
-        vendor: "AuthenticAMD".into(),
-        model_name: "AMD EPYC 9554 64-Core Processor".into(),
-        flags: amd_flags(),
-        cpus,
-        l3,
         numa,
-        hugepages: default_hugepages(),
-        cmdline: "BOOT_IMAGE=/boot/kernel iommu=pt".into(),
         pci: pci_list,
         iommu: true,
-        ..Host::default()
+        kernel_release: None,
+        ..preset(
+            CpuVendor::Amd,
+            "AMD EPYC 9554 64-Core Processor",
+            cpus,
+            l3,
+            "BOOT_IMAGE=/boot/kernel iommu=pt",
+        )
     }
 }
 
