@@ -463,6 +463,11 @@ fn write(path: &Path, text: &str) -> io::Result<()> {
     std::fs::write(path, text)
 }
 
+/// Writes `value` and a newline, as sysfs shows a value.
+fn write_line(path: &Path, value: impl std::fmt::Display) -> io::Result<()> {
+    write(path, &format!("{value}\n"))
+}
+
 #[cfg(unix)]
 fn symlink(target: &Path, link: &Path) -> io::Result<()> {
     if let Some(parent) = link.parent() {
@@ -490,12 +495,12 @@ impl Host {
         self.write_pci(&sys)?;
         self.write_usb(&sys)?;
         if let Some(release) = &self.kernel_release {
-            write(&proc.join("sys/kernel/osrelease"), &format!("{release}\n"))?;
+            write_line(&proc.join("sys/kernel/osrelease"), release)?;
         }
         for (size, total, free) in &self.hugepages {
             let d = sys.join(format!("kernel/mm/hugepages/hugepages-{size}kB"));
-            write(&d.join("nr_hugepages"), &format!("{total}\n"))?;
-            write(&d.join("free_hugepages"), &format!("{free}\n"))?;
+            write_line(&d.join("nr_hugepages"), total)?;
+            write_line(&d.join("free_hugepages"), free)?;
         }
         let mut cpuinfo = String::new();
         for cpu in &self.cpus {
@@ -510,85 +515,55 @@ impl Host {
             ));
         }
         write(&proc.join("cpuinfo"), &cpuinfo)?;
-        write(&proc.join("cmdline"), &format!("{}\n", self.cmdline))?;
+        write_line(&proc.join("cmdline"), &self.cmdline)?;
         Ok((sys, proc))
     }
 
     fn write_cpus(&self, sys: &Path) -> io::Result<()> {
         let base = sys.join("devices/system/cpu");
-        let ids: Vec<u32> = self.cpus.iter().map(|c| c.id).collect();
-        write(
-            &base.join("online"),
-            &format!("{}\n", format_cpu_list(&ids)),
-        )?;
-        write(
-            &base.join("possible"),
-            &format!("{}\n", format_cpu_list(&ids)),
-        )?;
+        let ids = format_cpu_list(&all_ids(&self.cpus));
+        write_line(&base.join("online"), &ids)?;
+        write_line(&base.join("possible"), &ids)?;
         for cpu in &self.cpus {
             let d = base.join(format!("cpu{}", cpu.id));
             let t = d.join("topology");
-            let sib = format!("{}\n", format_cpu_list(&cpu.siblings));
-            write(&t.join("core_cpus_list"), &sib)?;
-            write(&t.join("thread_siblings_list"), &sib)?;
-            write(&t.join("core_id"), &format!("{}\n", cpu.core))?;
-            write(&t.join("die_id"), &format!("{}\n", cpu.die))?;
-            write(
-                &t.join("physical_package_id"),
-                &format!("{}\n", cpu.package),
-            )?;
-            // L1d, L1i, L2 (private to the core), then L3.
-            let caches: [(u32, &str, String, String); 3] = [
-                (1, "Data", "48K".into(), format_cpu_list(&cpu.siblings)),
-                (
-                    1,
-                    "Instruction",
-                    "32K".into(),
-                    format_cpu_list(&cpu.siblings),
-                ),
-                (2, "Unified", "1024K".into(), format_cpu_list(&cpu.siblings)),
+            let siblings = format_cpu_list(&cpu.siblings);
+            write_line(&t.join("core_cpus_list"), &siblings)?;
+            write_line(&t.join("thread_siblings_list"), &siblings)?;
+            write_line(&t.join("core_id"), cpu.core)?;
+            write_line(&t.join("die_id"), cpu.die)?;
+            write_line(&t.join("physical_package_id"), cpu.package)?;
+            // L1d, L1i, L2 (private to the core), then L3: (level, type,
+            // size, shared_cpu_list, id).
+            let mut caches = vec![
+                (1, "Data", "48K".to_string(), siblings.clone(), cpu.core),
+                (1, "Instruction", "32K".into(), siblings.clone(), cpu.core),
+                (2, "Unified", "1024K".into(), siblings, cpu.core),
             ];
-            for (i, (level, kind, size, shared)) in caches.iter().enumerate() {
-                let c = d.join(format!("cache/index{i}"));
-                write(&c.join("level"), &format!("{level}\n"))?;
-                write(&c.join("type"), &format!("{kind}\n"))?;
-                write(&c.join("size"), &format!("{size}\n"))?;
-                write(&c.join("shared_cpu_list"), &format!("{shared}\n"))?;
-                write(&c.join("id"), &format!("{}\n", cpu.core))?;
-            }
             if let Some(l3) = self.l3.iter().find(|l| l.cpus.contains(&cpu.id)) {
-                let c = d.join("cache/index3");
-                write(&c.join("level"), "3\n")?;
-                write(&c.join("type"), "Unified\n")?;
-                write(&c.join("size"), &format!("{}K\n", l3.size_kib))?;
-                write(
-                    &c.join("shared_cpu_list"),
-                    &format!("{}\n", format_cpu_list(&l3.cpus)),
-                )?;
-                write(&c.join("id"), &format!("{}\n", l3.id))?;
+                let size = format!("{}K", l3.size_kib);
+                caches.push((3, "Unified", size, format_cpu_list(&l3.cpus), l3.id));
+            }
+            for (i, (level, kind, size, shared, id)) in caches.iter().enumerate() {
+                let c = d.join(format!("cache/index{i}"));
+                write_line(&c.join("level"), level)?;
+                write_line(&c.join("type"), kind)?;
+                write_line(&c.join("size"), size)?;
+                write_line(&c.join("shared_cpu_list"), shared)?;
+                write_line(&c.join("id"), id)?;
             }
             if let Some(mhz) = cpu.max_mhz {
-                write(
-                    &d.join("cpufreq/cpuinfo_max_freq"),
-                    &format!("{}\n", u64::from(mhz) * 1000),
-                )?;
+                let khz = u64::from(mhz) * 1000;
+                write_line(&d.join("cpufreq/cpuinfo_max_freq"), khz)?;
             }
         }
         if let Some((p, e)) = &self.hybrid {
-            write(
-                &sys.join("devices/cpu_core/cpus"),
-                &format!("{}\n", format_cpu_list(p)),
-            )?;
-            write(
-                &sys.join("devices/cpu_atom/cpus"),
-                &format!("{}\n", format_cpu_list(e)),
-            )?;
+            write_line(&sys.join("devices/cpu_core/cpus"), format_cpu_list(p))?;
+            write_line(&sys.join("devices/cpu_atom/cpus"), format_cpu_list(e))?;
         }
         for (i, cpus) in self.numa.iter().enumerate() {
-            write(
-                &sys.join(format!("devices/system/node/node{i}/cpulist")),
-                &format!("{}\n", format_cpu_list(cpus)),
-            )?;
+            let list = sys.join(format!("devices/system/node/node{i}/cpulist"));
+            write_line(&list, format_cpu_list(cpus))?;
         }
         Ok(())
     }
@@ -602,20 +577,20 @@ impl Host {
         for p in &self.pci {
             let d = base.join(&p.address);
             let (vendor, device) = p.id.split_once(':').unwrap_or((&p.id, "0000"));
-            write(&d.join("vendor"), &format!("0x{vendor}\n"))?;
-            write(&d.join("device"), &format!("0x{device}\n"))?;
-            write(&d.join("class"), &format!("0x{:06x}\n", p.class))?;
-            write(&d.join("subsystem_vendor"), &format!("0x{vendor}\n"))?;
-            write(&d.join("subsystem_device"), "0x0000\n")?;
+            write_line(&d.join("vendor"), format!("0x{vendor}"))?;
+            write_line(&d.join("device"), format!("0x{device}"))?;
+            write_line(&d.join("class"), format!("0x{:06x}", p.class))?;
+            write_line(&d.join("subsystem_vendor"), format!("0x{vendor}"))?;
+            write_line(&d.join("subsystem_device"), "0x0000")?;
             match p.numa_node {
-                Some(n) => write(&d.join("numa_node"), &format!("{n}\n"))?,
-                None => write(&d.join("numa_node"), "-1\n")?,
+                Some(n) => write_line(&d.join("numa_node"), n)?,
+                None => write_line(&d.join("numa_node"), "-1")?,
             }
             if let Some(b) = p.boot_vga {
-                write(&d.join("boot_vga"), if b { "1\n" } else { "0\n" })?;
+                write_line(&d.join("boot_vga"), u8::from(b))?;
             }
             if let Some(r) = &p.reset_method {
-                write(&d.join("reset_method"), &format!("{r}\n"))?;
+                write_line(&d.join("reset_method"), r)?;
             }
             if let Some(drv) = &p.driver {
                 std::fs::create_dir_all(sys.join("bus/pci/drivers").join(drv))?;
