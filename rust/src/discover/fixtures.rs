@@ -335,42 +335,57 @@ pub fn am5_rtx4080() -> Host {
     host
 }
 
-/// i7-8700K with its iGPU (boot GPU) and an RTX 2080 Ti (Turing: GPU, audio,
-/// USB-C xHCI and UCSI functions) alone behind root port 00:01.0.
+/// An RTX 2080 Ti (Turing: GPU, audio, USB-C xHCI and UCSI functions) at
+/// 0000:01:00, in IOMMU group `group`.
+fn rtx2080ti(group: u32) -> Vec<Pci> {
+    vec![
+        pci("0000:01:00.0", "10de:1e07", 0x030000, "nvidia", group),
+        pci(
+            "0000:01:00.1",
+            "10de:10f7",
+            0x040300,
+            "snd_hda_intel",
+            group,
+        ),
+        pci("0000:01:00.2", "10de:1ad6", 0x0c0330, "xhci_hcd", group),
+        pci("0000:01:00.3", "10de:1ad7", 0x0c8000, "nvidia-gpu", group),
+    ]
+}
+
+/// i7-8700K with its iGPU (boot GPU) and an RTX 2080 Ti alone behind root
+/// port 00:01.0.
 pub fn turing_rtx2080ti() -> Host {
-    let mut host = i7_8700k();
-    host.iommu = true;
-    host.pci = vec![
+    let platform = vec![
         pci("0000:00:00.0", "8086:3ec2", 0x060000, "skl_uncore", 0),
         pci("0000:00:01.0", "8086:1901", 0x060400, "pcieport", 1),
         pci("0000:00:02.0", "8086:3e92", 0x030000, "i915", 2).boot(),
         pci("0000:00:14.0", "8086:a36d", 0x0c0330, "xhci_hcd", 3),
-        pci("0000:01:00.0", "10de:1e07", 0x030000, "nvidia", 1),
-        pci("0000:01:00.1", "10de:10f7", 0x040300, "snd_hda_intel", 1),
-        pci("0000:01:00.2", "10de:1ad6", 0x0c0330, "xhci_hcd", 1),
-        pci("0000:01:00.3", "10de:1ad7", 0x0c8000, "nvidia-gpu", 1),
     ];
-    host
+    Host {
+        iommu: true,
+        pci: [platform, rtx2080ti(1)].concat(),
+        ..i7_8700k()
+    }
 }
 
 /// Skylake-class desktop with two GPUs on bifurcated CPU lanes: both root
 /// ports, the RTX 2080 Ti (4 functions) and an RX 480 (boot GPU) in group 1.
 pub fn two_gpus_one_group() -> Host {
-    let mut host = i7_8700k();
-    host.iommu = true;
-    host.pci = vec![
+    let ports = vec![
         pci("0000:00:00.0", "8086:191f", 0x060000, "skl_uncore", 0),
         pci("0000:00:01.0", "8086:1901", 0x060400, "pcieport", 1),
         pci("0000:00:01.1", "8086:1905", 0x060400, "pcieport", 1),
-        pci("0000:01:00.0", "10de:1e07", 0x030000, "nvidia", 1),
-        pci("0000:01:00.1", "10de:10f7", 0x040300, "snd_hda_intel", 1),
-        pci("0000:01:00.2", "10de:1ad6", 0x0c0330, "xhci_hcd", 1),
-        pci("0000:01:00.3", "10de:1ad7", 0x0c8000, "nvidia-gpu", 1),
+    ];
+    let rest = vec![
         pci("0000:02:00.0", "1002:67df", 0x030000, "amdgpu", 1).boot(),
         pci("0000:02:00.1", "1002:aaf0", 0x040300, "snd_hda_intel", 1),
         pci("0000:00:14.0", "8086:a12f", 0x0c0330, "xhci_hcd", 4),
     ];
-    host
+    Host {
+        iommu: true,
+        pci: [ports, rtx2080ti(1), rest].concat(),
+        ..i7_8700k()
+    }
 }
 
 /// IOMMU off: devices without any group, an RTX 4080 as the only GPU.
