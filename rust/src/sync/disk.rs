@@ -300,8 +300,14 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn have_qemu_img() -> bool {
-        Command::new("qemu-img").arg("--version").output().is_ok()
+    /// A scratch directory and the path `x.qcow2` in it, for a test that
+    /// runs qemu-img (it fails without).
+    fn scratch_image() -> (tempfile::TempDir, PathBuf) {
+        let have_qemu_img = Command::new("qemu-img").arg("--version").output().is_ok();
+        assert!(have_qemu_img, "qemu-img is needed (Debian: qemu-utils)");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.qcow2");
+        (dir, p)
     }
 
     #[test]
@@ -362,11 +368,7 @@ mod tests {
 
     #[test]
     fn creation_goes_through_a_temporary_name_and_cleans_up() {
-        if !have_qemu_img() {
-            panic!("qemu-img is needed (Debian: qemu-utils)");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.qcow2");
+        let (dir, p) = scratch_image();
         // A leftover of an interrupted run is removed and redone.
         let tmp = partial_path(&p).unwrap();
         fs::write(&tmp, b"half").unwrap();
@@ -383,11 +385,7 @@ mod tests {
 
     #[test]
     fn creation_never_replaces_a_file_that_appeared() {
-        if !have_qemu_img() {
-            panic!("qemu-img is needed (Debian: qemu-utils)");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.qcow2");
+        let (_dir, p) = scratch_image();
         fs::write(&p, b"user data").unwrap();
         let err = create_qcow2(&p, 1, false).unwrap_err();
         assert!(matches!(err, CreateError::AppearedMeanwhile), "{err}");
@@ -413,11 +411,7 @@ mod tests {
 
     #[test]
     fn a_failed_qemu_img_leaves_nothing() {
-        if !have_qemu_img() {
-            panic!("qemu-img is needed (Debian: qemu-utils)");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.qcow2");
+        let (_dir, p) = scratch_image();
         // qemu-img refuses a size it cannot represent.
         let err = create_qcow2(&p, u64::MAX / 2, false).unwrap_err();
         assert!(!err.to_string().is_empty());
