@@ -19,6 +19,7 @@
 //! | [`doctor`] | host diagnostics: can this VM start here? |
 //! | [`diagnostics`] | findings rendered with miette or as JSON |
 //! | [`sync`] | applying declared domains to libvirt (through `virsh`) |
+//! | [`xmlread`] | walking a domain XML's elements and reading their attributes |
 //!
 //! Deciding is kept apart from doing: planning, rendering and judging are pure
 //! functions over plain data; reading sysfs and calling libvirt sit at the
@@ -38,3 +39,4 @@ pub mod pinning;
 pub mod rules;
 pub mod sync;
 pub mod topology;
+pub mod xmlread;

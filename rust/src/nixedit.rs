@@ -296,80 +296,31 @@ pub enum EditError {
 
 impl EditError {
     /// Replaces the file name shown with the source.
-    pub fn with_file_name(self, name: &str) -> EditError {
-        let rename = |src: Arc<NamedSource<String>>| {
-            let text = src.inner().clone();
-            Arc::new(NamedSource::new(name, text))
-        };
+    pub fn with_file_name(mut self, name: &str) -> EditError {
+        let (src, _) = self.shown_mut();
+        *src = Arc::new(NamedSource::new(name, src.inner().clone()));
+        self
+    }
+
+    /// The source shown and the span marked in it (every variant has both).
+    fn shown_mut(&mut self) -> (&mut Arc<NamedSource<String>>, &mut SourceSpan) {
         match self {
-            EditError::Parse { message, src, span } => EditError::Parse {
-                message,
-                src: rename(src),
-                span,
-            },
-            EditError::Limit {
-                limit,
-                message,
-                src,
-                span,
-            } => EditError::Limit {
-                limit,
-                message,
-                src: rename(src),
-                span,
-            },
-            EditError::TopNotAttrSet { src, span } => EditError::TopNotAttrSet {
-                src: rename(src),
-                span,
-            },
-            EditError::NotLiteral {
-                path,
-                found,
-                wanted,
-                src,
-                span,
-            } => EditError::NotLiteral {
-                path,
-                found,
-                wanted,
-                src: rename(src),
-                span,
-            },
-            EditError::Inherited { path, src, span } => EditError::Inherited {
-                path,
-                src: rename(src),
-                span,
-            },
-            EditError::Missing {
-                path,
-                parent,
-                src,
-                span,
-            } => EditError::Missing {
-                path,
-                parent,
-                src: rename(src),
-                span,
-            },
-            EditError::Internal { path, src, span } => EditError::Internal {
-                path,
-                src: rename(src),
-                span,
-            },
+            EditError::Parse { src, span, .. }
+            | EditError::Limit { src, span, .. }
+            | EditError::TopNotAttrSet { src, span }
+            | EditError::NotLiteral { src, span, .. }
+            | EditError::Inherited { src, span, .. }
+            | EditError::Missing { src, span, .. }
+            | EditError::Internal { src, span, .. } => (src, span),
         }
     }
 
-    /// The byte span the error points at.
+    /// The byte span the error points at: the one its label marks (each
+    /// variant has one).
     pub fn span(&self) -> SourceSpan {
-        match self {
-            EditError::Parse { span, .. }
-            | EditError::Limit { span, .. }
-            | EditError::TopNotAttrSet { span, .. }
-            | EditError::NotLiteral { span, .. }
-            | EditError::Inherited { span, .. }
-            | EditError::Missing { span, .. }
-            | EditError::Internal { span, .. } => *span,
-        }
+        miette::Diagnostic::labels(self)
+            .and_then(|mut labels| labels.next())
+            .map_or_else(|| SourceSpan::from(0..0), |label| *label.inner())
     }
 }
 
@@ -632,45 +583,13 @@ pub fn set_attrs(
 /// Errors raised on an intermediate text are shown against the original
 /// source when their span fits it; edits only ever happen after the spans
 /// that matter, except for insertions, which shift later text.
-fn rebase(e: EditError, source: &str) -> EditError {
-    let span = e.span();
-    let fits = span.offset() + span.len() <= source.len();
-    let src = named(source);
-    let span = if fits {
-        span
-    } else {
-        SourceSpan::new(0.into(), 0)
-    };
-    match e {
-        EditError::Parse { message, .. } => EditError::Parse { message, src, span },
-        EditError::Limit { limit, message, .. } => EditError::Limit {
-            limit,
-            message,
-            src,
-            span,
-        },
-        EditError::TopNotAttrSet { .. } => EditError::TopNotAttrSet { src, span },
-        EditError::NotLiteral {
-            path,
-            found,
-            wanted,
-            ..
-        } => EditError::NotLiteral {
-            path,
-            found,
-            wanted,
-            src,
-            span,
-        },
-        EditError::Inherited { path, .. } => EditError::Inherited { path, src, span },
-        EditError::Missing { path, parent, .. } => EditError::Missing {
-            path,
-            parent,
-            src,
-            span,
-        },
-        EditError::Internal { path, .. } => EditError::Internal { path, src, span },
+fn rebase(mut e: EditError, source: &str) -> EditError {
+    let (src, span) = e.shown_mut();
+    if span.offset() + span.len() > source.len() {
+        *span = SourceSpan::new(0.into(), 0);
     }
+    *src = named(source);
+    e
 }
 
 fn set_one(

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use super::eval::{Node, Val};
-use super::strtype::StrType;
+use super::strtype::{StrType, StrTypeError};
 
 /// checks/options.json, compiled in.
 pub const OPTIONS_JSON: &str = include_str!("../../../checks/options.json");
@@ -138,9 +138,9 @@ impl Schema {
     }
 
     /// Reads checks/options.json (its text).
-    pub fn parse(text: &str) -> Result<Schema, String> {
-        let doc: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let options = doc["options"].as_array().ok_or("no `options` list")?;
+    pub fn parse(text: &str) -> Result<Schema, SchemaError> {
+        let doc: Value = serde_json::from_str(text)?;
+        let options = doc["options"].as_array().ok_or(SchemaError::NoOptions)?;
         let mut schema = Schema {
             vm: Vec::new(),
             vfio: Vec::new(),
@@ -148,14 +148,21 @@ impl Schema {
             all: Vec::new(),
         };
         for o in options {
-            let name = o["name"].as_str().ok_or("an option without a name")?;
-            let ty = parse_type(&o["type"], 0).map_err(|e| format!("{name}: {e}"))?;
+            let name = o["name"].as_str().ok_or(SchemaError::UnnamedOption)?;
+            let ty = parse_type(&o["type"], 0).map_err(|problem| SchemaError::Type {
+                option: name.to_string(),
+                problem,
+            })?;
             let default = match &o["default"] {
                 Value::Null => None,
                 d => Some(match (d.get("literal"), d.get("computed")) {
                     (Some(v), _) => Default::Literal(v.clone()),
                     (None, Some(Value::String(t))) => Default::Computed(t.clone()),
-                    _ => return Err(format!("{name}: a default of unknown form")),
+                    _ => {
+                        return Err(SchemaError::Default {
+                            option: name.to_string(),
+                        })
+                    }
                 }),
             };
             let opt = Opt {
@@ -181,22 +188,59 @@ impl Schema {
             schema.all.push((name.to_string(), opt));
         }
         if schema.vm.is_empty() || schema.vfio.is_empty() || schema.bridge.is_empty() {
-            return Err("an option tree is missing".into());
+            return Err(SchemaError::TreeMissing);
         }
         Ok(schema)
     }
 }
 
+/// Why checks/options.json does not read.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("no `options` list")]
+    NoOptions,
+    #[error("an option without a name")]
+    UnnamedOption,
+    #[error("{option}: {problem}")]
+    Type {
+        option: String,
+        problem: TypeReadError,
+    },
+    #[error("{option}: a default of unknown form")]
+    Default { option: String },
+    #[error("an option tree is missing")]
+    TreeMissing,
+}
+
+/// Why the type of an option does not read.
+#[derive(Debug, thiserror::Error)]
+pub enum TypeReadError {
+    #[error("types nested too deeply")]
+    TooDeep,
+    #[error("a type without a description")]
+    NoDescription,
+    #[error("enum without values")]
+    EnumWithoutValues,
+    #[error("strMatching without a pattern")]
+    NoPattern,
+    #[error(transparent)]
+    Str(#[from] StrTypeError),
+    #[error("unknown type kind `{0}`")]
+    UnknownKind(String),
+}
+
 /// Deepest type nesting read (the module's are at most 4 deep).
 const MAX_TYPE_DEPTH: usize = 16;
 
-fn parse_type(v: &Value, depth: usize) -> Result<Type, String> {
+fn parse_type(v: &Value, depth: usize) -> Result<Type, TypeReadError> {
     if depth > MAX_TYPE_DEPTH {
-        return Err("types nested too deeply".into());
+        return Err(TypeReadError::TooDeep);
     }
     let description = v["description"]
         .as_str()
-        .ok_or("a type without a description")?
+        .ok_or(TypeReadError::NoDescription)?
         .to_string();
     let inner = |key: &str| parse_type(&v[key], depth + 1).map(Box::new);
     let kind = match v["kind"].as_str().unwrap_or_default() {
@@ -210,13 +254,11 @@ fn parse_type(v: &Value, depth: usize) -> Result<Type, String> {
             v["values"]
                 .as_array()
                 .cloned()
-                .ok_or("enum without values")?,
+                .ok_or(TypeReadError::EnumWithoutValues)?,
         ),
         "strMatching" => Kind::Text(StrType::matching(
             v["name"].as_str().unwrap_or_default(),
-            v["pattern"]
-                .as_str()
-                .ok_or("strMatching without a pattern")?,
+            v["pattern"].as_str().ok_or(TypeReadError::NoPattern)?,
             &description,
         )?),
         "named" => Kind::Text(StrType::named(
@@ -233,18 +275,15 @@ fn parse_type(v: &Value, depth: usize) -> Result<Type, String> {
         },
         "submodule" => Kind::Submodule,
         "any" => Kind::Any,
-        other => return Err(format!("unknown type kind `{other}`")),
+        other => return Err(TypeReadError::UnknownKind(other.to_string())),
     };
     Ok(Type { kind, description })
 }
 
 /// The schema compiled into the binary, read once.
-pub fn schema() -> Result<&'static Schema, &'static str> {
-    static SCHEMA: OnceLock<Result<Schema, String>> = OnceLock::new();
-    SCHEMA
-        .get_or_init(|| Schema::parse(OPTIONS_JSON))
-        .as_ref()
-        .map_err(String::as_str)
+pub fn schema() -> Result<&'static Schema, &'static SchemaError> {
+    static SCHEMA: OnceLock<Result<Schema, SchemaError>> = OnceLock::new();
+    SCHEMA.get_or_init(|| Schema::parse(OPTIONS_JSON)).as_ref()
 }
 
 impl Type {

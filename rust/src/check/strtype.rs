@@ -8,7 +8,7 @@
 //! verdict on a list of probe strings; a test makes sure these matchers give
 //! the same verdicts.
 
-use super::regex::Regex;
+use super::regex::{Regex, RegexError};
 
 /// What kind of value a string type holds, for rule names and hints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,18 @@ fn refused_by_name(name: &str, s: &str) -> bool {
     name == "interfaceName" && (s == "." || s == "..")
 }
 
+/// Why a string type of the schema cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StrTypeError {
+    #[error("pattern {pattern:?}: {reason}")]
+    Pattern { pattern: String, reason: RegexError },
+    #[error("the option type `{0}` is not known to `check`: add it to check/strtype.rs")]
+    UnknownName(String),
+    /// The pattern of a type known by name does not compile.
+    #[error(transparent)]
+    NamedPattern(#[from] RegexError),
+}
+
 /// A string type of the schema.
 #[derive(Debug, Clone)]
 pub struct StrType {
@@ -83,8 +95,11 @@ pub struct StrType {
 
 impl StrType {
     /// A `strMatching` type.
-    pub fn matching(name: &str, pattern: &str, description: &str) -> Result<StrType, String> {
-        let regex = Regex::new(pattern).map_err(|e| format!("pattern {pattern:?}: {e}"))?;
+    pub fn matching(name: &str, pattern: &str, description: &str) -> Result<StrType, StrTypeError> {
+        let regex = Regex::new(pattern).map_err(|reason| StrTypeError::Pattern {
+            pattern: pattern.to_string(),
+            reason,
+        })?;
         Ok(StrType {
             name: name.to_string(),
             pattern: Some(pattern.to_string()),
@@ -97,11 +112,9 @@ impl StrType {
     }
 
     /// A type known by name; an unknown name is an error.
-    pub fn named(name: &str, description: &str) -> Result<StrType, String> {
+    pub fn named(name: &str, description: &str) -> Result<StrType, StrTypeError> {
         let Some(n) = NAMED.iter().find(|n| n.name == name) else {
-            return Err(format!(
-                "the option type `{name}` is not known to `check`: add it to check/strtype.rs"
-            ));
+            return Err(StrTypeError::UnknownName(name.to_string()));
         };
         Ok(StrType {
             name: name.to_string(),

@@ -323,24 +323,18 @@ mod tests {
     #[test]
     fn device_lists_are_bounded() {
         let usb = r#"{"vendorId":"046d","productId":"c52b"}"#;
-        let n = |count: usize, item: &str| vec![item; count].join(",");
-        assert_eq!(
-            with(&format!(r#""usb":{{"devices":[{}]}}"#, n(15, usb))),
-            "ok"
-        );
-        assert_eq!(
-            with(&format!(r#""usb":{{"devices":[{}]}}"#, n(16, usb))),
-            "usb.devices"
-        );
         let pci = r#"{"address":"0000:03:00.0"}"#;
-        assert_eq!(
-            with(&format!(r#""pci":{{"devices":[{}]}}"#, n(17, pci))),
-            "pci.devices"
-        );
-        assert_eq!(
-            with(&format!(r#""usb":{{"controllers":[{}]}}"#, n(9, pci))),
-            "usb.controllers"
-        );
+        for (list, item, count, path) in [
+            ("usb.devices", usb, 15, "ok"),
+            ("usb.devices", usb, 16, "usb.devices"),
+            ("pci.devices", pci, 17, "pci.devices"),
+            ("usb.controllers", pci, 9, "usb.controllers"),
+        ] {
+            let (section, field) = list.split_once('.').unwrap();
+            let items = vec![item; count].join(",");
+            let fields = format!(r#""{section}":{{"{field}":[{items}]}}"#);
+            assert_eq!(with(&fields), path, "{list} with {count}");
+        }
     }
 
     #[test]

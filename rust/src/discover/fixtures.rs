@@ -5,6 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::config::CpuVendor;
 use crate::topology::format_cpu_list;
 
 mod usb;
@@ -107,43 +108,74 @@ pub struct Host {
 /// The kernel of the presets.
 const KERNEL: &str = "6.12.10";
 
+impl Cpu {
+    /// CPU `id` of core `core` on die 0 of package `package`.
+    fn on(id: u32, package: u32, core: u32, siblings: Vec<u32>, max_mhz: Option<u32>) -> Cpu {
+        Cpu {
+            id,
+            package,
+            die: 0,
+            core,
+            siblings,
+            max_mhz,
+        }
+    }
+}
+
 /// CPUs of `cores` cores with two threads, siblings `n` and `n + cores`
 /// (AMD desktop and Intel pre-hybrid enumeration).
 pub fn split_smt(cores: u32, package: u32, first_cpu: u32, mhz: Option<u32>) -> Vec<Cpu> {
     let mut cpus = Vec::new();
     for t in 0..2 {
         for c in 0..cores {
-            let id = first_cpu + c + t * cores;
-            cpus.push(Cpu {
-                id,
+            let siblings = vec![first_cpu + c, first_cpu + c + cores];
+            cpus.push(Cpu::on(
+                first_cpu + c + t * cores,
                 package,
-                die: 0,
-                core: c,
-                siblings: vec![first_cpu + c, first_cpu + c + cores],
-                max_mhz: mhz,
-            });
+                c,
+                siblings,
+                mhz,
+            ));
         }
     }
     cpus.sort_by_key(|c| c.id);
     cpus
 }
 
-fn amd_flags() -> Vec<String> {
-    ["fpu", "vme", "svm", "pdpe1gb", "topoext"]
-        .map(String::from)
-        .to_vec()
-}
-
-fn intel_flags() -> Vec<String> {
-    ["fpu", "vme", "vmx", "pdpe1gb"].map(String::from).to_vec()
-}
-
 fn all_ids(cpus: &[Cpu]) -> Vec<u32> {
     cpus.iter().map(|c| c.id).collect()
 }
 
-fn default_hugepages() -> Vec<(u64, u64, u64)> {
-    vec![(2048, 0, 0), (1_048_576, 16, 16)]
+/// A preset host: `cpus` of a `vendor` CPU called `model`, an L3 cache per
+/// entry of `l3` (size in KiB, its CPUs; numbered in order), one NUMA node
+/// of all the CPUs, 2 MiB and 1 GiB huge pages, `cmdline`, the presets'
+/// kernel, no PCI devices.
+fn preset(
+    vendor: CpuVendor,
+    model: &str,
+    cpus: Vec<Cpu>,
+    l3: Vec<(u64, Vec<u32>)>,
+    cmdline: &str,
+) -> Host {
+    let (vendor, flags): (&str, &[&str]) = match vendor {
+        CpuVendor::Amd => ("AuthenticAMD", &["fpu", "vme", "svm", "pdpe1gb", "topoext"]),
+        CpuVendor::Intel => ("GenuineIntel", &["fpu", "vme", "vmx", "pdpe1gb"]),
+    };
+    Host {
+        vendor: vendor.into(),
+        model_name: model.into(),
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        l3: (0..)
+            .zip(l3)
+            .map(|(id, (size_kib, cpus))| L3 { id, size_kib, cpus })
+            .collect(),
+        numa: vec![all_ids(&cpus)],
+        cpus,
+        hugepages: vec![(2048, 0, 0), (1_048_576, 16, 16)],
+        cmdline: cmdline.into(),
+        kernel_release: Some(KERNEL.into()),
+        ..Host::default()
+    }
 }
 
 /// Ryzen 9 5950X: siblings `n`/`n+16`, CCD0 = 0-7,16-23, CCD1 = 8-15,24-31,
@@ -163,56 +195,31 @@ pub fn ryzen_7950x() -> Host {
 }
 
 fn ryzen_two_ccd(model: &str, l3_0: u64, l3_1: u64) -> Host {
-    let cpus = split_smt(16, 0, 0, Some(5700));
     let ccd = |first: u32| -> Vec<u32> {
         let mut v: Vec<u32> = (first..first + 8).chain(first + 16..first + 24).collect();
         v.sort_unstable();
         v
     };
-    Host {
-        vendor: "AuthenticAMD".into(),
-        model_name: model.into(),
-        flags: amd_flags(),
-        l3: vec![
-            L3 {
-                id: 0,
-                size_kib: l3_0,
-                cpus: ccd(0),
-            },
-            L3 {
-                id: 1,
-                size_kib: l3_1,
-                cpus: ccd(8),
-            },
-        ],
-        numa: vec![all_ids(&cpus)],
-        cpus,
-        hugepages: default_hugepages(),
-        cmdline: "BOOT_IMAGE=/boot/kernel iommu=pt".into(),
-        kernel_release: Some(KERNEL.into()),
-        ..Host::default()
-    }
+    preset(
+        CpuVendor::Amd,
+        model,
+        split_smt(16, 0, 0, Some(5700)),
+        vec![(l3_0, ccd(0)), (l3_1, ccd(8))],
+        "BOOT_IMAGE=/boot/kernel iommu=pt",
+    )
 }
 
 /// Core i7-8700K: siblings `n`/`n+6`, one 12 MiB L3.
 pub fn i7_8700k() -> Host {
     let cpus = split_smt(6, 0, 0, Some(4700));
-    Host {
-        vendor: "GenuineIntel".into(),
-        model_name: "Intel(R) Core(TM) i7-8700K CPU @ 3.70GHz".into(),
-        flags: intel_flags(),
-        l3: vec![L3 {
-            id: 0,
-            size_kib: 12288,
-            cpus: all_ids(&cpus),
-        }],
-        numa: vec![all_ids(&cpus)],
+    let l3 = vec![(12288, all_ids(&cpus))];
+    preset(
+        CpuVendor::Intel,
+        "Intel(R) Core(TM) i7-8700K CPU @ 3.70GHz",
         cpus,
-        hugepages: default_hugepages(),
-        cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt".into(),
-        kernel_release: Some(KERNEL.into()),
-        ..Host::default()
-    }
+        l3,
+        "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt",
+    )
 }
 
 /// Core i9-13900K: P-cores 0-7 with adjacent siblings (CPUs 0-15; 5.8 GHz on
@@ -223,44 +230,37 @@ pub fn i9_13900k() -> Host {
     for core in 0..8u32 {
         for t in 0..2 {
             let id = core * 2 + t;
-            cpus.push(Cpu {
-                id,
-                package: 0,
-                die: 0,
-                core: core * 4,
-                siblings: vec![core * 2, core * 2 + 1],
-                max_mhz: Some(if (8..12).contains(&id) { 5800 } else { 5500 }),
-            });
+            let mhz = if (8..12).contains(&id) { 5800 } else { 5500 };
+            let siblings = vec![core * 2, core * 2 + 1];
+            cpus.push(Cpu::on(id, 0, core * 4, siblings, Some(mhz)));
         }
     }
     for e in 0..16u32 {
         let id = 16 + e;
-        cpus.push(Cpu {
-            id,
-            package: 0,
-            die: 0,
-            core: 32 + e,
-            siblings: vec![id],
-            max_mhz: Some(4300),
-        });
+        cpus.push(Cpu::on(id, 0, 32 + e, vec![id], Some(4300)));
     }
+    let l3 = vec![(36864, all_ids(&cpus))];
     Host {
-        vendor: "GenuineIntel".into(),
-        model_name: "13th Gen Intel(R) Core(TM) i9-13900K".into(),
-        flags: intel_flags(),
-        l3: vec![L3 {
-            id: 0,
-            size_kib: 36864,
-            cpus: all_ids(&cpus),
-        }],
         hybrid: Some(((0..16).collect(), (16..32).collect())),
-        numa: vec![all_ids(&cpus)],
-        cpus,
-        hugepages: default_hugepages(),
-        cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on".into(),
-        kernel_release: Some(KERNEL.into()),
-        ..Host::default()
+        ..preset(
+            CpuVendor::Intel,
+            "13th Gen Intel(R) Core(TM) i9-13900K",
+            cpus,
+            l3,
+            "BOOT_IMAGE=/boot/kernel intel_iommu=on",
+        )
     }
+}
+
+/// The CPUs of package `package`, in order.
+fn package_cpus(cpus: &[Cpu], package: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = cpus
+        .iter()
+        .filter(|c| c.package == package)
+        .map(|c| c.id)
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 /// Two-socket server: 2 × 8 cores × 2 threads; package 0 = CPUs 0-7,16-23
@@ -272,45 +272,17 @@ pub fn dual_socket_server() -> Host {
         let package = (id / 8) % 2;
         let core = id % 8;
         let first = package * 8 + core;
-        cpus.push(Cpu {
+        cpus.push(Cpu::on(
             id,
             package,
-            die: 0,
             core,
-            siblings: vec![first, first + 16],
-            max_mhz: Some(3900),
-        });
+            vec![first, first + 16],
+            Some(3900),
+        ));
     }
-    let node = |p: u32| -> Vec<u32> {
-        let mut v: Vec<u32> = cpus
-            .iter()
-            .filter(|c| c.package == p)
-            .map(|c| c.id)
-            .collect();
-        v.sort_unstable();
-        v
-    };
-    let (n0, n1) = (node(0), node(1));
+    let (n0, n1) = (package_cpus(&cpus, 0), package_cpus(&cpus, 1));
     Host {
-        vendor: "GenuineIntel".into(),
-        model_name: "Intel(R) Xeon(R) Silver 4208 CPU @ 2.10GHz".into(),
-        flags: intel_flags(),
-        l3: vec![
-            L3 {
-                id: 0,
-                size_kib: 11264,
-                cpus: n0.clone(),
-            },
-            L3 {
-                id: 1,
-                size_kib: 11264,
-                cpus: n1.clone(),
-            },
-        ],
-        numa: vec![n0, n1],
-        cpus,
-        hugepages: default_hugepages(),
-        cmdline: "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt".into(),
+        numa: vec![n0.clone(), n1.clone()],
         iommu: true,
         // An RTX 4090 in a slot of the second socket.
         pci: vec![
@@ -318,8 +290,13 @@ pub fn dual_socket_server() -> Host {
             pci("0000:81:00.0", "10de:2684", 0x030000, "vfio-pci", 41).numa(1),
             pci("0000:81:00.1", "10de:22ba", 0x040300, "vfio-pci", 41).numa(1),
         ],
-        kernel_release: Some(KERNEL.into()),
-        ..Host::default()
+        ..preset(
+            CpuVendor::Intel,
+            "Intel(R) Xeon(R) Silver 4208 CPU @ 2.10GHz",
+            cpus,
+            vec![(11264, n0), (11264, n1)],
+            "BOOT_IMAGE=/boot/kernel intel_iommu=on iommu=pt",
+        )
     }
 }
 
@@ -358,42 +335,57 @@ pub fn am5_rtx4080() -> Host {
     host
 }
 
-/// i7-8700K with its iGPU (boot GPU) and an RTX 2080 Ti (Turing: GPU, audio,
-/// USB-C xHCI and UCSI functions) alone behind root port 00:01.0.
+/// An RTX 2080 Ti (Turing: GPU, audio, USB-C xHCI and UCSI functions) at
+/// 0000:01:00, in IOMMU group `group`.
+fn rtx2080ti(group: u32) -> Vec<Pci> {
+    vec![
+        pci("0000:01:00.0", "10de:1e07", 0x030000, "nvidia", group),
+        pci(
+            "0000:01:00.1",
+            "10de:10f7",
+            0x040300,
+            "snd_hda_intel",
+            group,
+        ),
+        pci("0000:01:00.2", "10de:1ad6", 0x0c0330, "xhci_hcd", group),
+        pci("0000:01:00.3", "10de:1ad7", 0x0c8000, "nvidia-gpu", group),
+    ]
+}
+
+/// i7-8700K with its iGPU (boot GPU) and an RTX 2080 Ti alone behind root
+/// port 00:01.0.
 pub fn turing_rtx2080ti() -> Host {
-    let mut host = i7_8700k();
-    host.iommu = true;
-    host.pci = vec![
+    let platform = vec![
         pci("0000:00:00.0", "8086:3ec2", 0x060000, "skl_uncore", 0),
         pci("0000:00:01.0", "8086:1901", 0x060400, "pcieport", 1),
         pci("0000:00:02.0", "8086:3e92", 0x030000, "i915", 2).boot(),
         pci("0000:00:14.0", "8086:a36d", 0x0c0330, "xhci_hcd", 3),
-        pci("0000:01:00.0", "10de:1e07", 0x030000, "nvidia", 1),
-        pci("0000:01:00.1", "10de:10f7", 0x040300, "snd_hda_intel", 1),
-        pci("0000:01:00.2", "10de:1ad6", 0x0c0330, "xhci_hcd", 1),
-        pci("0000:01:00.3", "10de:1ad7", 0x0c8000, "nvidia-gpu", 1),
     ];
-    host
+    Host {
+        iommu: true,
+        pci: [platform, rtx2080ti(1)].concat(),
+        ..i7_8700k()
+    }
 }
 
 /// Skylake-class desktop with two GPUs on bifurcated CPU lanes: both root
 /// ports, the RTX 2080 Ti (4 functions) and an RX 480 (boot GPU) in group 1.
 pub fn two_gpus_one_group() -> Host {
-    let mut host = i7_8700k();
-    host.iommu = true;
-    host.pci = vec![
+    let ports = vec![
         pci("0000:00:00.0", "8086:191f", 0x060000, "skl_uncore", 0),
         pci("0000:00:01.0", "8086:1901", 0x060400, "pcieport", 1),
         pci("0000:00:01.1", "8086:1905", 0x060400, "pcieport", 1),
-        pci("0000:01:00.0", "10de:1e07", 0x030000, "nvidia", 1),
-        pci("0000:01:00.1", "10de:10f7", 0x040300, "snd_hda_intel", 1),
-        pci("0000:01:00.2", "10de:1ad6", 0x0c0330, "xhci_hcd", 1),
-        pci("0000:01:00.3", "10de:1ad7", 0x0c8000, "nvidia-gpu", 1),
+    ];
+    let rest = vec![
         pci("0000:02:00.0", "1002:67df", 0x030000, "amdgpu", 1).boot(),
         pci("0000:02:00.1", "1002:aaf0", 0x040300, "snd_hda_intel", 1),
         pci("0000:00:14.0", "8086:a12f", 0x0c0330, "xhci_hcd", 4),
     ];
-    host
+    Host {
+        iommu: true,
+        pci: [ports, rtx2080ti(1), rest].concat(),
+        ..i7_8700k()
+    }
 }
 
 /// IOMMU off: devices without any group, an RTX 4080 as the only GPU.
@@ -423,34 +415,20 @@ pub fn large_host_spec() -> Host {
     for id in 0..256u32 {
         let core_index = id % total_cores;
         let package = core_index / cores_per_pkg;
-        cpus.push(Cpu {
-            id,
-            package,
-            die: 0,
-            core: core_index % cores_per_pkg,
-            siblings: vec![core_index, core_index + total_cores],
-            max_mhz: Some(3700),
-        });
+        let siblings = vec![core_index, core_index + total_cores];
+        let core = core_index % cores_per_pkg;
+        cpus.push(Cpu::on(id, package, core, siblings, Some(3700)));
     }
-    let mut l3 = Vec::new();
-    for d in 0..16u32 {
-        let mut set: Vec<u32> = (d * 8..d * 8 + 8)
-            .chain(d * 8 + total_cores..d * 8 + 8 + total_cores)
-            .collect();
-        set.sort_unstable();
-        l3.push(L3 {
-            id: d,
-            size_kib: 32768,
-            cpus: set,
-        });
-    }
-    let node = |p: u32| -> Vec<u32> {
-        cpus.iter()
-            .filter(|c| c.package == p)
-            .map(|c| c.id)
-            .collect()
-    };
-    let numa = vec![node(0), node(1)];
+    let l3 = (0..16u32)
+        .map(|d| {
+            let mut set: Vec<u32> = (d * 8..d * 8 + 8)
+                .chain(d * 8 + total_cores..d * 8 + 8 + total_cores)
+                .collect();
+            set.sort_unstable();
+            (32768, set)
+        })
+        .collect();
+    let numa = vec![package_cpus(&cpus, 0), package_cpus(&cpus, 1)];
     let mut pci_list = Vec::new();
     for g in 0..100u32 {
         let bus = g + 1;
@@ -474,17 +452,17 @@ pub fn large_host_spec() -> Host {
         }
     }
     Host {
-        vendor: "AuthenticAMD".into(),
-        model_name: "AMD EPYC 9554 64-Core Processor".into(),
-        flags: amd_flags(),
-        cpus,
-        l3,
         numa,
-        hugepages: default_hugepages(),
-        cmdline: "BOOT_IMAGE=/boot/kernel iommu=pt".into(),
         pci: pci_list,
         iommu: true,
-        ..Host::default()
+        kernel_release: None,
+        ..preset(
+            CpuVendor::Amd,
+            "AMD EPYC 9554 64-Core Processor",
+            cpus,
+            l3,
+            "BOOT_IMAGE=/boot/kernel iommu=pt",
+        )
     }
 }
 
@@ -498,6 +476,11 @@ fn write(path: &Path, text: &str) -> io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(path, text)
+}
+
+/// Writes `value` and a newline, as sysfs shows a value.
+fn write_line(path: &Path, value: impl std::fmt::Display) -> io::Result<()> {
+    write(path, &format!("{value}\n"))
 }
 
 #[cfg(unix)]
@@ -527,12 +510,12 @@ impl Host {
         self.write_pci(&sys)?;
         self.write_usb(&sys)?;
         if let Some(release) = &self.kernel_release {
-            write(&proc.join("sys/kernel/osrelease"), &format!("{release}\n"))?;
+            write_line(&proc.join("sys/kernel/osrelease"), release)?;
         }
         for (size, total, free) in &self.hugepages {
             let d = sys.join(format!("kernel/mm/hugepages/hugepages-{size}kB"));
-            write(&d.join("nr_hugepages"), &format!("{total}\n"))?;
-            write(&d.join("free_hugepages"), &format!("{free}\n"))?;
+            write_line(&d.join("nr_hugepages"), total)?;
+            write_line(&d.join("free_hugepages"), free)?;
         }
         let mut cpuinfo = String::new();
         for cpu in &self.cpus {
@@ -547,85 +530,55 @@ impl Host {
             ));
         }
         write(&proc.join("cpuinfo"), &cpuinfo)?;
-        write(&proc.join("cmdline"), &format!("{}\n", self.cmdline))?;
+        write_line(&proc.join("cmdline"), &self.cmdline)?;
         Ok((sys, proc))
     }
 
     fn write_cpus(&self, sys: &Path) -> io::Result<()> {
         let base = sys.join("devices/system/cpu");
-        let ids: Vec<u32> = self.cpus.iter().map(|c| c.id).collect();
-        write(
-            &base.join("online"),
-            &format!("{}\n", format_cpu_list(&ids)),
-        )?;
-        write(
-            &base.join("possible"),
-            &format!("{}\n", format_cpu_list(&ids)),
-        )?;
+        let ids = format_cpu_list(&all_ids(&self.cpus));
+        write_line(&base.join("online"), &ids)?;
+        write_line(&base.join("possible"), &ids)?;
         for cpu in &self.cpus {
             let d = base.join(format!("cpu{}", cpu.id));
             let t = d.join("topology");
-            let sib = format!("{}\n", format_cpu_list(&cpu.siblings));
-            write(&t.join("core_cpus_list"), &sib)?;
-            write(&t.join("thread_siblings_list"), &sib)?;
-            write(&t.join("core_id"), &format!("{}\n", cpu.core))?;
-            write(&t.join("die_id"), &format!("{}\n", cpu.die))?;
-            write(
-                &t.join("physical_package_id"),
-                &format!("{}\n", cpu.package),
-            )?;
-            // L1d, L1i, L2 (private to the core), then L3.
-            let caches: [(u32, &str, String, String); 3] = [
-                (1, "Data", "48K".into(), format_cpu_list(&cpu.siblings)),
-                (
-                    1,
-                    "Instruction",
-                    "32K".into(),
-                    format_cpu_list(&cpu.siblings),
-                ),
-                (2, "Unified", "1024K".into(), format_cpu_list(&cpu.siblings)),
+            let siblings = format_cpu_list(&cpu.siblings);
+            write_line(&t.join("core_cpus_list"), &siblings)?;
+            write_line(&t.join("thread_siblings_list"), &siblings)?;
+            write_line(&t.join("core_id"), cpu.core)?;
+            write_line(&t.join("die_id"), cpu.die)?;
+            write_line(&t.join("physical_package_id"), cpu.package)?;
+            // L1d, L1i, L2 (private to the core), then L3: (level, type,
+            // size, shared_cpu_list, id).
+            let mut caches = vec![
+                (1, "Data", "48K".to_string(), siblings.clone(), cpu.core),
+                (1, "Instruction", "32K".into(), siblings.clone(), cpu.core),
+                (2, "Unified", "1024K".into(), siblings, cpu.core),
             ];
-            for (i, (level, kind, size, shared)) in caches.iter().enumerate() {
-                let c = d.join(format!("cache/index{i}"));
-                write(&c.join("level"), &format!("{level}\n"))?;
-                write(&c.join("type"), &format!("{kind}\n"))?;
-                write(&c.join("size"), &format!("{size}\n"))?;
-                write(&c.join("shared_cpu_list"), &format!("{shared}\n"))?;
-                write(&c.join("id"), &format!("{}\n", cpu.core))?;
-            }
             if let Some(l3) = self.l3.iter().find(|l| l.cpus.contains(&cpu.id)) {
-                let c = d.join("cache/index3");
-                write(&c.join("level"), "3\n")?;
-                write(&c.join("type"), "Unified\n")?;
-                write(&c.join("size"), &format!("{}K\n", l3.size_kib))?;
-                write(
-                    &c.join("shared_cpu_list"),
-                    &format!("{}\n", format_cpu_list(&l3.cpus)),
-                )?;
-                write(&c.join("id"), &format!("{}\n", l3.id))?;
+                let size = format!("{}K", l3.size_kib);
+                caches.push((3, "Unified", size, format_cpu_list(&l3.cpus), l3.id));
+            }
+            for (i, (level, kind, size, shared, id)) in caches.iter().enumerate() {
+                let c = d.join(format!("cache/index{i}"));
+                write_line(&c.join("level"), level)?;
+                write_line(&c.join("type"), kind)?;
+                write_line(&c.join("size"), size)?;
+                write_line(&c.join("shared_cpu_list"), shared)?;
+                write_line(&c.join("id"), id)?;
             }
             if let Some(mhz) = cpu.max_mhz {
-                write(
-                    &d.join("cpufreq/cpuinfo_max_freq"),
-                    &format!("{}\n", u64::from(mhz) * 1000),
-                )?;
+                let khz = u64::from(mhz) * 1000;
+                write_line(&d.join("cpufreq/cpuinfo_max_freq"), khz)?;
             }
         }
         if let Some((p, e)) = &self.hybrid {
-            write(
-                &sys.join("devices/cpu_core/cpus"),
-                &format!("{}\n", format_cpu_list(p)),
-            )?;
-            write(
-                &sys.join("devices/cpu_atom/cpus"),
-                &format!("{}\n", format_cpu_list(e)),
-            )?;
+            write_line(&sys.join("devices/cpu_core/cpus"), format_cpu_list(p))?;
+            write_line(&sys.join("devices/cpu_atom/cpus"), format_cpu_list(e))?;
         }
         for (i, cpus) in self.numa.iter().enumerate() {
-            write(
-                &sys.join(format!("devices/system/node/node{i}/cpulist")),
-                &format!("{}\n", format_cpu_list(cpus)),
-            )?;
+            let list = sys.join(format!("devices/system/node/node{i}/cpulist"));
+            write_line(&list, format_cpu_list(cpus))?;
         }
         Ok(())
     }
@@ -639,20 +592,20 @@ impl Host {
         for p in &self.pci {
             let d = base.join(&p.address);
             let (vendor, device) = p.id.split_once(':').unwrap_or((&p.id, "0000"));
-            write(&d.join("vendor"), &format!("0x{vendor}\n"))?;
-            write(&d.join("device"), &format!("0x{device}\n"))?;
-            write(&d.join("class"), &format!("0x{:06x}\n", p.class))?;
-            write(&d.join("subsystem_vendor"), &format!("0x{vendor}\n"))?;
-            write(&d.join("subsystem_device"), "0x0000\n")?;
+            write_line(&d.join("vendor"), format!("0x{vendor}"))?;
+            write_line(&d.join("device"), format!("0x{device}"))?;
+            write_line(&d.join("class"), format!("0x{:06x}", p.class))?;
+            write_line(&d.join("subsystem_vendor"), format!("0x{vendor}"))?;
+            write_line(&d.join("subsystem_device"), "0x0000")?;
             match p.numa_node {
-                Some(n) => write(&d.join("numa_node"), &format!("{n}\n"))?,
-                None => write(&d.join("numa_node"), "-1\n")?,
+                Some(n) => write_line(&d.join("numa_node"), n)?,
+                None => write_line(&d.join("numa_node"), "-1")?,
             }
             if let Some(b) = p.boot_vga {
-                write(&d.join("boot_vga"), if b { "1\n" } else { "0\n" })?;
+                write_line(&d.join("boot_vga"), u8::from(b))?;
             }
             if let Some(r) = &p.reset_method {
-                write(&d.join("reset_method"), &format!("{r}\n"))?;
+                write_line(&d.join("reset_method"), r)?;
             }
             if let Some(drv) = &p.driver {
                 std::fs::create_dir_all(sys.join("bus/pci/drivers").join(drv))?;

@@ -42,6 +42,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// [`table`] with a row per item of `items`.
+fn table_of<T>(header: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) -> String {
+    table(header, &items.iter().map(row).collect::<Vec<_>>())
+}
+
 /// `32768` KiB → `32 MiB`.
 pub fn human_kib(kib: u64) -> String {
     if kib >= 1024 * 1024 && kib % (1024 * 1024) == 0 {
@@ -161,55 +166,41 @@ fn usb_section(report: &DiscoverReport) -> String {
         out.push_str("USB controllers: none found (no PCI device of class 0c03)\n");
     } else {
         out.push_str("USB controllers (usb.controllers passes one whose group is viable)\n");
-        let rows: Vec<Vec<String>> = report
-            .usb_controllers
-            .iter()
-            .map(|c| {
-                let buses: Vec<String> = c.buses.iter().map(u32::to_string).collect();
-                vec![
-                    c.address.clone(),
-                    c.pci_id.clone(),
-                    opt(&c.driver),
-                    c.iommu_group.map_or("-".into(), |g| g.to_string()),
-                    viable(c.isolation.verdict).into(),
-                    if buses.is_empty() {
-                        "-".into()
-                    } else {
-                        buses.join(",")
-                    },
-                    tagged(
-                        c.name.as_deref(),
-                        c.host_keyboard.then_some("the host's keyboard"),
-                    ),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
-            &[
-                "ADDRESS", "ID", "DRIVER", "GROUP", "VIABLE", "BUSES", "NAME",
-            ],
-            &rows,
-        ));
+        let header = [
+            "ADDRESS", "ID", "DRIVER", "GROUP", "VIABLE", "BUSES", "NAME",
+        ];
+        out.push_str(&table_of(&header, &report.usb_controllers, |c| {
+            let buses: Vec<String> = c.buses.iter().map(u32::to_string).collect();
+            vec![
+                c.address.clone(),
+                c.pci_id.clone(),
+                opt(&c.driver),
+                c.iommu_group.map_or("-".into(), |g| g.to_string()),
+                viable(c.isolation.verdict).into(),
+                if buses.is_empty() {
+                    "-".into()
+                } else {
+                    buses.join(",")
+                },
+                tagged(
+                    c.name.as_deref(),
+                    c.host_keyboard.then_some("the host's keyboard"),
+                ),
+            ]
+        }));
     }
     if !report.usb_devices.is_empty() {
         out.push_str("USB devices (usb.devices passes one by vendorId and productId)\n");
-        let rows: Vec<Vec<String>> = report
-            .usb_devices
-            .iter()
-            .map(|d| {
-                vec![
-                    d.port.clone(),
-                    d.usb_id(),
-                    opt(&d.controller),
-                    opt(&d.product),
-                    tagged(d.name.as_deref(), d.keyboard.then_some("keyboard")),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
-            &["PORT", "ID", "CONTROLLER", "PRODUCT", "NAME"],
-            &rows,
-        ));
+        let header = ["PORT", "ID", "CONTROLLER", "PRODUCT", "NAME"];
+        out.push_str(&table_of(&header, &report.usb_devices, |d| {
+            vec![
+                d.port.clone(),
+                d.usb_id(),
+                opt(&d.controller),
+                opt(&d.product),
+                tagged(d.name.as_deref(), d.keyboard.then_some("keyboard")),
+            ]
+        }));
     }
     out.push('\n');
     out
@@ -274,18 +265,13 @@ fn caches_section(report: &DiscoverReport) -> String {
         out.push_str("L3 domains: unknown\n");
     } else {
         out.push_str("L3 domains\n");
-        let rows: Vec<Vec<String>> = topo
-            .l3
-            .iter()
-            .map(|d| {
-                vec![
-                    d.id.to_string(),
-                    human_kib(d.size_kib),
-                    format_cpu_list(&d.cpus),
-                ]
-            })
-            .collect();
-        out.push_str(&table(&["ID", "SIZE", "CPUS"], &rows));
+        out.push_str(&table_of(&["ID", "SIZE", "CPUS"], &topo.l3, |d| {
+            vec![
+                d.id.to_string(),
+                human_kib(d.size_kib),
+                format_cpu_list(&d.cpus),
+            ]
+        }));
         let sizes: std::collections::BTreeSet<u64> = topo.l3.iter().map(|d| d.size_kib).collect();
         if sizes.len() > 1 {
             out.push_str("  L3 sizes differ (e.g. a 3D V-Cache die): pin the VM to the domain that suits it.\n");
@@ -293,29 +279,25 @@ fn caches_section(report: &DiscoverReport) -> String {
     }
     out.push('\n');
     out.push_str("NUMA nodes\n");
-    let rows: Vec<Vec<String>> = topo
-        .numa_nodes
-        .iter()
-        .map(|n| vec![n.id.to_string(), format_cpu_list(&n.cpus)])
-        .collect();
-    out.push_str(&table(&["NODE", "CPUS"], &rows));
+    out.push_str(&table_of(&["NODE", "CPUS"], &topo.numa_nodes, |n| {
+        vec![n.id.to_string(), format_cpu_list(&n.cpus)]
+    }));
     out.push('\n');
     out.push_str(&format!(
         "Hugepages (1 GiB pages supported: {})\n",
         if topo.pdpe1gb { "yes" } else { "no" }
     ));
-    let rows: Vec<Vec<String>> = topo
-        .hugepages
-        .iter()
-        .map(|h| {
+    out.push_str(&table_of(
+        &["SIZE", "TOTAL", "FREE"],
+        &topo.hugepages,
+        |h| {
             vec![
                 human_kib(h.size_kib),
                 h.total.to_string(),
                 h.free.to_string(),
             ]
-        })
-        .collect();
-    out.push_str(&table(&["SIZE", "TOTAL", "FREE"], &rows));
+        },
+    ));
     out
 }
 
@@ -365,20 +347,16 @@ fn gpu_block(gpu: &GpuReport) -> String {
             format!("  <- {}", tags.join(", "))
         }
     ));
-    let rows: Vec<Vec<String>> = gpu
-        .functions
-        .iter()
-        .map(|f| {
-            vec![
-                f.address.clone(),
-                f.pci_id.clone(),
-                f.role.label().to_string(),
-                opt(&f.driver),
-                f.name.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let t = table(&["ADDRESS", "ID", "ROLE", "DRIVER", "NAME"], &rows);
+    let header = ["ADDRESS", "ID", "ROLE", "DRIVER", "NAME"];
+    let t = table_of(&header, &gpu.functions, |f| {
+        vec![
+            f.address.clone(),
+            f.pci_id.clone(),
+            f.role.label().to_string(),
+            opt(&f.driver),
+            f.name.clone().unwrap_or_default(),
+        ]
+    });
     for line in t.lines() {
         out.push_str("  ");
         out.push_str(line);

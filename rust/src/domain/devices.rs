@@ -6,7 +6,9 @@ use super::validate::Plan;
 use super::writer::{hex2, on_off, Xml};
 use super::GPU_GUEST_BUS;
 use super::{audio, pci, usb};
-use crate::config::{Graphics, LookingGlassBackend, MacvtapMode, NetworkType, VmConfig};
+use crate::config::{
+    Graphics, LookingGlassBackend, MacvtapMode, NetworkType, PciAddress, VmConfig,
+};
 use crate::ids;
 
 pub(super) fn write_devices(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
@@ -232,24 +234,30 @@ fn write_interface(x: &mut Xml, cfg: &VmConfig) {
     x.close("interface");
 }
 
+/// Opens a managed `<hostdev type="pci">` and writes its `<source>`, the
+/// device at `host`; the caller writes the rest and closes it.
+pub(super) fn open_pci_hostdev(x: &mut Xml, host: &PciAddress) {
+    x.open(
+        "hostdev",
+        &[("mode", "subsystem"), ("type", "pci"), ("managed", "yes")],
+    );
+    x.open("source", &[]);
+    x.empty(
+        "address",
+        &[
+            ("domain", &format!("0x{:04x}", host.domain)),
+            ("bus", &hex2(host.bus)),
+            ("slot", &hex2(host.slot)),
+            ("function", &format!("0x{:x}", host.function)),
+        ],
+    );
+    x.close("source");
+}
+
 fn write_hostdevs(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
     let bus = hex2(GPU_GUEST_BUS);
     for (function, host) in (0u8..).zip(&plan.gpu_functions) {
-        x.open(
-            "hostdev",
-            &[("mode", "subsystem"), ("type", "pci"), ("managed", "yes")],
-        );
-        x.open("source", &[]);
-        x.empty(
-            "address",
-            &[
-                ("domain", &format!("0x{:04x}", host.domain)),
-                ("bus", &hex2(host.bus)),
-                ("slot", &hex2(host.slot)),
-                ("function", &format!("0x{:x}", host.function)),
-            ],
-        );
-        x.close("source");
+        open_pci_hostdev(x, host);
         if function == 0 {
             write_rom(x, cfg);
         }

@@ -18,6 +18,7 @@ use quick_xml::Reader;
 
 use super::DomainError;
 use crate::config::{limits, xml_forbidden};
+use crate::xmlread::{attribute, attributes};
 
 /// Children of `<devices>` a fragment may add (libvirt's
 /// docs/schemas/domaincommon.rng, `devices`). Not `emulator` (no store paths
@@ -144,26 +145,72 @@ const DEVICES: Allowed<'static> = Allowed {
 /// Parses and checks extraDevicesXml.
 pub(super) fn parse_extra_devices(text: &str) -> Result<ExtraDevices, DomainError> {
     parse_fragment(text, &DEVICES).map_err(|(reason, pos)| DomainError::ExtraDevicesXml {
-        reason,
+        reason: reason.to_string(),
         near: near(text, pos),
     })
 }
 
+/// Why a fragment is refused.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FragmentError {
+    #[error("it is {0} bytes long, more than 64 KiB")]
+    TooLong(usize),
+    #[error("character U+{code:04X} is not allowed in XML", code = u32::from(*.0))]
+    ForbiddenChar(char),
+    #[error(transparent)]
+    Xml(#[from] quick_xml::Error),
+    #[error(transparent)]
+    Attribute(#[from] quick_xml::events::attributes::AttrError),
+    #[error("a domain has at most one <{0}>")]
+    Repeated(String),
+    #[error("text outside of any element")]
+    TextOutside,
+    #[error("`]]>` in text (write `]]&gt;`)")]
+    CdataEndInText,
+    #[error("a reference to U+{code:04X}, which XML does not allow", code = u32::from(*.0))]
+    ForbiddenReference(char),
+    #[error("CDATA outside of any element")]
+    CdataOutside,
+    #[error("declarations, processing instructions and DOCTYPEs are not allowed in a <{parent}> fragment")]
+    Declaration { parent: String },
+    #[error("element <{0}> is never closed")]
+    NeverClosed(String),
+    #[error("element name <{name}> {problem}")]
+    ElementName { name: String, problem: &'static str },
+    #[error("elements are nested more than {} deep", limits::EXTRA_XML_DEPTH)]
+    TooDeep,
+    #[error("<{name}> is not a {what}; the fragment goes inside <{parent}>, so its top-level elements are one of: {}", allowed.join(", "))]
+    NotAllowed {
+        name: String,
+        what: String,
+        parent: String,
+        allowed: Vec<String>,
+    },
+    #[error("attribute name `{key}` of <{name}> {problem}")]
+    AttributeName {
+        key: String,
+        name: String,
+        problem: &'static str,
+    },
+    #[error("the value of `{key}` on <{name}> contains `<` (write `&lt;`)")]
+    LessThanInValue { key: String, name: String },
+    #[error("the value of `{key}` on <{name}> refers to U+{code:04X}, which XML does not allow", code = u32::from(*c))]
+    ForbiddenValueReference { key: String, name: String, c: char },
+    #[error("the alias `{0}` starts with `{RESERVED_ALIAS_PREFIX}`, which the generated domain reserves for its own devices")]
+    ReservedAlias(String),
+}
+
 /// Parses and checks a fragment whose top-level elements `allowed` names;
 /// an error is its reason and the byte offset it was found at.
-pub(super) fn parse_fragment(text: &str, allowed: &Allowed) -> Result<ExtraDevices, (String, u64)> {
-    let err = |reason: String, pos: u64| (reason, pos);
+pub(super) fn parse_fragment(
+    text: &str,
+    allowed: &Allowed,
+) -> Result<ExtraDevices, (FragmentError, u64)> {
     if text.len() > limits::EXTRA_XML_BYTES {
-        return Err(err(
-            format!("it is {} bytes long, more than 64 KiB", text.len()),
-            0,
-        ));
+        return Err((FragmentError::TooLong(text.len()), 0));
     }
     if let Some((pos, c)) = text.char_indices().find(|&(_, c)| xml_forbidden(c)) {
-        return Err(err(
-            format!("character U+{:04X} is not allowed in XML", u32::from(c)),
-            pos as u64,
-        ));
+        return Err((FragmentError::ForbiddenChar(c), pos as u64));
     }
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(true);
@@ -174,15 +221,15 @@ pub(super) fn parse_fragment(text: &str, allowed: &Allowed) -> Result<ExtraDevic
         let pos = reader.buffer_position();
         let event = reader
             .read_event()
-            .map_err(|e| err(e.to_string(), reader.error_position()))?;
+            .map_err(|e| (e.into(), reader.error_position()))?;
         match &event {
             Event::Start(start) | Event::Empty(start) => {
-                let name = check_element(start, open.len(), allowed).map_err(|r| err(r, pos))?;
+                let name = check_element(start, open.len(), allowed).map_err(|r| (r, pos))?;
                 if open.is_empty() {
                     if allowed.single.contains(&name.as_str())
                         && out.devices.iter().any(|(n, _)| *n == name)
                     {
-                        return Err(err(format!("a domain has at most one <{name}>"), pos));
+                        return Err((FragmentError::Repeated(name), pos));
                     }
                     let kind = attribute(start, "type");
                     out.devices.push((name.clone(), kind));
@@ -197,39 +244,28 @@ pub(super) fn parse_fragment(text: &str, allowed: &Allowed) -> Result<ExtraDevic
             }
             Event::Text(t) => {
                 if open.is_empty() {
-                    return Err(err("text outside of any element".into(), pos));
+                    return Err((FragmentError::TextOutside, pos));
                 }
                 if t.windows(3).any(|w| w == b"]]>") {
-                    return Err(err("`]]>` in text (write `]]&gt;`)".into(), pos));
+                    return Err((FragmentError::CdataEndInText, pos));
                 }
-                let value = t.unescape().map_err(|e| err(e.to_string(), pos))?;
+                let value = t.unescape().map_err(|e| (e.into(), pos))?;
                 if let Some(c) = forbidden_char(&value) {
-                    return Err(err(
-                        format!(
-                            "a reference to U+{:04X}, which XML does not allow",
-                            u32::from(c)
-                        ),
-                        pos,
-                    ));
+                    return Err((FragmentError::ForbiddenReference(c), pos));
                 }
             }
             Event::CData(_) if open.is_empty() => {
-                return Err(err("CDATA outside of any element".into(), pos));
+                return Err((FragmentError::CdataOutside, pos));
             }
             Event::CData(_) | Event::Comment(_) => {}
             Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {
-                return Err(err(
-                    format!(
-                        "declarations, processing instructions and DOCTYPEs are not allowed in a <{}> fragment",
-                        allowed.parent
-                    ),
-                    pos,
-                ));
+                let parent = allowed.parent.to_string();
+                return Err((FragmentError::Declaration { parent }, pos));
             }
             Event::Eof => {
                 if let Some(name) = open.last() {
-                    return Err(err(
-                        format!("element <{name}> is never closed"),
+                    return Err((
+                        FragmentError::NeverClosed(name.clone()),
                         reader.buffer_position(),
                     ));
                 }
@@ -241,72 +277,44 @@ pub(super) fn parse_fragment(text: &str, allowed: &Allowed) -> Result<ExtraDevic
     Ok(out)
 }
 
-/// The unescaped value of attribute `key`, if present and valid.
-fn attribute(start: &BytesStart, key: &str) -> Option<String> {
-    start
-        .try_get_attribute(key)
-        .ok()
-        .flatten()
-        .and_then(|a| a.unescape_value().ok())
-        .map(|v| v.into_owned())
-}
-
-/// Every attribute of `start` whose value unescapes, in order.
-fn attributes(start: &BytesStart) -> Vec<(String, String)> {
-    start
-        .attributes()
-        .flatten()
-        .filter_map(|a| {
-            let value = a.unescape_value().ok()?.into_owned();
-            Some((String::from_utf8_lossy(a.key.as_ref()).into_owned(), value))
-        })
-        .collect()
-}
-
 /// Checks one start tag at nesting `depth` (0 = a top-level element of the
 /// fragment) and returns its name.
-fn check_element(start: &BytesStart, depth: usize, allowed: &Allowed) -> Result<String, String> {
+fn check_element(
+    start: &BytesStart,
+    depth: usize,
+    allowed: &Allowed,
+) -> Result<String, FragmentError> {
     let raw = start.name();
     let name = String::from_utf8_lossy(raw.as_ref()).into_owned();
-    if let Some(p) = name_problem(raw.as_ref()) {
-        return Err(format!("element name <{name}> {p}"));
+    if let Some(problem) = name_problem(raw.as_ref()) {
+        return Err(FragmentError::ElementName { name, problem });
     }
     if depth >= limits::EXTRA_XML_DEPTH {
-        return Err(format!(
-            "elements are nested more than {} deep",
-            limits::EXTRA_XML_DEPTH
-        ));
+        return Err(FragmentError::TooDeep);
     }
     if depth == 0 && !allowed.names.contains(&name.as_str()) {
-        return Err(format!(
-            "<{name}> is not a {what}; the fragment goes inside <{parent}>, so its top-level elements are one of: {}",
-            allowed.names.join(", "),
-            what = allowed.what,
-            parent = allowed.parent,
-        ));
+        return Err(FragmentError::NotAllowed {
+            name,
+            what: allowed.what.to_string(),
+            parent: allowed.parent.to_string(),
+            allowed: allowed.names.iter().map(|n| n.to_string()).collect(),
+        });
     }
     for attr in start.attributes().with_checks(true) {
-        let attr = attr.map_err(|e| e.to_string())?;
+        let attr = attr?;
         let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
-        if let Some(p) = name_problem(attr.key.as_ref()) {
-            return Err(format!("attribute name `{key}` of <{name}> {p}"));
+        if let Some(problem) = name_problem(attr.key.as_ref()) {
+            return Err(FragmentError::AttributeName { key, name, problem });
         }
         if attr.value.contains(&b'<') {
-            return Err(format!(
-                "the value of `{key}` on <{name}> contains `<` (write `&lt;`)"
-            ));
+            return Err(FragmentError::LessThanInValue { key, name });
         }
-        let value = attr.unescape_value().map_err(|e| e.to_string())?;
+        let value = attr.unescape_value()?;
         if let Some(c) = forbidden_char(&value) {
-            return Err(format!(
-                "the value of `{key}` on <{name}> refers to U+{:04X}, which XML does not allow",
-                u32::from(c)
-            ));
+            return Err(FragmentError::ForbiddenValueReference { key, name, c });
         }
         if (name == "alias" && key == "name") && value.starts_with(RESERVED_ALIAS_PREFIX) {
-            return Err(format!(
-                "the alias `{value}` starts with `{RESERVED_ALIAS_PREFIX}`, which the generated domain reserves for its own devices"
-            ));
+            return Err(FragmentError::ReservedAlias(value.into_owned()));
         }
     }
     Ok(name)

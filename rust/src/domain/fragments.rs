@@ -155,7 +155,7 @@ fn parse(
     parse_fragment(text, &allowed).map_err(|(reason, pos)| DomainError::ExtraXml {
         option,
         parent,
-        reason,
+        reason: reason.to_string(),
         near: near(text, pos),
     })
 }

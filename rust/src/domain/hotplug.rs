@@ -15,8 +15,7 @@
 //! too many: an unused root port costs nothing but a little firmware I/O
 //! space.
 
-use quick_xml::events::Event;
-use quick_xml::Reader;
+use crate::xmlread;
 
 use super::writer::Xml;
 
@@ -185,47 +184,24 @@ fn place(d: &Device) -> Place {
 /// The top-level children of `/domain/devices`, with their children's
 /// attributes. The XML is the generator's own output: well-formed.
 fn devices(xml: &str) -> Vec<Device> {
-    let mut reader = Reader::from_str(xml);
-    let mut path: Vec<String> = Vec::new();
     let mut out: Vec<Device> = Vec::new();
-    while let Ok(event) = reader.read_event() {
-        let (start, empty) = match &event {
-            Event::Start(s) => (s, false),
-            Event::Empty(s) => (s, true),
-            Event::End(_) => {
-                path.pop();
-                continue;
-            }
-            Event::Eof => break,
-            _ => continue,
-        };
-        let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
-        let attrs: Vec<(String, String)> = start
-            .attributes()
-            .flatten()
-            .filter_map(|a| {
-                let v = a.unescape_value().ok()?.into_owned();
-                Some((String::from_utf8_lossy(a.key.as_ref()).into_owned(), v))
-            })
-            .collect();
+    xmlread::each_element(xml, |path, start| {
         let in_devices = path.len() >= 2 && path[0] == "domain" && path[1] == "devices";
+        let (name, attrs) = (xmlread::name(start), xmlread::attributes(start));
         match path.len() {
             2 if in_devices => out.push(Device {
-                name: name.clone(),
+                name,
                 attrs,
                 children: Vec::new(),
             }),
             3 if in_devices => {
                 if let Some(d) = out.last_mut() {
-                    d.children.push((name.clone(), attrs));
+                    d.children.push((name, attrs));
                 }
             }
             _ => {}
         }
-        if !empty {
-            path.push(name);
-        }
-    }
+    });
     out
 }
 

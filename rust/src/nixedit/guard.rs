@@ -117,21 +117,25 @@ pub fn check(source: &str) -> Result<(), Refusal> {
             span: 0..0,
         });
     }
-    let mut scan = Scan {
-        src: source.as_bytes(),
-        pos: 0,
-        frames: vec![Frame {
-            kind: Kind::Plain,
-            open: 0,
-            pending_semicolons: 0,
-        }],
-        open_total: 0,
-        after_operand: false,
-    };
-    scan.run()
+    Scan::new(source).run()
 }
 
 impl Scan<'_> {
+    /// A scan of `source` from its start, at its top level.
+    fn new(source: &str) -> Scan<'_> {
+        Scan {
+            src: source.as_bytes(),
+            pos: 0,
+            frames: vec![Frame {
+                kind: Kind::Plain,
+                open: 0,
+                pending_semicolons: 0,
+            }],
+            open_total: 0,
+            after_operand: false,
+        }
+    }
+
     fn peek(&self, at: usize) -> u8 {
         self.src.get(at).copied().unwrap_or(0)
     }
@@ -260,6 +264,11 @@ impl Scan<'_> {
     fn code(&mut self) -> Result<(), Refusal> {
         let at = self.pos;
         let b = self.src[at];
+        if let Some(len) = self.opening_operator(at) {
+            self.pos += len;
+            self.after_operand = false;
+            return self.open(at);
+        }
         match b {
             b' ' | b'\t' | b'\r' | b'\n' => self.pos += 1,
             b'#' => {
@@ -317,37 +326,6 @@ impl Scan<'_> {
                 self.after_operand = false;
                 self.separator(b);
             }
-            b'!' if self.peek(at + 1) != b'=' => {
-                self.pos += 1;
-                self.after_operand = false;
-                self.open(at)?;
-            }
-            b'-' if self.peek(at + 1) == b'>' => {
-                self.pos += 2;
-                self.after_operand = false;
-                self.open(at)?;
-            }
-            b'+' if self.peek(at + 1) == b'+' => {
-                self.pos += 2;
-                self.after_operand = false;
-                self.open(at)?;
-            }
-            b'/' if self.peek(at + 1) == b'/' => {
-                self.pos += 2;
-                self.after_operand = false;
-                self.open(at)?;
-            }
-            b'<' if self.peek(at + 1) == b'|' => {
-                self.pos += 2;
-                self.after_operand = false;
-                self.open(at)?;
-            }
-            b':' => {
-                // A function's body (or a URI's scheme: counted too).
-                self.pos += 1;
-                self.after_operand = false;
-                self.open(at)?;
-            }
             _ if is_run_char(b) => self.run_of_name_characters()?,
             _ => {
                 // Other operators and punctuation.
@@ -356,6 +334,18 @@ impl Scan<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The length of the operator at `at` whose right-hand side is an
+    /// expression of its own: `!` (not `!=`), `->`, `++`, `//`, `<|`, and
+    /// `:` (a function's body, or a URI's scheme: counted too).
+    fn opening_operator(&self, at: usize) -> Option<usize> {
+        match (self.src[at], self.peek(at + 1)) {
+            (b'!', next) if next != b'=' => Some(1),
+            (b':', _) => Some(1),
+            (b'-', b'>') | (b'+', b'+') | (b'/', b'/') | (b'<', b'|') => Some(2),
+            _ => None,
+        }
     }
 
     /// `;` or `,`: the end of a binding or pattern entry (unless it closes a
@@ -475,17 +465,7 @@ mod tests {
 
     fn depth_of(src: &str) -> usize {
         let mut max = 0;
-        let mut scan = Scan {
-            src: src.as_bytes(),
-            pos: 0,
-            frames: vec![Frame {
-                kind: Kind::Plain,
-                open: 0,
-                pending_semicolons: 0,
-            }],
-            open_total: 0,
-            after_operand: false,
-        };
+        let mut scan = Scan::new(src);
         while scan.pos < scan.src.len() {
             match scan.top() {
                 Kind::Str => scan.string().unwrap(),

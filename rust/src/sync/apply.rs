@@ -136,10 +136,10 @@ fn apply_domain(
                 replace_unfinished,
             } => create_qcow2(path, *size_gib, *replace_unfinished)
                 .map(|()| Done::Ok)
-                .map_err(|detail| SyncError::DiskCreateFailed {
+                .map_err(|e| SyncError::DiskCreateFailed {
                     name: d.name.clone(),
                     path: path.display().to_string(),
-                    detail,
+                    detail: e.to_string(),
                 }),
             Action::Rename { from } => {
                 rename(libvirt, uuid, from, &d.name, options.nvram_dir.as_deref())

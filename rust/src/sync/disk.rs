@@ -136,19 +136,71 @@ pub(crate) fn partial_path(path: &Path) -> Option<PathBuf> {
     Some(disk_parent(path).join(format!(".{file}{PARTIAL_SUFFIX}")))
 }
 
+/// Why [`create_qcow2`] created no image.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("the path has no file name")]
+    NoFileName,
+    #[error("cannot remove the leftover {}: {source}", path.display())]
+    RemoveLeftover {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} exists and is not a regular file; remove it", path.display())]
+    LeftoverNotAFile { path: PathBuf },
+    #[error("cannot create {}: {source}", path.display())]
+    CreateTemporary {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `qemu-img` failed; its standard error, trimmed.
+    #[error("{stderr}")]
+    QemuImgFailed { stderr: String },
+    #[error("qemu-img did not finish within {} s", QEMU_IMG_TIMEOUT.as_secs())]
+    QemuImgTimedOut,
+    #[error("cannot run qemu-img: {0}")]
+    QemuImgSpawn(std::io::Error),
+    #[error("waiting for qemu-img failed: {0}")]
+    QemuImgWait(std::io::Error),
+    #[error("cannot flush {}: {source}", path.display())]
+    Flush {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot move the image into place: {0}")]
+    MoveIntoPlace(std::io::Error),
+    /// The hard link failed (`link`), then the rename too.
+    #[error("cannot move the image into place: {rename} (link: {link})")]
+    LinkAndMove {
+        rename: std::io::Error,
+        link: std::io::Error,
+    },
+    #[error("the file at the path changed meanwhile; it was left alone")]
+    ChangedMeanwhile,
+    #[error("a file appeared at the path meanwhile; it was left alone")]
+    AppearedMeanwhile,
+}
+
 /// Creates a qcow2 image at `path`, never overwriting anything but the empty
 /// leftover of an interrupted creation (`replace_unfinished`, re-checked
 /// here). The image is written under `.<file>.vfio-helper-partial` and
 /// appears at `path` only complete.
-pub fn create_qcow2(path: &Path, size_gib: u64, replace_unfinished: bool) -> Result<(), String> {
-    let tmp = partial_path(path).ok_or("the path has no file name")?;
+pub fn create_qcow2(
+    path: &Path,
+    size_gib: u64,
+    replace_unfinished: bool,
+) -> Result<(), CreateError> {
+    let tmp = partial_path(path).ok_or(CreateError::NoFileName)?;
     remove_leftover(&tmp)?;
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        .map_err(|source| CreateError::CreateTemporary {
+            path: tmp.clone(),
+            source,
+        })?;
     let result = fill_and_place(&tmp, path, size_gib, replace_unfinished);
     // Gone after a successful link or rename; removed after a failure.
     let _ = fs::remove_file(&tmp);
@@ -157,7 +209,12 @@ pub fn create_qcow2(path: &Path, size_gib: u64, replace_unfinished: bool) -> Res
     Ok(())
 }
 
-fn fill_and_place(tmp: &Path, path: &Path, size_gib: u64, replace: bool) -> Result<(), String> {
+fn fill_and_place(
+    tmp: &Path,
+    path: &Path,
+    size_gib: u64,
+    replace: bool,
+) -> Result<(), CreateError> {
     let mut cmd = Command::new("qemu-img");
     cmd.args(["create", "-q", "-f", "qcow2"])
         .arg(tmp)
@@ -165,26 +222,28 @@ fn fill_and_place(tmp: &Path, path: &Path, size_gib: u64, replace: bool) -> Resu
         .env("LC_ALL", "C");
     match run_bounded(cmd, None, QEMU_IMG_TIMEOUT) {
         Ok(out) if out.status.success() => {}
-        Ok(out) => return Err(out.stderr.trim().to_string()),
-        Err(RunError::TimedOut) => {
-            return Err(format!(
-                "qemu-img did not finish within {} s",
-                QEMU_IMG_TIMEOUT.as_secs()
-            ))
+        Ok(out) => {
+            return Err(CreateError::QemuImgFailed {
+                stderr: out.stderr.trim().to_string(),
+            })
         }
-        Err(RunError::Spawn(e)) => return Err(format!("cannot run qemu-img: {e}")),
-        Err(RunError::Wait(e)) => return Err(format!("waiting for qemu-img failed: {e}")),
+        Err(RunError::TimedOut) => return Err(CreateError::QemuImgTimedOut),
+        Err(RunError::Spawn(e)) => return Err(CreateError::QemuImgSpawn(e)),
+        Err(RunError::Wait(e)) => return Err(CreateError::QemuImgWait(e)),
     }
     fs::File::open(tmp)
         .and_then(|f| f.sync_all())
-        .map_err(|e| format!("cannot flush {}: {e}", tmp.display()))?;
+        .map_err(|source| CreateError::Flush {
+            path: tmp.to_path_buf(),
+            source,
+        })?;
     if replace {
         // Only the empty leftover is replaced, and only if it still is one.
         match fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_file() && is_unfinished(&m) => {
-                fs::rename(tmp, path).map_err(|e| format!("cannot move the image into place: {e}"))
+                fs::rename(tmp, path).map_err(CreateError::MoveIntoPlace)
             }
-            _ => Err("the file at the path changed meanwhile; it was left alone".into()),
+            _ => Err(CreateError::ChangedMeanwhile),
         }
     } else {
         place_new(tmp, path)
@@ -193,34 +252,39 @@ fn fill_and_place(tmp: &Path, path: &Path, size_gib: u64, replace: bool) -> Resu
 
 /// Links the finished image into place: fails instead of replacing anything
 /// that appeared at `path` meanwhile.
-fn place_new(tmp: &Path, path: &Path) -> Result<(), String> {
+fn place_new(tmp: &Path, path: &Path) -> Result<(), CreateError> {
     match fs::hard_link(tmp, path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err("a file appeared at the path meanwhile; it was left alone".into())
+            Err(CreateError::AppearedMeanwhile)
         }
         Err(link_err) => {
             // A file system without hard links: rename, after checking once
             // more that nothing is there.
             if fs::symlink_metadata(path).is_ok() {
-                return Err("a file appeared at the path meanwhile; it was left alone".into());
+                return Err(CreateError::AppearedMeanwhile);
             }
-            fs::rename(tmp, path)
-                .map_err(|e| format!("cannot move the image into place: {e} (link: {link_err})"))
+            fs::rename(tmp, path).map_err(|rename| CreateError::LinkAndMove {
+                rename,
+                link: link_err,
+            })
         }
     }
 }
 
 /// Removes the temporary file of an interrupted creation: only a regular
 /// file is removed, never what a symbolic link points to.
-fn remove_leftover(tmp: &Path) -> Result<(), String> {
+fn remove_leftover(tmp: &Path) -> Result<(), CreateError> {
     match fs::symlink_metadata(tmp) {
-        Ok(m) if m.file_type().is_file() => fs::remove_file(tmp)
-            .map_err(|e| format!("cannot remove the leftover {}: {e}", tmp.display())),
-        Ok(_) => Err(format!(
-            "{} exists and is not a regular file; remove it",
-            tmp.display()
-        )),
+        Ok(m) if m.file_type().is_file() => {
+            fs::remove_file(tmp).map_err(|source| CreateError::RemoveLeftover {
+                path: tmp.to_path_buf(),
+                source,
+            })
+        }
+        Ok(_) => Err(CreateError::LeftoverNotAFile {
+            path: tmp.to_path_buf(),
+        }),
         Err(_) => Ok(()),
     }
 }
@@ -236,8 +300,14 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn have_qemu_img() -> bool {
-        Command::new("qemu-img").arg("--version").output().is_ok()
+    /// A scratch directory and the path `x.qcow2` in it, for a test that
+    /// runs qemu-img (it fails without).
+    fn scratch_image() -> (tempfile::TempDir, PathBuf) {
+        let have_qemu_img = Command::new("qemu-img").arg("--version").output().is_ok();
+        assert!(have_qemu_img, "qemu-img is needed (Debian: qemu-utils)");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.qcow2");
+        (dir, p)
     }
 
     #[test]
@@ -298,11 +368,7 @@ mod tests {
 
     #[test]
     fn creation_goes_through_a_temporary_name_and_cleans_up() {
-        if !have_qemu_img() {
-            panic!("qemu-img is needed (Debian: qemu-utils)");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.qcow2");
+        let (dir, p) = scratch_image();
         // A leftover of an interrupted run is removed and redone.
         let tmp = partial_path(&p).unwrap();
         fs::write(&tmp, b"half").unwrap();
@@ -319,17 +385,13 @@ mod tests {
 
     #[test]
     fn creation_never_replaces_a_file_that_appeared() {
-        if !have_qemu_img() {
-            panic!("qemu-img is needed (Debian: qemu-utils)");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.qcow2");
+        let (_dir, p) = scratch_image();
         fs::write(&p, b"user data").unwrap();
         let err = create_qcow2(&p, 1, false).unwrap_err();
-        assert!(err.contains("appeared"), "{err}");
+        assert!(matches!(err, CreateError::AppearedMeanwhile), "{err}");
         assert_eq!(fs::read(&p).unwrap(), b"user data");
         let err = create_qcow2(&p, 1, true).unwrap_err();
-        assert!(err.contains("changed meanwhile"), "{err}");
+        assert!(matches!(err, CreateError::ChangedMeanwhile), "{err}");
         assert_eq!(fs::read(&p).unwrap(), b"user data");
         assert!(!partial_path(&p).unwrap().exists());
     }
@@ -341,7 +403,7 @@ mod tests {
         let victim = dir.path().join("victim");
         fs::write(&victim, b"keep").unwrap();
         std::os::unix::fs::symlink(&victim, partial_path(&p).unwrap()).unwrap();
-        let err = create_qcow2(&p, 1, false).unwrap_err();
+        let err = create_qcow2(&p, 1, false).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
         assert!(!p.exists());
@@ -349,14 +411,10 @@ mod tests {
 
     #[test]
     fn a_failed_qemu_img_leaves_nothing() {
-        if !have_qemu_img() {
-            panic!("qemu-img is needed (Debian: qemu-utils)");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.qcow2");
+        let (_dir, p) = scratch_image();
         // qemu-img refuses a size it cannot represent.
         let err = create_qcow2(&p, u64::MAX / 2, false).unwrap_err();
-        assert!(!err.is_empty());
+        assert!(!err.to_string().is_empty());
         assert!(!p.exists());
         assert!(!partial_path(&p).unwrap().exists());
     }

@@ -92,42 +92,52 @@ fn check_field(field: &str, value: &str) -> Result<(), SyncError> {
     check_name(value).map_err(|why| SyncError::InvalidName {
         field: field.to_string(),
         value: super::shown(value),
-        why,
+        why: why.to_string(),
     })
+}
+
+/// Why a domain or network name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is {len} bytes long; libvirt stores files named after it, so at most {MAX_NAME_BYTES} bytes fit (NAME_MAX 255 minus `_VARS.qcow2.new`)")]
+    TooLong { len: usize },
+    #[error("it must start with a letter or a digit")]
+    BadStart,
+    #[error("it contains {0:?}; only letters, digits and _ . + - are allowed")]
+    BadCharacter(char),
+    #[error("it is all digits, so virsh would take it for a domain ID")]
+    AllDigits,
+    #[error(
+        "it is shaped like a UUID (32 hex digits and dashes), so virsh would look it up as one"
+    )]
+    UuidShaped,
 }
 
 /// Checks a domain or network name (see "Names" in the module documentation);
 /// the error says why it is refused.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("it is empty".into());
+        return Err(NameError::Empty);
     }
     if name.len() > MAX_NAME_BYTES {
-        return Err(format!(
-            "it is {} bytes long; libvirt stores files named after it, so at most {MAX_NAME_BYTES} bytes fit (NAME_MAX 255 minus `_VARS.qcow2.new`)",
-            name.len()
-        ));
+        return Err(NameError::TooLong { len: name.len() });
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err("it must start with a letter or a digit".into());
+        return Err(NameError::BadStart);
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-')))
     {
-        return Err(format!(
-            "it contains {:?}; only letters, digits and _ . + - are allowed",
-            c
-        ));
+        return Err(NameError::BadCharacter(c));
     }
     if name.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("it is all digits, so virsh would take it for a domain ID".into());
+        return Err(NameError::AllDigits);
     }
     if is_uuid_shaped(name) {
-        return Err(
-            "it is shaped like a UUID (32 hex digits and dashes), so virsh would look it up as one"
-                .into(),
-        );
+        return Err(NameError::UuidShaped);
     }
     Ok(())
 }

@@ -52,8 +52,25 @@ pub fn normalize_uuid(text: &str) -> Option<String> {
         .map(|u| u.hyphenated().to_string())
 }
 
+/// Why a domain XML could not be read or stamped.
+#[derive(Debug, thiserror::Error)]
+pub enum MarkerError {
+    #[error(transparent)]
+    Xml(#[from] quick_xml::Error),
+    #[error(transparent)]
+    Attribute(#[from] quick_xml::events::attributes::AttrError),
+    #[error(transparent)]
+    Offset(#[from] std::num::TryFromIntError),
+    #[error("the root element is not <domain>")]
+    RootNotDomain,
+    #[error("the <vfio:managed> marker already has a hash, name or uuid attribute")]
+    AlreadyStamped,
+    #[error("no closing </domain> tag")]
+    NoClosingDomainTag,
+}
+
 /// Reads the domain name, UUID and our marker from a domain XML.
-pub fn xml_facts(xml: &str) -> Result<XmlFacts, String> {
+pub fn xml_facts(xml: &str) -> Result<XmlFacts, MarkerError> {
     let mut reader = NsReader::from_str(xml);
     let mut path: Vec<Vec<u8>> = Vec::new();
     let mut facts = XmlFacts::default();
@@ -63,14 +80,14 @@ pub fn xml_facts(xml: &str) -> Result<XmlFacts, String> {
     let mut uuid = String::new();
     let mut saw_name = false;
     loop {
-        let (ns, event) = reader.read_resolved_event().map_err(|e| e.to_string())?;
+        let (ns, event) = reader.read_resolved_event()?;
         let is_ours = matches!(ns, ResolveResult::Bound(n) if n.as_ref() == MANAGED_NS.as_bytes());
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
                 let local = e.local_name().as_ref().to_vec();
                 if path.is_empty() && local != b"domain" {
-                    return Err("the root element is not <domain>".into());
+                    return Err(MarkerError::RootNotDomain);
                 }
                 if is_ours
                     && local == MARKER_ELEMENT.as_bytes()
@@ -78,8 +95,7 @@ pub fn xml_facts(xml: &str) -> Result<XmlFacts, String> {
                     && path[1] == b"metadata"
                     && facts.marker.is_none()
                 {
-                    let end =
-                        usize::try_from(reader.buffer_position()).map_err(|e| e.to_string())?;
+                    let end = usize::try_from(reader.buffer_position())?;
                     facts.marker = Some(read_marker(e, end, empty)?);
                 }
                 if path.len() == 1 && !empty {
@@ -101,7 +117,7 @@ pub fn xml_facts(xml: &str) -> Result<XmlFacts, String> {
                 text_of = None;
             }
             Event::Text(t) if text_of.is_some() => {
-                let text = t.unescape().map_err(|e| e.to_string())?;
+                let text = t.unescape()?;
                 push_text(text_of, &text, &mut name, &mut uuid);
             }
             Event::CData(t) if text_of.is_some() => {
@@ -130,18 +146,15 @@ fn read_marker(
     e: &quick_xml::events::BytesStart,
     end_of_start_tag: usize,
     empty: bool,
-) -> Result<Marker, String> {
+) -> Result<Marker, MarkerError> {
     let mut marker = Marker {
         end_of_start_tag,
         empty,
         ..Marker::default()
     };
     for attr in e.attributes() {
-        let attr = attr.map_err(|e| e.to_string())?;
-        let value = attr
-            .unescape_value()
-            .map_err(|e| e.to_string())?
-            .into_owned();
+        let attr = attr?;
+        let value = attr.unescape_value()?.into_owned();
         match attr.key.as_ref() {
             b"hash" => marker.hash = Some(value),
             b"name" => marker.name = Some(value),
@@ -166,7 +179,7 @@ pub fn content_hash(xml: &str) -> String {
 /// The XML to define: the rendered XML with its hash, and the name and UUID
 /// it declares, stored in our marker (a marker is added when it has none).
 /// Returns the stamped XML and the hash.
-pub fn stamp_hash(xml: &str) -> Result<(String, String), String> {
+pub fn stamp_hash(xml: &str) -> Result<(String, String), MarkerError> {
     let hash = content_hash(xml);
     let facts = xml_facts(xml)?;
     let mut attrs = format!(" hash=\"{hash}\"");
@@ -179,9 +192,7 @@ pub fn stamp_hash(xml: &str) -> Result<(String, String), String> {
     let stamped = match facts.marker {
         Some(marker) => {
             if marker.hash.is_some() || marker.name.is_some() || marker.uuid.is_some() {
-                return Err(
-                    "the <vfio:managed> marker already has a hash, name or uuid attribute".into(),
-                );
+                return Err(MarkerError::AlreadyStamped);
             }
             let cut = if marker.empty {
                 marker.end_of_start_tag - 2
@@ -206,7 +217,7 @@ pub fn stamp_hash(xml: &str) -> Result<(String, String), String> {
                     &xml[pos..]
                 )
             } else {
-                return Err("no closing </domain> tag".into());
+                return Err(MarkerError::NoClosingDomainTag);
             }
         }
     };

@@ -231,12 +231,12 @@ mod tests;
 mod virsh;
 
 pub use apply::{apply, read_declared, ApplyOptions, DomainOutcome, Report};
-pub use disk::{create_qcow2, probe_disk, DiskState};
+pub use disk::{create_qcow2, probe_disk, CreateError, DiskState};
 pub use ledger::{Ledger, LedgerEntry, DEFAULT_STATE_FILE};
 pub use manifest::{
-    check_name, is_uuid_shaped, parses_as_uuid, DeclaredDomain, Manifest, MAX_NAME_BYTES,
+    check_name, is_uuid_shaped, parses_as_uuid, DeclaredDomain, Manifest, NameError, MAX_NAME_BYTES,
 };
-pub use marker::{content_hash, stamp_hash, xml_facts, Marker, XmlFacts};
+pub use marker::{content_hash, stamp_hash, xml_facts, Marker, MarkerError, XmlFacts};
 pub use network::{plan_networks, stock_default_network_xml, LiveNetwork, NetAction, NetworkPlan};
 pub use plan::{plan, running_note, Action, DefineReason, DomainPlan, Phase, Plan};
 pub use rom::{check_rom_files, rom_files, rom_problem};

@@ -8,45 +8,22 @@
 use std::fs;
 use std::path::Path;
 
-use quick_xml::events::Event;
-use quick_xml::Reader;
-
 use super::SyncError;
+use crate::xmlread;
 
 /// The `file` of every `<rom>` of a device (`/domain/devices/*/rom`), in
 /// document order.
 pub fn rom_files(xml: &str) -> Vec<String> {
-    let mut reader = Reader::from_str(xml);
-    let mut path: Vec<Vec<u8>> = Vec::new();
     let mut out = Vec::new();
-    while let Ok(event) = reader.read_event() {
-        let (start, empty) = match &event {
-            Event::Start(s) => (s, false),
-            Event::Empty(s) => (s, true),
-            Event::End(_) => {
-                path.pop();
-                continue;
-            }
-            Event::Eof => break,
-            _ => continue,
-        };
-        let name = start.name().as_ref().to_vec();
-        let is_rom =
-            name == b"rom" && path.len() == 3 && path[0] == b"domain" && path[1] == b"devices";
+    xmlread::each_element(xml, |path, start| {
+        let is_rom = start.name().as_ref() == b"rom"
+            && path.len() == 3
+            && path[0] == "domain"
+            && path[1] == "devices";
         if is_rom {
-            if let Some(file) = start
-                .try_get_attribute("file")
-                .ok()
-                .flatten()
-                .and_then(|a| a.unescape_value().ok())
-            {
-                out.push(file.into_owned());
-            }
+            out.extend(xmlread::attribute(start, "file"));
         }
-        if !empty {
-            path.push(name);
-        }
-    }
+    });
     out
 }
 

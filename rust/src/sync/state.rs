@@ -40,7 +40,7 @@ pub fn prepare(
         path: decl.xml.display().to_string(),
         detail,
     };
-    let facts = xml_facts(xml_text).map_err(invalid)?;
+    let facts = xml_facts(xml_text).map_err(|e| invalid(e.to_string()))?;
     match facts.name.as_deref() {
         Some(n) if n == decl.name => {}
         Some(n) => return Err(invalid(format!("its <name> is `{}`", shown(n)))),
@@ -49,7 +49,7 @@ pub fn prepare(
     let Some(uuid) = facts.uuid else {
         return Err(invalid("it has no valid <uuid>".into()));
     };
-    let (xml, hash) = stamp_hash(xml_text).map_err(invalid)?;
+    let (xml, hash) = stamp_hash(xml_text).map_err(|e| invalid(e.to_string()))?;
     let disk = match (&decl.disk, disk_state) {
         (Some(path), Some(state)) => Some(DesiredDisk {
             path: path.clone(),

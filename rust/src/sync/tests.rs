@@ -676,6 +676,12 @@ impl Fake {
             .cloned()
     }
 
+    /// Changes every domain with `uuid`.
+    fn update(&self, uuid: &str, change: impl Fn(&mut LiveDomain)) {
+        let mut doms = self.domains.borrow_mut();
+        doms.iter_mut().filter(|d| d.uuid == uuid).for_each(change);
+    }
+
     fn err(what: &str) -> SyncError {
         SyncError::Virsh {
             command: "fake".into(),
@@ -708,27 +714,13 @@ impl Libvirt for Fake {
 
     fn set_autostart(&self, uuid: &str, on: bool) -> Result<(), SyncError> {
         self.call(format!("autostart {uuid} {on}"));
-        for d in self
-            .domains
-            .borrow_mut()
-            .iter_mut()
-            .filter(|d| d.uuid == uuid)
-        {
-            d.autostart = on;
-        }
+        self.update(uuid, |d| d.autostart = on);
         Ok(())
     }
 
     fn is_running(&self, uuid: &str) -> Result<bool, SyncError> {
         if self.starts_meanwhile.borrow_mut().remove(uuid) {
-            for d in self
-                .domains
-                .borrow_mut()
-                .iter_mut()
-                .filter(|d| d.uuid == uuid)
-            {
-                d.running = true;
-            }
+            self.update(uuid, |d| d.running = true);
         }
         Ok(self.find(uuid).is_some_and(|d| d.running))
     }
