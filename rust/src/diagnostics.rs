@@ -184,29 +184,6 @@ impl Finding {
             help: clean(text.help),
         }
     }
-
-    /// [`Finding::at`] with the location and text spelled out, for the
-    /// callers written before [`Location`] and [`Text`]; new code uses `at`.
-    #[allow(clippy::too_many_arguments)]
-    #[doc(hidden)]
-    pub fn new(
-        rule: &str,
-        severity: Severity,
-        file: &str,
-        source: &str,
-        offset: usize,
-        length: usize,
-        message: String,
-        label: String,
-        help: String,
-    ) -> Finding {
-        Finding::at(
-            rule,
-            severity,
-            Location::new(file, source, offset, length),
-            Text::new(message, label, help),
-        )
-    }
 }
 
 /// The `--format json` document of a check run.
@@ -328,27 +305,8 @@ mod tests {
     }
 
     #[test]
-    fn the_old_constructor_builds_the_same_finding() {
+    fn spans_past_the_end_are_clamped() {
         let src = "{ a = 1; }";
-        let old = Finding::new(
-            "r",
-            Severity::Error,
-            "f",
-            src,
-            2,
-            5,
-            "m".into(),
-            "l".into(),
-            "h".into(),
-        );
-        let new = Finding::at(
-            "r",
-            Severity::Error,
-            Location::new("f", src, 2, 5),
-            Text::new("m", "l", "h"),
-        );
-        assert_eq!(old, new);
-        // Spans past the end are clamped.
         let clamped = Finding::at(
             "r",
             Severity::Error,

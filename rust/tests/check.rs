@@ -63,28 +63,51 @@ fn says(f: &serde_json::Value, expected: &str) -> bool {
     message.contains(expected) || format!("{message}; {help}").contains(expected)
 }
 
-/// The `modules.vfio` rules of `check` whose entries are in checks/bad-inputs
-/// (named after the rule) rather than in checks/check-corpus.
-const VFIO_RULES_IN_BAD_INPUTS: &[&str] = &[
+/// The rules of `check` other than the shared ones ([`RuleCode`]) whose
+/// entries are in checks/bad-inputs (named after the rule) rather than in
+/// checks/check-corpus: the module refuses them with the message `check`
+/// gives.
+///
+/// [`RuleCode`]: vfio_helper::rules::RuleCode
+const RULES_IN_BAD_INPUTS: &[&str] = &[
+    "isolation-backwards-range",
+    "isolation-cpu-zero",
+    "isolation-overlap-autostart",
+    "isolation-static-no-autostart",
+    "isolation-static-topology",
+    "vfio-boot-gpu-primary",
+    "vfio-dual-boot-enable-by-hand",
+    "vfio-dual-boot-same-labels",
+    "vfio-kvmfr-index-gap",
+    "vfio-kvmfr-without-looking-glass",
+    "vfio-lg-no-users",
+    "vfio-scream-user-network",
+    "vfio-shm-size-not-power-of-two",
+    "vfio-shm-smaller-than-vm",
     "vfio-single-gpu-disabled",
     "vfio-single-gpu-primary-mode",
-    "vfio-boot-gpu-primary",
+    "vm-address",
+    "vm-evdev-path",
+    "vm-mac",
+    "vm-option-typo",
+    "vm-pci-id",
+    "vm-uuid",
 ];
 
 /// The entries naming the rule they must produce: those of
 /// checks/check-corpus, and those of checks/bad-inputs named after a shared
-/// rule (or one of [`VFIO_RULES_IN_BAD_INPUTS`]) and not in the former,
+/// rule (or one of [`RULES_IN_BAD_INPUTS`]) and not in the former,
 /// which the module must refuse with the same message.
 fn rule_entries() -> Vec<(String, PathBuf, String)> {
     let named = |stem: &str| {
         vfio_helper::rules::RuleCode::ALL
             .iter()
             .any(|c| c.code() == stem && !CORPUS_ELSEWHERE.iter().any(|(e, _)| *e == stem))
-            || VFIO_RULES_IN_BAD_INPUTS.contains(&stem)
+            || RULES_IN_BAD_INPUTS.contains(&stem)
     };
     let mut entries = corpus("checks/check-corpus");
     let bad = corpus("checks/bad-inputs");
-    for name in VFIO_RULES_IN_BAD_INPUTS {
+    for name in RULES_IN_BAD_INPUTS {
         assert!(bad.iter().any(|(n, _, _)| n == name), "no bad input {name}");
     }
     let in_corpus: Vec<String> = entries.iter().map(|(n, _, _)| n.clone()).collect();

@@ -58,7 +58,7 @@ mod vm;
 
 use std::path::Path;
 
-use crate::diagnostics::{Finding, Severity};
+use crate::diagnostics::{Finding, Location, Severity, Text};
 use crate::nixedit;
 use crate::topology::HostTopology;
 
@@ -82,34 +82,31 @@ pub fn check_file(path: &Path, display: &str, options: &Options) -> (String, Vec
             (source, findings)
         }
         Ok(None) => {
-            let f = Finding::new(
+            let f = Finding::at(
                 "input-size",
                 Severity::Error,
-                display,
-                "",
-                0,
-                0,
-                format!(
-                    "{display} is larger than {} bytes; host files that large are not read",
-                    nixedit::MAX_SOURCE_BYTES
+                Location::new(display, "", 0, 0),
+                Text::new(
+                    format!(
+                        "{display} is larger than {} bytes; host files that large are not read",
+                        nixedit::MAX_SOURCE_BYTES
+                    ),
+                    "too large",
+                    "check the host's own .nix files (a few KiB each), not generated or vendored ones",
                 ),
-                "too large".into(),
-                "check the host's own .nix files (a few KiB each), not generated or vendored ones"
-                    .into(),
             );
             (String::new(), vec![f])
         }
         Err(e) => {
-            let f = Finding::new(
+            let f = Finding::at(
                 "read",
                 Severity::Error,
-                display,
-                "",
-                0,
-                0,
-                format!("cannot read {display}: {e}"),
-                "unreadable".into(),
-                "pass an existing, readable .nix file".into(),
+                Location::new(display, "", 0, 0),
+                Text::new(
+                    format!("cannot read {display}: {e}"),
+                    "unreadable",
+                    "pass an existing, readable .nix file",
+                ),
             );
             (String::new(), vec![f])
         }
@@ -264,33 +261,23 @@ impl Cx<'_> {
         let mut findings: Vec<Finding> = raw
             .into_iter()
             .map(|r| {
-                Finding::new(
+                Finding::at(
                     &r.rule,
                     Severity::Error,
-                    file,
-                    self.source,
-                    r.start,
-                    r.end.saturating_sub(r.start),
-                    r.message,
-                    r.label,
-                    r.help,
+                    Location::new(file, self.source, r.start, r.end.saturating_sub(r.start)),
+                    Text::new(r.message, r.label, r.help),
                 )
             })
             .collect();
         if more > 0 {
-            findings.push(Finding::new(
-                "too-many-findings",
-                Severity::Error,
-                file,
-                self.source,
-                0,
-                0,
-                format!(
+            findings.push(Finding::at(
+"too-many-findings",
+Severity::Error,
+Location::new(file, self.source, 0, 0),
+Text::new(format!(
                     "{more} more problems in {file} are not shown (only the first {MAX_FINDINGS} are)"
-                ),
-                "the rest".into(),
-                "fix the problems shown and run `vfio-helper check` again".into(),
-            ));
+                ), "the rest", "fix the problems shown and run `vfio-helper check` again"),
+));
         }
         findings
     }

@@ -4,8 +4,7 @@
 //! mirrored by `modules/vms/options.nix`.
 //!
 //! Cross-field rules (the SPICE sound needs SPICE graphics, PipeWire needs a
-//! runtime directory, an address listed twice) are the domain's
-//! (`domain/audio.rs`, `domain/usb.rs`, `domain/pci.rs`).
+//! runtime directory, an address listed twice) are in `rules/devices.rs`.
 
 use serde::{Deserialize, Serialize};
 

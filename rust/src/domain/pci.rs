@@ -69,21 +69,7 @@ pub(super) fn write_root_ports(x: &mut Xml, devices: &[Passthrough]) {
 /// One `<hostdev type="pci">` per device, at slot 0 of its root port's bus.
 pub(super) fn write_pci_hostdevs(x: &mut Xml, devices: &[Passthrough]) {
     for d in devices {
-        x.open(
-            "hostdev",
-            &[("mode", "subsystem"), ("type", "pci"), ("managed", "yes")],
-        );
-        x.open("source", &[]);
-        x.empty(
-            "address",
-            &[
-                ("domain", &format!("0x{:04x}", d.host.domain)),
-                ("bus", &hex2(d.host.bus)),
-                ("slot", &hex2(d.host.slot)),
-                ("function", &format!("0x{:x}", d.host.function)),
-            ],
-        );
-        x.close("source");
+        super::devices::open_pci_hostdev(x, &d.host);
         x.empty(
             "address",
             &[

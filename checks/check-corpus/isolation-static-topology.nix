@@ -1,1 +1,0 @@
-../bad-inputs/isolation-static-topology.nix

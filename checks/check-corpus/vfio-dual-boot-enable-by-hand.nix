@@ -1,1 +1,0 @@
-../bad-inputs/vfio-dual-boot-enable-by-hand.nix

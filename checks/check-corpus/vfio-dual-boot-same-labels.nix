@@ -1,1 +1,0 @@
-../bad-inputs/vfio-dual-boot-same-labels.nix

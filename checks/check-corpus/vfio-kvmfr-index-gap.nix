@@ -1,1 +1,0 @@
-../bad-inputs/vfio-kvmfr-index-gap.nix

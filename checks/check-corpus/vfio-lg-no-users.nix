@@ -1,1 +1,0 @@
-../bad-inputs/vfio-lg-no-users.nix

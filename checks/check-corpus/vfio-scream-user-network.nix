@@ -1,1 +1,0 @@
-../bad-inputs/vfio-scream-user-network.nix

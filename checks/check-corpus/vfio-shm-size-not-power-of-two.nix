@@ -1,1 +1,0 @@
-../bad-inputs/vfio-shm-size-not-power-of-two.nix

@@ -1,1 +1,0 @@
-../bad-inputs/vfio-shm-smaller-than-vm.nix

@@ -1,1 +1,0 @@
-../bad-inputs/vm-graphics-none-no-input.nix

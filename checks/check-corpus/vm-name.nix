@@ -1,1 +1,0 @@
-../bad-inputs/vm-name.nix
