@@ -106,51 +106,41 @@ pub fn shared_devices(vms: &[VmView]) -> Vec<(usize, Violation)> {
             owners.entry(address).or_default().push((i, option));
         }
     }
+    // Reported at the second user, labelled with the first.
+    let shared = |code, paths: &[&str], message: String, help: &str, names: &[&str]| {
+        let label = format!("also used by {}", names[0]);
+        Violation::new(code, paths, message, &label, help.into())
+    };
     for (address, users) in &owners {
         if users.len() > 1 {
             let names: Vec<&str> = users.iter().map(|(i, _)| vms[*i].name).collect();
             let (second, option) = &users[1];
+            let message = format!(
+                "PCI device {address} is passed through to {}",
+                names.join(" and ")
+            );
+            let help = "a device can belong to one VM only: remove it from all but one of them";
             out.push((
                 *second,
-                Violation {
-                    code: R::SharedGpu,
-                    paths: vec![option.clone()],
-                    message: format!(
-                        "PCI device {address} is passed through to {}",
-                        names.join(" and ")
-                    ),
-                    help: "a device can belong to one VM only: remove it from all but one of them"
-                        .into(),
-                    label: format!("also used by {}", names[0]),
-                },
+                shared(R::SharedGpu, &[option], message, help, &names),
             ));
         }
     }
     for (index, second, names) in sharing(vms, kvmfr_index) {
+        let paths = ["lookingGlass.kvmfrIndex", "lookingGlass.backend"];
+        let message = format!("/dev/kvmfr{index} is used by {}", names.join(" and "));
+        let help = "give each VM its own lookingGlass.kvmfrIndex";
         out.push((
             second,
-            Violation {
-                code: R::SharedKvmfr,
-                paths: vec![
-                    "lookingGlass.kvmfrIndex".into(),
-                    "lookingGlass.backend".into(),
-                ],
-                message: format!("/dev/kvmfr{index} is used by {}", names.join(" and ")),
-                help: "give each VM its own lookingGlass.kvmfrIndex".into(),
-                label: format!("also used by {}", names[0]),
-            },
+            shared(R::SharedKvmfr, &paths, message, help, &names),
         ));
     }
     for (port, second, names) in sharing(vms, spice_port) {
+        let message = format!("{} use spice.port = {port}", names.join(" and "));
+        let help = "only one of them could start at a time: give each VM its own spice.port (or null for the first free one)";
         out.push((
             second,
-            Violation {
-                code: R::SharedSpicePort,
-                paths: vec!["spice.port".into()],
-                message: format!("{} use spice.port = {port}", names.join(" and ")),
-                help: "only one of them could start at a time: give each VM its own spice.port (or null for the first free one)".into(),
-                label: format!("also used by {}", names[0]),
-            },
+            shared(R::SharedSpicePort, &["spice.port"], message, help, &names),
         ));
     }
     out
