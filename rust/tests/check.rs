@@ -81,6 +81,8 @@ const RULES_IN_BAD_INPUTS: &[&str] = &[
     "vfio-kvmfr-index-gap",
     "vfio-kvmfr-without-looking-glass",
     "vfio-lg-no-users",
+    "vfio-not-account",
+    "vfio-scream-no-users",
     "vfio-scream-user-network",
     "vfio-shm-size-not-power-of-two",
     "vfio-shm-smaller-than-vm",

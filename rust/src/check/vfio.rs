@@ -260,6 +260,9 @@ impl Cx<'_> {
         } else {
             boolean(vfio, V, "scream.enable")
         };
+        if scream == Some(true) {
+            self.scream_users_rules(host, vfio);
+        }
         let derived_iface =
             absent(vfio, "scream.interface") || string(vfio, V, "scream.interface") == Some(None);
         if scream == Some(true) && derived_iface {
@@ -288,6 +291,67 @@ impl Cx<'_> {
         }
     }
 
+    /// A receiver needs a user when the interface is given (with it derived,
+    /// the module only asks for users where a GPU VM sends), and every user
+    /// must be an account.
+    fn scream_users_rules(&mut self, host: &Host, vfio: &Node) {
+        let interface = string(vfio, V, "scream.interface").flatten();
+        let users = strings(vfio, "scream.users");
+        let written = !absent(vfio, "scream.users");
+        if let (Some(_), Some(users), true) = (interface, &users, host.self_contained) {
+            if users.is_empty()
+                && (written || strings(vfio, "lookingGlass.users").is_some_and(|u| u.is_empty()))
+            {
+                let (s, e) = span_of(vfio, &["scream.users", "scream.interface", "scream"]);
+                self.push(
+                    "vfio-scream-no-users",
+                    s,
+                    e,
+                    "modules.vfio.scream.enable = true but modules.vfio.scream.users is empty (it defaults to modules.vfio.lookingGlass.users), so the receiver would run in every user's session".into(),
+                    "no users".into(),
+                    "set modules.vfio.scream.users = [ \"<your user name>\" ], or modules.vfio.scream.enable = false".into(),
+                );
+            }
+        }
+        if written {
+            self.accounts_rule(host, vfio, "scream.users");
+        }
+    }
+
+    /// The users of `list` (below `modules.vfio`) that NixOS creates no
+    /// account for (modules/lib/users.nix, accountsAssertion); a user whose
+    /// account the file does not settle is not reported.
+    fn accounts_rule(&mut self, host: &Host, vfio: &Node, list: &str) {
+        let Some(users) = strings(vfio, list) else {
+            return;
+        };
+        let missing: Vec<&(String, &Node)> = users
+            .iter()
+            .filter(|(u, _)| super::system::is_account(host, u) == Some(false))
+            .collect();
+        let Some((first, node)) = missing.first() else {
+            return;
+        };
+        let option = format!("modules.vfio.{list}");
+        let names: Vec<String> = missing.iter().map(|(u, _)| format!("\"{u}\"")).collect();
+        let verb = if missing.len() == 1 {
+            "is not a user"
+        } else {
+            "are not users"
+        };
+        self.push(
+            "vfio-not-account",
+            node.start,
+            node.end,
+            format!(
+                "{option} contains {}, which {verb} of this system: NixOS creates an account only for users.users.<name> with isNormalUser or isSystemUser set",
+                names.join(" and ")
+            ),
+            "not an account".into(),
+            format!("put your own user name in {option}, or declare the user, e.g. users.users.{first}.isNormalUser = true"),
+        );
+    }
+
     /// Looking Glass on the host: users, and the shared memory size.
     fn looking_glass_host_rules(&mut self, host: &Host, vfio: &Node) {
         let users = strings(vfio, "lookingGlass.users");
@@ -307,6 +371,7 @@ impl Cx<'_> {
                 );
             }
         }
+        self.accounts_rule(host, vfio, "lookingGlass.users");
         if let (Some(node), Some(size)) = (
             at(vfio, "lookingGlass.shmSize"),
             int(vfio, V, "lookingGlass.shmSize"),
