@@ -82,33 +82,31 @@ pub fn check_file(path: &Path, display: &str, options: &Options) -> (String, Vec
             (source, findings)
         }
         Ok(None) => {
-            let f = Finding::at(
-                "input-size",
-                Severity::Error,
-                Location::new(display, "", 0, 0),
-                Text::new(
-                    format!(
-                        "{display} is larger than {} bytes; host files that large are not read",
-                        nixedit::MAX_SOURCE_BYTES
-                    ),
-                    "too large",
-                    "check the host's own .nix files (a few KiB each), not generated or vendored ones",
+            let text = Text::new(
+                format!(
+                    "{display} is larger than {} bytes; host files that large are not read",
+                    nixedit::MAX_SOURCE_BYTES
                 ),
+                "too large",
+                "check the host's own .nix files (a few KiB each), not generated or vendored ones",
             );
-            (String::new(), vec![f])
+            let at = Location::new(display, "", 0, 0);
+            (
+                String::new(),
+                vec![Finding::at("input-size", Severity::Error, at, text)],
+            )
         }
         Err(e) => {
-            let f = Finding::at(
-                "read",
-                Severity::Error,
-                Location::new(display, "", 0, 0),
-                Text::new(
-                    format!("cannot read {display}: {e}"),
-                    "unreadable",
-                    "pass an existing, readable .nix file",
-                ),
+            let text = Text::new(
+                format!("cannot read {display}: {e}"),
+                "unreadable",
+                "pass an existing, readable .nix file",
             );
-            (String::new(), vec![f])
+            let at = Location::new(display, "", 0, 0);
+            (
+                String::new(),
+                vec![Finding::at("read", Severity::Error, at, text)],
+            )
         }
     }
 }
