@@ -3,7 +3,9 @@
 //! (`lookingGlass.kvmfrIndex`), the bad value and the fix.
 //!
 //! Cross-field rules (vcpus = cores × threads, hugepages = memory, the GPU's
-//! functions, …) are checked where they are used (`domain`, `pinning`).
+//! functions, …) and the bounds of lists and of the escape hatches (how many
+//! QEMU arguments, how large extraDevicesXml) are rules (`crate::rules`),
+//! checked by the domain and by `vfio-helper check` in the module's words.
 
 use super::{NetworkType, VmConfig};
 
@@ -50,12 +52,13 @@ pub mod limits {
     /// Longest interface name (`IFNAMSIZ` - 1).
     pub const IFNAME_MAX: usize = 15;
     /// `gpu.extraPciIds` and `gpu.extraAddresses` entries (a slot holds 8
-    /// functions: the GPU, its audio function and 6 more).
+    /// functions: the GPU, its audio function and 6 more); a rule.
     pub const GPU_EXTRA_FUNCTIONS: usize = 6;
-    /// `qemuArgs` entries, and bytes per entry.
+    /// `qemuArgs` entries, and bytes per entry; a rule.
     pub const QEMU_ARGS: usize = 256;
     pub const QEMU_ARG_BYTES: usize = 4096;
-    /// `extraDevicesXml` bytes and element nesting depth.
+    /// `extraDevicesXml` bytes (and of the other escape hatches; a rule)
+    /// and element nesting depth.
     pub const EXTRA_XML_BYTES: usize = 65_536;
     pub const EXTRA_XML_DEPTH: usize = 32;
 }
@@ -367,19 +370,7 @@ impl VmConfig {
                 pci_address(addr, option)?;
             }
         }
-        for (option, list) in [
-            ("gpu.extraPciIds", &gpu.extra_pci_ids),
-            ("gpu.extraAddresses", &gpu.extra_addresses),
-        ] {
-            if list.len() > limits::GPU_EXTRA_FUNCTIONS {
-                return Err(err(
-                    option,
-                    format!("[{} entries]", list.len()),
-                    "lists more functions than a PCI slot holds next to the GPU and its audio function",
-                    format!("list at most {} further functions of the GPU card in {option}", limits::GPU_EXTRA_FUNCTIONS),
-                ));
-            }
-        }
+        // How many extra functions a slot holds is a rule (`rules/vm.rs`).
         for (i, id) in gpu.extra_pci_ids.iter().enumerate() {
             pci_id(id, &format!("gpu.extraPciIds[{i}]"))?;
         }
@@ -470,41 +461,18 @@ impl VmConfig {
         Ok(())
     }
 
+    /// The characters of the QEMU arguments; their count and length, and
+    /// the size of extraDevicesXml, are rules (`rules/vm.rs`).
     fn check_escape_hatches(&self) -> Result<(), FieldError> {
-        if self.qemu_args.len() > limits::QEMU_ARGS {
-            return Err(err(
-                "qemuArgs",
-                format!("[{} entries]", self.qemu_args.len()),
-                "has more entries than allowed",
-                format!("pass at most {} QEMU arguments", limits::QEMU_ARGS),
-            ));
-        }
         for (i, arg) in self.qemu_args.iter().enumerate() {
-            let problem = if arg.len() > limits::QEMU_ARG_BYTES {
-                Some("is longer than 4096 bytes")
-            } else if arg.chars().any(xml_forbidden) {
-                Some("contains a control character")
-            } else {
-                None
-            };
-            if let Some(p) = problem {
+            if arg.chars().any(xml_forbidden) {
                 return Err(err(
                     format!("qemuArgs[{i}]"),
                     show(arg),
-                    p,
+                    "contains a control character",
                     "write each QEMU argument as plain text, at most 4096 bytes, without control characters other than tab and newline".into(),
                 ));
             }
-        }
-        let extra = &self.extra_devices_xml;
-        if extra.len() > limits::EXTRA_XML_BYTES {
-            return Err(err(
-                "extraDevicesXml",
-                format!("[{} bytes]", extra.len()),
-                "is longer than 64 KiB",
-                "keep extraDevicesXml to the few devices the options do not cover (at most 64 KiB)"
-                    .into(),
-            ));
         }
         Ok(())
     }

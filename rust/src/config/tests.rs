@@ -193,10 +193,6 @@ fn formats_follow_the_option_types() {
             "gpu.extraAddresses[1]",
         ),
         (
-            r#""gpu":{"extraPciIds":["10de:0001","10de:0002","10de:0003","10de:0004","10de:0005","10de:0006","10de:0007"]}"#,
-            "gpu.extraPciIds",
-        ),
-        (
             r#""network":{"type":"bridge","bridge":"br 0"}"#,
             "network.bridge",
         ),
@@ -221,6 +217,8 @@ fn formats_follow_the_option_types() {
         r#""gpu":{"pciId":"10de:2782","address":"01:00.0"}"#,
         // An unused bridge name is not checked, as in the module.
         r#""network":{"type":"nat","bridge":"br 0"}"#,
+        // How many functions a slot holds is a rule (vm-gpu-extra-count).
+        r#""gpu":{"extraPciIds":["10de:0001","10de:0002","10de:0003","10de:0004","10de:0005","10de:0006","10de:0007"]}"#,
     ] {
         assert_eq!(with(fields), "ok", "{fields}");
     }
@@ -264,23 +262,32 @@ fn paths_are_absolute_without_whitespace_or_control_characters() {
     assert!(err.contains("\\u{1b}") && !err.contains('\u{1b}'), "{err}");
 }
 
+/// The QEMU arguments' characters are the type's; how many arguments, how
+/// long one and how large the escape hatches are, are rules (vm-qemu-args-size,
+/// vm-extra-xml-size, vm-extra-fragment-size: domain/tests refuses them).
 #[test]
-fn escape_hatches_are_bounded() {
-    let many: Vec<String> = (0..257).map(|i| format!("\"-a{i}\"")).collect();
-    assert_eq!(
-        with(&format!(r#""qemuArgs":[{}]"#, many.join(","))),
-        "qemuArgs"
-    );
+fn escape_hatch_characters_are_checked_and_their_bounds_are_rules() {
     assert_eq!(with(r#""qemuArgs":["ok","a\u0007b"]"#), "qemuArgs[1]");
+    assert_eq!(with(r#""qemuArgs":["tab\tand\nnewline are fine"]"#), "ok");
+    let many: Vec<String> = (0..257).map(|i| format!("\"-a{i}\"")).collect();
+    assert_eq!(with(&format!(r#""qemuArgs":[{}]"#, many.join(","))), "ok");
     assert_eq!(
         with(&format!(r#""qemuArgs":["{}"]"#, "x".repeat(4097))),
-        "qemuArgs[0]"
+        "ok"
     );
-    assert_eq!(with(r#""qemuArgs":["tab\tand\nnewline are fine"]"#), "ok");
     let big = "<panic model='hyperv'/>".repeat(3000);
+    for option in [
+        "extraDevicesXml",
+        "extraCpuXml",
+        "extraFeaturesXml",
+        "extraOsXml",
+    ] {
+        assert_eq!(with(&format!(r#""{option}":"{big}""#)), "ok", "{option}");
+    }
     assert_eq!(
-        with(&format!(r#""extraDevicesXml":"{big}""#)),
-        "extraDevicesXml"
+        with(r#""spice":{"listen":"socket","port":5930}"#),
+        "ok",
+        "a port with a socket is a rule (vm-spice-socket-port)"
     );
 }
 

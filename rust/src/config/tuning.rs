@@ -77,10 +77,11 @@ pub struct Hyperv {
 }
 
 impl super::VmConfig {
-    /// The field rules of the tuning options (ranges and sizes), called by
-    /// [`super::VmConfig::check_fields`].
+    /// The field rules of the tuning options (ranges), called by
+    /// [`super::VmConfig::check_fields`]. A port with a socket and the size
+    /// of the escape hatches are rules (`rules/tuning.rs`).
     pub(super) fn check_tuning(&self) -> Result<(), super::FieldError> {
-        use super::fields::{err, range};
+        use super::fields::range;
         use super::limits::*;
         if let Some(bits) = self.cpu.max_phys_addr {
             range(
@@ -111,28 +112,6 @@ impl super::VmConfig {
                 SPICE_PORT,
                 " (a TCP port for the SPICE server on 127.0.0.1), or null for the first free one",
             )?;
-            if self.spice.listen == SpiceListen::Socket {
-                return Err(err(
-                    "spice.port",
-                    port.to_string(),
-                    "is set, but spice.listen = \"socket\" listens on a unix socket, not a port",
-                    "remove spice.port, or set spice.listen = \"address\"".into(),
-                ));
-            }
-        }
-        for (option, text) in [
-            ("extraCpuXml", &self.extra_cpu_xml),
-            ("extraFeaturesXml", &self.extra_features_xml),
-            ("extraOsXml", &self.extra_os_xml),
-        ] {
-            if text.len() > EXTRA_XML_BYTES {
-                return Err(err(
-                    option,
-                    format!("[{} bytes]", text.len()),
-                    "is longer than 64 KiB",
-                    format!("keep {option} to the few elements the options do not cover (at most 64 KiB)"),
-                ));
-            }
         }
         Ok(())
     }

@@ -153,8 +153,6 @@ pub(super) fn parse_extra_devices(text: &str) -> Result<ExtraDevices, DomainErro
 /// Why a fragment is refused.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum FragmentError {
-    #[error("it is {0} bytes long, more than 64 KiB")]
-    TooLong(usize),
     #[error("character U+{code:04X} is not allowed in XML", code = u32::from(*.0))]
     ForbiddenChar(char),
     #[error(transparent)]
@@ -201,14 +199,13 @@ pub(super) enum FragmentError {
 }
 
 /// Parses and checks a fragment whose top-level elements `allowed` names;
-/// an error is its reason and the byte offset it was found at.
+/// an error is its reason and the byte offset it was found at. Its size is
+/// bounded by the rules (`vm-extra-xml-size`, `vm-extra-fragment-size`),
+/// which `validate` checks first.
 pub(super) fn parse_fragment(
     text: &str,
     allowed: &Allowed,
 ) -> Result<ExtraDevices, (FragmentError, u64)> {
-    if text.len() > limits::EXTRA_XML_BYTES {
-        return Err((FragmentError::TooLong(text.len()), 0));
-    }
     if let Some((pos, c)) = text.char_indices().find(|&(_, c)| xml_forbidden(c)) {
         return Err((FragmentError::ForbiddenChar(c), pos as u64));
     }

@@ -59,15 +59,22 @@ pub(super) fn validate(cfg: &VmConfig, host: Option<&HostTopology>) -> Result<Pl
     cfg.check_fields()?;
 
     let vendor = cpu_vendor(cfg, host);
-    let extra_devices = parse_extra_devices(&cfg.extra_devices_xml)?;
+    let extra_devices = parse_extra_devices(&cfg.extra_devices_xml);
     // The cross-option rules, shared with `vfio-helper check` (audio.*,
-    // usb.*, pci.devices among them).
+    // usb.*, pci.devices and the escape hatches' sizes among them), before
+    // the fragments' own errors: whether extraDevicesXml gives the guest
+    // input is not known when it does not parse.
     let all = |_: &str| true;
-    let facts = Facts::all_known(vendor, extra_devices.has_input(), &all);
+    let extra_input = extra_devices.as_ref().ok().map(ExtraDevices::has_input);
+    let facts = Facts {
+        extra_input,
+        ..Facts::all_known(vendor, false, &all)
+    };
     let mut broken = rules::vm_rules(cfg, &facts).into_iter();
     if let Some(v) = broken.find(|v| v.code.concerns_domain()) {
         return Err(domain_error(v, cfg));
     }
+    let extra_devices = extra_devices?;
 
     let (hyperv, hypervclock) = if cfg.vm_type.is_windows() {
         let features = hyperv_features(cfg, vendor)?;

@@ -107,6 +107,36 @@ fn usb_devices_are_optional_hostdevs_by_id() {
 }
 
 #[test]
+fn usb_devices_are_bounded_and_have_a_vendor() {
+    let mut c = win11();
+    c.usb.devices = (0..15).map(|i| usb("046d", &format!("{i:04x}"))).collect();
+    assert!(render(&c, None).is_ok());
+    c.usb.devices.push(usb("046d", "00ff"));
+    assert_eq!(refused_by(&c), Some(RuleCode::UsbCount));
+    assert_eq!(
+        render(&c, None).unwrap_err().to_string(),
+        "usb.devices lists 16 devices, but the VM's USB controller has 15 ports"
+    );
+    c.usb.devices = vec![usb("0000", "0084")];
+    assert_eq!(refused_by(&c), Some(RuleCode::UsbVendorZero));
+}
+
+#[test]
+fn pci_lists_are_bounded() {
+    let address = |bus: usize| format!("0000:{bus:02x}:00.0");
+    let mut c = win11();
+    c.pci.devices = (0x20..0x30).map(|b| pci(&address(b))).collect();
+    c.usb.controllers = (0x40..0x48).map(|b| pci(&address(b))).collect();
+    c.spare_root_ports = 0;
+    assert!(render(&c, None).is_ok());
+    c.pci.devices.push(pci(&address(0x30)));
+    assert_eq!(refused_by(&c), Some(RuleCode::PciCount));
+    c.pci.devices.pop();
+    c.usb.controllers.push(pci(&address(0x48)));
+    assert_eq!(refused_by(&c), Some(RuleCode::PciCount));
+}
+
+#[test]
 fn usb_devices_and_controllers_count_as_input_without_graphics() {
     let mut c = win11();
     c.graphics = Graphics::None;

@@ -20,6 +20,14 @@ fn win11() -> VmConfig {
         "lookingGlass":{"size":128}}"#)
 }
 
+/// The rule `render` refuses `c` by, if it refuses it by a rule's own error.
+fn refused_by(c: &VmConfig) -> Option<crate::rules::RuleCode> {
+    match render(c, None) {
+        Err(DomainError::Rule(v)) => Some(v.code),
+        _ => None,
+    }
+}
+
 #[test]
 fn win11_renders_core_elements() {
     let xml = render(&win11(), None).unwrap();

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::{DiskIo, SpiceListen};
+use crate::rules::RuleCode;
 
 fn linux() -> VmConfig {
     cfg(
@@ -202,10 +203,7 @@ fn spice_listens_where_asked() {
     c.spice.port = Some(5901);
     assert!(render(&c, None).unwrap().contains("<graphics type=\"spice\" port=\"5901\" autoport=\"no\">\n      <listen type=\"address\" address=\"127.0.0.1\"/>"));
     c.spice.listen = SpiceListen::Socket;
-    match render(&c, None) {
-        Err(DomainError::Field(e)) => assert_eq!(e.path, "spice.port"),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(refused_by(&c), Some(RuleCode::SpiceSocketPort));
     c.spice.port = None;
     assert!(render(&c, None).unwrap().contains(
         "<graphics type=\"spice\">\n      <listen type=\"socket\" socket=\"/run/vfio-spice/win11.sock\"/>"
@@ -336,7 +334,17 @@ fn escape_hatches_reject_what_does_not_belong() {
     // Size bound, as extraDevicesXml's.
     let mut c = win11();
     c.extra_cpu_xml = format!("<!--{}-->", "x".repeat(70_000));
-    assert!(matches!(render(&c, None), Err(DomainError::Field(e)) if e.path == "extraCpuXml"));
+    assert_eq!(refused_by(&c), Some(RuleCode::ExtraFragmentSize));
+    assert_eq!(
+        render(&c, None).unwrap_err().to_string(),
+        "extraCpuXml is 70007 bytes; at most 65536 are accepted"
+    );
+    let mut c = win11();
+    c.extra_features_xml = format!("<!--{}-->", "x".repeat(70_000));
+    assert_eq!(refused_by(&c), Some(RuleCode::ExtraFragmentSize));
+    let mut c = win11();
+    c.extra_os_xml = format!("<!--{}-->", "x".repeat(70_000));
+    assert_eq!(refused_by(&c), Some(RuleCode::ExtraFragmentSize));
 }
 
 #[test]

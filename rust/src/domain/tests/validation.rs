@@ -2,6 +2,7 @@
 //! and the fix, found before anything is written.
 
 use super::*;
+use crate::rules::RuleCode;
 
 #[test]
 fn gpu_without_address_is_an_error() {
@@ -43,6 +44,37 @@ fn duplicate_and_too_many_gpu_functions() {
         render(&c, None),
         Err(DomainError::TooManyGpuFunctions { count: 9 })
     ));
+}
+
+#[test]
+fn gpu_extra_functions_are_bounded() {
+    let mut c = win11();
+    c.gpu.extra_pci_ids = (1..7).map(|d| format!("10de:{d:04x}")).collect();
+    assert!(render(&c, None).is_ok());
+    c.gpu.extra_pci_ids.push("10de:0007".into());
+    assert_eq!(refused_by(&c), Some(RuleCode::GpuExtraCount));
+    // Seven extra addresses next to the GPU alone: the slot's eight
+    // functions, but one past the six the rule leaves beside GPU and audio.
+    let mut c = win11();
+    c.gpu.audio_address = None;
+    c.gpu.audio_pci_id = None;
+    c.gpu.extra_addresses = (1..8).map(|f| format!("0000:01:00.{f}")).collect();
+    assert_eq!(refused_by(&c), Some(RuleCode::GpuExtraCount));
+    assert_eq!(
+        render(&c, None).unwrap_err().to_string(),
+        "gpu.extraPciIds or gpu.extraAddresses lists more than 6 functions"
+    );
+}
+
+#[test]
+fn qemu_args_are_bounded() {
+    let mut c = win11();
+    c.qemu_args = vec!["x".repeat(4096); 256];
+    assert!(render(&c, None).is_ok());
+    c.qemu_args.push("-x".into());
+    assert_eq!(refused_by(&c), Some(RuleCode::QemuArgsSize));
+    c.qemu_args = vec!["x".repeat(4097)];
+    assert_eq!(refused_by(&c), Some(RuleCode::QemuArgsSize));
 }
 
 #[test]
@@ -222,7 +254,7 @@ fn extra_devices_xml_is_checked_like_an_xml_parser_would() {
     assert!(render(&c, None).is_ok());
     c.extra_devices_xml = "<panic model='hyperv'/>".repeat(3000);
     assert!(c.extra_devices_xml.len() > 64 * 1024);
-    assert!(matches!(render(&c, None), Err(DomainError::Field(e)) if e.path == "extraDevicesXml"));
+    assert_eq!(refused_by(&c), Some(RuleCode::ExtraXmlSize));
     // The largest fragment allowed, nested as deep as allowed, renders to a
     // bounded multiple of its size.
     let unit = format!("{}{}", "<disk>".repeat(32), "</disk>".repeat(32));
