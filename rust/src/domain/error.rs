@@ -38,13 +38,6 @@ pub enum DomainError {
     )]
     BadPciAddress { option: String, value: String },
 
-    #[error("the GPU has {count} PCI functions (gpu.address, gpu.audioAddress, gpu.extraAddresses); a slot holds at most 8")]
-    #[diagnostic(
-        code(vfio::domain::gpu_functions),
-        help("list only the functions of the GPU card itself in gpu.extraAddresses (its USB-C controller, for example), at most 6 of them")
-    )]
-    TooManyGpuFunctions { count: usize },
-
     #[error("{option} = \"{value}\" appears twice among the GPU's PCI addresses")]
     #[diagnostic(
         code(vfio::domain::gpu_duplicate),
