@@ -60,6 +60,16 @@ pub struct UsbDevice {
     pub product_id: String,
 }
 
+impl UsbDevice {
+    /// The device `vendor:product`, e.g. `UsbDevice::new("046d", "c52b")`.
+    pub fn new(vendor_id: &str, product_id: &str) -> UsbDevice {
+        UsbDevice {
+            vendor_id: vendor_id.into(),
+            product_id: product_id.into(),
+        }
+    }
+}
+
 /// A whole PCI device passed through (`pci.devices`, `usb.controllers`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -69,6 +79,16 @@ pub struct PciDevice {
     /// `vendor:device`, for vfio-pci's boot-time binding (host side only).
     #[serde(default)]
     pub pci_id: Option<String>,
+}
+
+impl PciDevice {
+    /// The device at `address`, without a `pciId`.
+    pub fn at(address: &str) -> PciDevice {
+        PciDevice {
+            address: address.into(),
+            pci_id: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -313,20 +313,6 @@ mod tests {
         super::super::test_support::codes(cfg, Some(CpuVendor::Amd))
     }
 
-    fn usb(v: &str, p: &str) -> UsbDevice {
-        UsbDevice {
-            vendor_id: v.into(),
-            product_id: p.into(),
-        }
-    }
-
-    fn pci(a: &str) -> PciDevice {
-        PciDevice {
-            address: a.into(),
-            pci_id: None,
-        }
-    }
-
     #[test]
     fn spice_sound_needs_the_spice_display() {
         let mut c = base();
@@ -371,16 +357,21 @@ mod tests {
     #[test]
     fn usb_devices_are_bounded_unique_and_have_a_vendor() {
         let mut c = base();
-        c.usb.devices = vec![usb("046d", "c52b"), usb("1532", "0084")];
+        c.usb.devices = vec![
+            UsbDevice::new("046d", "c52b"),
+            UsbDevice::new("1532", "0084"),
+        ];
         assert!(codes(&c).is_empty());
-        c.usb.devices.push(usb("046d", "c52b"));
+        c.usb.devices.push(UsbDevice::new("046d", "c52b"));
         let v = &found(&c, &facts(&all))[0];
         assert_eq!(v.message, "usb.devices lists 046d:c52b more than once");
         assert_eq!(v.paths, ["usb.devices.[2]"]);
         let mut c = base();
-        c.usb.devices = (0..16).map(|i| usb("046d", &format!("{i:04x}"))).collect();
+        c.usb.devices = (0..16)
+            .map(|i| UsbDevice::new("046d", &format!("{i:04x}")))
+            .collect();
         assert_eq!(codes(&c), ["vm-usb-count"]);
-        c.usb.devices = vec![usb("0000", "0001")];
+        c.usb.devices = vec![UsbDevice::new("0000", "0001")];
         assert_eq!(codes(&c), ["vm-usb-vendor-zero"]);
     }
 
@@ -388,7 +379,7 @@ mod tests {
     fn pci_lists_are_bounded() {
         let mut c = base();
         c.pci.devices = (0..17)
-            .map(|i| pci(&format!("0000:{:02x}:00.0", i + 0x20)))
+            .map(|i| PciDevice::at(&format!("0000:{:02x}:00.0", i + 0x20)))
             .collect();
         let v = &found(&c, &facts(&all))[0];
         assert_eq!(v.code, R::PciCount);
@@ -397,7 +388,7 @@ mod tests {
             .starts_with("usb.controllers (0) or pci.devices (17) lists"));
         c.pci.devices.truncate(16);
         c.usb.controllers = (0..9)
-            .map(|i| pci(&format!("0000:{:02x}:00.3", i + 0x40)))
+            .map(|i| PciDevice::at(&format!("0000:{:02x}:00.3", i + 0x40)))
             .collect();
         assert_eq!(codes(&c), ["vm-pci-count"]);
     }
@@ -408,8 +399,8 @@ mod tests {
         c.gpu.enable = true;
         c.gpu.address = Some("0000:01:00.0".into());
         c.gpu.pci_id = Some("10de:2782".into());
-        c.pci.devices = vec![pci("0000:01:00.0"), pci("0000:0a:00.3")];
-        c.usb.controllers = vec![pci("0000:0a:00.3")];
+        c.pci.devices = vec![PciDevice::at("0000:01:00.0"), PciDevice::at("0000:0a:00.3")];
+        c.usb.controllers = vec![PciDevice::at("0000:0a:00.3")];
         let v = &found(&c, &facts(&all))[0];
         assert_eq!(v.code, R::PciListedTwice);
         assert_eq!(v.message, "PCI device 0000:01:00.0 and 0000:0a:00.3 is listed more than once (in gpu.* and pci.devices and pci.devices and usb.controllers)");
@@ -419,7 +410,7 @@ mod tests {
         c.usb.controllers.clear();
         assert!(codes(&c).is_empty());
         // An option not known skips the rule.
-        c.pci.devices.push(pci("0000:0a:00.3"));
+        c.pci.devices.push(PciDevice::at("0000:0a:00.3"));
         let known = |p: &str| p != "gpu.extraAddresses";
         assert!(found(&c, &facts(&known)).is_empty());
         assert_eq!(codes(&c), ["vm-pci-listed-twice"]);

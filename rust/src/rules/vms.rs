@@ -162,10 +162,7 @@ mod tests {
             VmConfig::from_json(r#"{"name":"a","gpu":{"enable":true,"address":"0000:01:00.0"}}"#)
                 .unwrap();
         let mut b = VmConfig::from_json(r#"{"name":"b"}"#).unwrap();
-        b.pci.devices.push(PciDevice {
-            address: "0000:01:00.0".into(),
-            pci_id: None,
-        });
+        b.pci.devices.push(PciDevice::at("0000:01:00.0"));
         let vms = [view("a", &a, &all), view("b", &b, &all)];
         let found = shared_devices(&vms);
         assert_eq!(found.len(), 1);

@@ -4,20 +4,6 @@ use super::*;
 use crate::config::{AudioBackend, PciDevice, UsbDevice};
 use crate::rules::RuleCode;
 
-fn usb(vendor: &str, product: &str) -> UsbDevice {
-    UsbDevice {
-        vendor_id: vendor.into(),
-        product_id: product.into(),
-    }
-}
-
-fn pci(address: &str) -> PciDevice {
-    PciDevice {
-        address: address.into(),
-        pci_id: None,
-    }
-}
-
 const SPICE_SOUND: &str = "    <sound model=\"ich9\">\n      <audio id=\"1\"/>\n    </sound>\n    <audio id=\"1\" type=\"spice\"/>\n";
 
 #[test]
@@ -88,13 +74,16 @@ fn pipewire_plays_into_the_users_runtime_dir() {
 #[test]
 fn usb_devices_are_optional_hostdevs_by_id() {
     let mut c = win11();
-    c.usb.devices = vec![usb("046d", "c52b"), usb("1532", "0084")];
+    c.usb.devices = vec![
+        UsbDevice::new("046d", "c52b"),
+        UsbDevice::new("1532", "0084"),
+    ];
     let xml = render(&c, None).unwrap();
     assert!(xml.contains(
         "    <hostdev mode=\"subsystem\" type=\"usb\" managed=\"yes\">\n      <source startupPolicy=\"optional\">\n        <vendor id=\"0x046d\"/>\n        <product id=\"0xc52b\"/>\n      </source>\n    </hostdev>\n"
     ), "{xml}");
     assert_eq!(xml.matches("type=\"usb\" managed").count(), 2);
-    c.usb.devices.push(usb("046d", "c52b"));
+    c.usb.devices.push(UsbDevice::new("046d", "c52b"));
     let err = render(&c, None).unwrap_err();
     assert!(
         matches!(&err, DomainError::Rule(v) if v.code == RuleCode::UsbDuplicate),
@@ -109,15 +98,17 @@ fn usb_devices_are_optional_hostdevs_by_id() {
 #[test]
 fn usb_devices_are_bounded_and_have_a_vendor() {
     let mut c = win11();
-    c.usb.devices = (0..15).map(|i| usb("046d", &format!("{i:04x}"))).collect();
+    c.usb.devices = (0..15)
+        .map(|i| UsbDevice::new("046d", &format!("{i:04x}")))
+        .collect();
     assert!(render(&c, None).is_ok());
-    c.usb.devices.push(usb("046d", "00ff"));
+    c.usb.devices.push(UsbDevice::new("046d", "00ff"));
     assert_eq!(refused_by(&c), Some(RuleCode::UsbCount));
     assert_eq!(
         render(&c, None).unwrap_err().to_string(),
         "usb.devices lists 16 devices, but the VM's USB controller has 15 ports"
     );
-    c.usb.devices = vec![usb("0000", "0084")];
+    c.usb.devices = vec![UsbDevice::new("0000", "0084")];
     assert_eq!(refused_by(&c), Some(RuleCode::UsbVendorZero));
 }
 
@@ -125,14 +116,14 @@ fn usb_devices_are_bounded_and_have_a_vendor() {
 fn pci_lists_are_bounded() {
     let address = |bus: usize| format!("0000:{bus:02x}:00.0");
     let mut c = win11();
-    c.pci.devices = (0x20..0x30).map(|b| pci(&address(b))).collect();
-    c.usb.controllers = (0x40..0x48).map(|b| pci(&address(b))).collect();
+    c.pci.devices = (0x20..0x30).map(|b| PciDevice::at(&address(b))).collect();
+    c.usb.controllers = (0x40..0x48).map(|b| PciDevice::at(&address(b))).collect();
     c.spare_root_ports = 0;
     assert!(render(&c, None).is_ok());
-    c.pci.devices.push(pci(&address(0x30)));
+    c.pci.devices.push(PciDevice::at(&address(0x30)));
     assert_eq!(refused_by(&c), Some(RuleCode::PciCount));
     c.pci.devices.pop();
-    c.usb.controllers.push(pci(&address(0x48)));
+    c.usb.controllers.push(PciDevice::at(&address(0x48)));
     assert_eq!(refused_by(&c), Some(RuleCode::PciCount));
 }
 
@@ -144,18 +135,18 @@ fn usb_devices_and_controllers_count_as_input_without_graphics() {
     c.audio.backend = AudioBackend::None;
     assert_eq!(render(&c, None).unwrap_err(), DomainError::NoInput);
     let mut with_device = c.clone();
-    with_device.usb.devices = vec![usb("046d", "c52b")];
+    with_device.usb.devices = vec![UsbDevice::new("046d", "c52b")];
     assert!(render(&with_device, None).is_ok());
     let mut with_controller = c.clone();
-    with_controller.usb.controllers = vec![pci("0000:0a:00.3")];
+    with_controller.usb.controllers = vec![PciDevice::at("0000:0a:00.3")];
     assert!(render(&with_controller, None).is_ok());
 }
 
 #[test]
 fn pci_devices_each_get_a_root_port_after_the_gpu() {
     let mut c = win11();
-    c.pci.devices = vec![pci("0000:04:00.0"), pci("0000:05:00.0")];
-    c.usb.controllers = vec![pci("0000:0a:00.3")];
+    c.pci.devices = vec![PciDevice::at("0000:04:00.0"), PciDevice::at("0000:05:00.0")];
+    c.usb.controllers = vec![PciDevice::at("0000:0a:00.3")];
     let xml = render(&c, None).unwrap();
     for (bus, index) in [("0x07", 7), ("0x08", 8), ("0x09", 9)] {
         assert!(xml.contains(&format!(
@@ -191,7 +182,7 @@ fn pci_devices_each_get_a_root_port_after_the_gpu() {
 #[test]
 fn a_pci_device_is_passed_through_once() {
     let mut c = win11();
-    c.pci.devices = vec![pci("0000:01:00.1")];
+    c.pci.devices = vec![PciDevice::at("0000:01:00.1")];
     let err = render(&c, None).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -199,8 +190,8 @@ fn a_pci_device_is_passed_through_once() {
     );
     assert!(matches!(&err, DomainError::Rule(v) if v.paths == ["pci.devices.[0]"]));
     let mut c = win11();
-    c.pci.devices = vec![pci("0000:0a:00.3")];
-    c.usb.controllers = vec![pci("0000:0a:00.3")];
+    c.pci.devices = vec![PciDevice::at("0000:0a:00.3")];
+    c.usb.controllers = vec![PciDevice::at("0000:0a:00.3")];
     assert!(matches!(
         render(&c, None),
         Err(DomainError::Rule(v)) if v.code == RuleCode::PciListedTwice
@@ -211,6 +202,6 @@ fn a_pci_device_is_passed_through_once() {
     let mut c = win11();
     c.gpu.enable = false;
     c.looking_glass.enable = false;
-    c.pci.devices = vec![pci("0000:01:00.0")];
+    c.pci.devices = vec![PciDevice::at("0000:01:00.0")];
     assert!(render(&c, None).is_ok());
 }
