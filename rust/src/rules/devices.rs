@@ -201,33 +201,56 @@ fn pci_count(cfg: &VmConfig, f: &Facts, out: &mut Vec<Violation>) {
     }
 }
 
-/// Each PCI address the VM is given, with the option group it is listed in
-/// (`gpu.*` for the GPU's functions, when passed through) and its path.
-fn listed(cfg: &VmConfig) -> Vec<Listed<'_>> {
+/// Each PCI address a VM's options name, in the order the module lists
+/// them: the option (`gpu.extraAddresses`) and the path of the entry
+/// (`gpu.extraAddresses.[1]`). The GPU's functions are listed whether or not
+/// `gpu.enable` is set: callers decide.
+pub(super) fn pci_listings(cfg: &VmConfig) -> Vec<(&str, &'static str, String)> {
     let gpu = &cfg.gpu;
     let mut out = Vec::new();
-    if gpu.enable {
-        for (option, a) in [
-            ("gpu.address", &gpu.address),
-            ("gpu.audioAddress", &gpu.audio_address),
-        ] {
-            if let Some(a) = a {
-                out.push((a.as_str(), "gpu.*", option.to_string()));
-            }
-        }
-        for (i, a) in gpu.extra_addresses.iter().enumerate() {
-            out.push((a.as_str(), "gpu.*", format!("gpu.extraAddresses.[{i}]")));
+    for (option, a) in [
+        ("gpu.address", &gpu.address),
+        ("gpu.audioAddress", &gpu.audio_address),
+    ] {
+        if let Some(a) = a {
+            out.push((a.as_str(), option, option.to_string()));
         }
     }
-    for (option, list) in [
-        ("pci.devices", &cfg.pci.devices),
-        ("usb.controllers", &cfg.usb.controllers),
-    ] {
-        for (i, d) in list.iter().enumerate() {
-            out.push((d.address.as_str(), option, format!("{option}.[{i}]")));
+    let lists = [
+        (
+            "gpu.extraAddresses",
+            gpu.extra_addresses.iter().collect::<Vec<_>>(),
+        ),
+        (
+            "pci.devices",
+            cfg.pci.devices.iter().map(|d| &d.address).collect(),
+        ),
+        (
+            "usb.controllers",
+            cfg.usb.controllers.iter().map(|d| &d.address).collect(),
+        ),
+    ];
+    for (option, list) in lists {
+        for (i, a) in list.into_iter().enumerate() {
+            out.push((a.as_str(), option, format!("{option}.[{i}]")));
         }
     }
     out
+}
+
+/// Each PCI address the VM is given, with the option group it is listed in
+/// (`gpu.*` for the GPU's functions, when passed through) and its path.
+fn listed(cfg: &VmConfig) -> Vec<Listed<'_>> {
+    pci_listings(cfg)
+        .into_iter()
+        .filter_map(|(a, option, path)| {
+            if !option.starts_with("gpu.") {
+                Some((a, option, path))
+            } else {
+                cfg.gpu.enable.then_some((a, "gpu.*", path))
+            }
+        })
+        .collect()
 }
 
 /// One address, however it is written (`PciAddress`), else as written.

@@ -15,39 +15,14 @@ pub struct VmView<'a> {
     pub known: &'a dyn Fn(&str) -> bool,
 }
 
-/// The PCI devices a VM is given, each with the option naming it.
+/// The PCI devices a VM is given, each once, with the entry naming it
+/// first; the GPU's functions whether or not it is enabled, as the module's
+/// `vmAddresses`.
 fn addresses(v: &VmView) -> Vec<(String, String)> {
-    let gpu = &v.cfg.gpu;
     let mut out: Vec<(String, String)> = Vec::new();
-    let mut add = |known: bool, option: String, address: &str| {
-        if known && !out.iter().any(|(a, _)| a == address) {
-            out.push((address.to_string(), option));
-        }
-    };
-    for (option, address) in [
-        ("gpu.address", &gpu.address),
-        ("gpu.audioAddress", &gpu.audio_address),
-    ] {
-        if let Some(a) = address {
-            add((v.known)(option), option.to_string(), a);
-        }
-    }
-    for (option, list) in [
-        (
-            "gpu.extraAddresses",
-            gpu.extra_addresses.iter().collect::<Vec<_>>(),
-        ),
-        (
-            "pci.devices",
-            v.cfg.pci.devices.iter().map(|d| &d.address).collect(),
-        ),
-        (
-            "usb.controllers",
-            v.cfg.usb.controllers.iter().map(|d| &d.address).collect(),
-        ),
-    ] {
-        for (i, a) in list.into_iter().enumerate() {
-            add((v.known)(option), format!("{option}.[{i}]"), a);
+    for (address, option, path) in super::devices::pci_listings(v.cfg) {
+        if (v.known)(option) && !out.iter().any(|(a, _)| a == address) {
+            out.push((address.to_string(), path));
         }
     }
     out
