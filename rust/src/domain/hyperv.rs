@@ -2,55 +2,39 @@
 
 use super::DomainError;
 use crate::config::{CpuVendor, VmConfig};
+use crate::diagnostics::rule_codes;
 
-/// A Hyper-V enlightenment (libvirt `<features><hyperv>` child).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HvFeature {
-    Relaxed,
-    Vapic,
-    Spinlocks,
-    Vpindex,
-    Runtime,
-    Synic,
-    Stimer,
-    /// `<direct>` inside `<stimer>`.
-    StimerDirect,
-    Frequencies,
-    Tlbflush,
-    /// `<extended>` inside `<tlbflush>` (libvirt >= 11.0.0).
-    TlbflushExtended,
-    Ipi,
-    Evmcs,
-    /// hv-avic: SynIC with the host's APICv/AVIC (libvirt >= 8.10.0).
-    Avic,
-    /// hv-xmm-input (libvirt >= 10.7.0).
-    XmmInput,
-    /// `<vendor_id>`: not an enlightenment, the Hyper-V vendor signature.
-    VendorId,
+rule_codes! {
+    /// A Hyper-V enlightenment (libvirt `<features><hyperv>` child), declared
+    /// in the order libvirt formats them (src/conf/domain_conf.c,
+    /// virDomainFeaturesHyperVDefFormat): [`HvFeature::ALL`] is that order,
+    /// and the code is the element's name.
+    pub enum HvFeature {
+        Relaxed = "relaxed",
+        Vapic = "vapic",
+        Spinlocks = "spinlocks",
+        Vpindex = "vpindex",
+        Runtime = "runtime",
+        Synic = "synic",
+        Stimer = "stimer",
+        /// `<direct>` inside `<stimer>`.
+        StimerDirect = "stimer direct",
+        /// `<vendor_id>`: not an enlightenment, the Hyper-V vendor signature.
+        VendorId = "vendor_id",
+        Frequencies = "frequencies",
+        Tlbflush = "tlbflush",
+        /// `<extended>` inside `<tlbflush>` (libvirt >= 11.0.0).
+        TlbflushExtended = "tlbflush extended",
+        Ipi = "ipi",
+        Evmcs = "evmcs",
+        /// hv-avic: SynIC with the host's APICv/AVIC (libvirt >= 8.10.0).
+        Avic = "avic",
+        /// hv-xmm-input (libvirt >= 10.7.0).
+        XmmInput = "xmm_input",
+    }
 }
 
 impl HvFeature {
-    pub fn name(self) -> &'static str {
-        match self {
-            HvFeature::Relaxed => "relaxed",
-            HvFeature::Vapic => "vapic",
-            HvFeature::Spinlocks => "spinlocks",
-            HvFeature::Vpindex => "vpindex",
-            HvFeature::Runtime => "runtime",
-            HvFeature::Synic => "synic",
-            HvFeature::Stimer => "stimer",
-            HvFeature::StimerDirect => "stimer direct",
-            HvFeature::Frequencies => "frequencies",
-            HvFeature::Tlbflush => "tlbflush",
-            HvFeature::TlbflushExtended => "tlbflush extended",
-            HvFeature::Ipi => "ipi",
-            HvFeature::Evmcs => "evmcs",
-            HvFeature::Avic => "avic",
-            HvFeature::XmmInput => "xmm_input",
-            HvFeature::VendorId => "vendor_id",
-        }
-    }
-
     /// Features (and whether the hypervclock timer) this one needs (QEMU's
     /// docs/system/i386/hyperv.rst).
     fn requires(self) -> (&'static [HvFeature], bool) {
@@ -66,40 +50,36 @@ impl HvFeature {
             | VendorId => (&[], false),
         }
     }
+
+    /// Whether a Windows guest of `cfg` gets this one: every enlightenment
+    /// QEMU recommends for a pinned desktop guest, and the opt-in ones when
+    /// asked for (`cpu.evmcs`, `cpu.avic`, `hyperv.*`, `hideHypervisor`'s
+    /// vendor id).
+    fn wanted(self, cfg: &VmConfig) -> bool {
+        use HvFeature::*;
+        match self {
+            VendorId => cfg.hide_hypervisor,
+            TlbflushExtended => cfg.hyperv.tlbflush_extended,
+            Evmcs => cfg.cpu.evmcs,
+            Avic => cfg.cpu.avic == Some(true),
+            XmmInput => cfg.hyperv.xmm_input,
+            Relaxed | Vapic | Spinlocks | Vpindex | Runtime | Synic | Stimer | StimerDirect
+            | Frequencies | Tlbflush | Ipi => true,
+        }
+    }
 }
 
-/// The enlightenments a Windows guest gets: all QEMU recommends for a pinned
-/// desktop guest, plus `evmcs` when asked for on an Intel host, and the
-/// opt-in ones (`cpu.avic`, `hyperv.*`, `hideHypervisor`'s vendor id), in
-/// the order libvirt formats them (src/conf/domain_conf.c,
-/// virDomainFeaturesHyperVDefFormat). `vendor` is the host CPU vendor
+/// The enlightenments a Windows guest gets ([`HvFeature::wanted`]), in the
+/// order libvirt formats them. `evmcs` exists on Intel hosts only: asking for
+/// it elsewhere is an error. `vendor` is the host CPU vendor
 /// ([`cpu_vendor`]).
 pub fn hyperv_features(
     cfg: &VmConfig,
     vendor: Option<CpuVendor>,
 ) -> Result<Vec<HvFeature>, DomainError> {
-    use HvFeature::*;
-    let mut features = vec![
-        Relaxed,
-        Vapic,
-        Spinlocks,
-        Vpindex,
-        Runtime,
-        Synic,
-        Stimer,
-        StimerDirect,
-    ];
-    if cfg.hide_hypervisor {
-        features.push(VendorId);
-    }
-    features.extend([Frequencies, Tlbflush]);
-    if cfg.hyperv.tlbflush_extended {
-        features.push(TlbflushExtended);
-    }
-    features.push(Ipi);
     if cfg.cpu.evmcs {
         match vendor {
-            Some(CpuVendor::Intel) => features.push(Evmcs),
+            Some(CpuVendor::Intel) => {}
             Some(CpuVendor::Amd) => {
                 return Err(DomainError::EvmcsNeedsIntel {
                     vendor: "\"amd\"".into(),
@@ -112,13 +92,11 @@ pub fn hyperv_features(
             }
         }
     }
-    if cfg.cpu.avic == Some(true) {
-        features.push(Avic);
-    }
-    if cfg.hyperv.xmm_input {
-        features.push(XmmInput);
-    }
-    Ok(features)
+    Ok(HvFeature::ALL
+        .iter()
+        .copied()
+        .filter(|f| f.wanted(cfg))
+        .collect())
 }
 
 /// Checks the dependency graph of the Hyper-V enlightenments: synic → vpindex;
@@ -129,13 +107,13 @@ pub fn check_hyperv(features: &[HvFeature], hypervclock: bool) -> Result<(), Dom
         let (needs, needs_clock) = feature.requires();
         if let Some(missing) = needs.iter().find(|n| !features.contains(n)) {
             return Err(DomainError::HypervDependency {
-                feature: feature.name(),
-                requires: missing.name(),
+                feature: feature.code(),
+                requires: missing.code(),
             });
         }
         if needs_clock && !hypervclock {
             return Err(DomainError::HypervDependency {
-                feature: feature.name(),
+                feature: feature.code(),
                 requires: "hypervclock timer",
             });
         }

@@ -228,7 +228,7 @@ fn write_features(x: &mut Xml, cfg: &VmConfig, plan: &Plan) {
                 HvFeature::VendorId => {
                     x.empty("vendor_id", &[("state", "on"), ("value", HIDDEN_VENDOR_ID)])
                 }
-                other => x.empty(other.name(), &[("state", "on")]),
+                other => x.empty(other.code(), &[("state", "on")]),
             }
         }
         x.close("hyperv");
