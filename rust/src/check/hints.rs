@@ -7,22 +7,19 @@ pub fn resolution_hint(text: &str) -> Option<(u64, u64, String)> {
     let lower = text.to_ascii_lowercase();
     let bytes = lower.as_bytes();
     let mut found: Vec<(u64, u64, String)> = Vec::new();
-    let named: &[(&str, u64, u64)] = &[
-        ("8k", 7680, 4320),
-        ("4320p", 7680, 4320),
-        ("5k", 5120, 2880),
-        ("4k", 3840, 2160),
-        ("2160p", 3840, 2160),
-        ("uhd", 3840, 2160),
-        ("1440p", 2560, 1440),
-        ("wqhd", 2560, 1440),
-        ("qhd", 2560, 1440),
-        ("1080p", 1920, 1080),
-        ("fhd", 1920, 1080),
-        ("full hd", 1920, 1080),
+    // Each resolution with the names it goes by.
+    let named: &[(u64, u64, &[&str])] = &[
+        (7680, 4320, &["8k", "4320p"]),
+        (5120, 2880, &["5k"]),
+        (3840, 2160, &["4k", "2160p", "uhd"]),
+        (2560, 1440, &["1440p", "wqhd", "qhd"]),
+        (1920, 1080, &["1080p", "fhd", "full hd"]),
     ];
     let boundary = |i: usize| i >= bytes.len() || !bytes[i].is_ascii_alphanumeric();
-    for (word, w, h) in named {
+    for (w, h, word) in named
+        .iter()
+        .flat_map(|(w, h, words)| words.iter().map(move |word| (w, h, word)))
+    {
         let mut from = 0;
         while let Some(pos) = lower[from..].find(word) {
             let start = from + pos;

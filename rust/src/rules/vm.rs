@@ -132,24 +132,32 @@ fn gpu_ids(cfg: &VmConfig, f: &Facts, out: &mut Vec<Violation>) {
     if !f.knows(&["gpu.enable"]) || !cfg.gpu.enable {
         return;
     }
-    if f.knows(&["gpu.address"]) && cfg.gpu.address.is_none() {
-        out.push(Violation::new(
+    let required = [
+        (
             R::GpuNoAddress,
-            &["gpu.enable"],
-            "gpu.enable = true but gpu.address is not set".into(),
+            "gpu.address",
+            cfg.gpu.address.is_none(),
             "which GPU?",
-            "set gpu.address to the GPU's PCI address from `lspci -D` (e.g. \"0000:01:00.0\")"
-                .into(),
-        ));
-    }
-    if f.knows(&["gpu.pciId"]) && cfg.gpu.pci_id.is_none() {
-        out.push(Violation::new(
+            "set gpu.address to the GPU's PCI address from `lspci -D` (e.g. \"0000:01:00.0\")",
+        ),
+        (
             R::GpuNoPciId,
-            &["gpu.enable"],
-            "gpu.enable = true but gpu.pciId is not set".into(),
+            "gpu.pciId",
+            cfg.gpu.pci_id.is_none(),
             "no vendor:device ID",
-            "set gpu.pciId to the GPU's vendor:device ID from `lspci -nn` (e.g. \"10de:2782\") so it can be bound to vfio-pci".into(),
-        ));
+            "set gpu.pciId to the GPU's vendor:device ID from `lspci -nn` (e.g. \"10de:2782\") so it can be bound to vfio-pci",
+        ),
+    ];
+    for (rule, option, missing, label, help) in required {
+        if missing && f.knows(&[option]) {
+            out.push(Violation::new(
+                rule,
+                &["gpu.enable"],
+                format!("gpu.enable = true but {option} is not set"),
+                label,
+                help.into(),
+            ));
+        }
     }
 }
 
