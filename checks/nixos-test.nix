@@ -17,9 +17,10 @@
 # SVM, and migratable=off passes invtsc through). Where there is none,
 # `nestedKvm = false` runs the subset that works under TCG: the domain XML
 # the module generated, with its KVM-only parts removed (as
-# rust/tests/tcg_start.rs does), is defined and started for both VMs, with
-# the same network and firmware checks; the redefinition by a switch needs
-# the declared (KVM) domains and is not run there, which the log says.
+# rust/tests/tcg_start/variant.rs does), is defined and started for both
+# VMs, with the same network and firmware checks; the redefinition by a
+# switch needs the declared (KVM) domains and is not run there, which the
+# log says.
 #
 # Evaluated without full nixpkgs by checks/tests/interface.nix (the host
 # module against the NixOS stand-in) and parsed by checks/run-nix-tests.sh.
