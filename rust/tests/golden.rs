@@ -17,6 +17,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common_libvirt;
+
+use common_libvirt::{dotted, libvirt_version, NEWER_AUDIO_BACKENDS};
 use vfio_helper::config::VmConfig;
 use vfio_helper::domain;
 
@@ -191,8 +194,9 @@ fn golden_xml_passes_libvirt_schema() {
             // validates the whole domain with its libvirt when it builds it.
             println!(
                 "{case}.xml: NOT validated against a schema: its <audio type=\"{backend}\"> element \
-                 (libvirt {since} and later); this libvirt's schema does not know it. \
-                 The rest of the domain is validated without that element."
+                 (libvirt {} and later); this libvirt's schema does not know it. \
+                 The rest of the domain is validated without that element.",
+                dotted(*since)
             );
             xml.replace_range(start..end, "");
         }
@@ -222,11 +226,6 @@ fn golden_xml_passes_libvirt_schema() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
-
-/// `<audio>` backends newer than some libvirt this test runs with, and the
-/// libvirt release that added each (docs/formatdomain.rst, "Audio
-/// backends": pipewire "Since 9.10.0, qemu").
-const NEWER_AUDIO_BACKENDS: &[(&str, &str)] = &[("pipewire", "9.10.0")];
 
 /// libvirt's domain schema as `virt-xml-validate` reads it: the schema
 /// directory the script names (`SCHEMA="/usr/share/libvirt/schemas/${TYPE}.rng"`
@@ -327,24 +326,6 @@ fn pipewire_audio_element_has_libvirts_form() {
     // The sound card names the backend's id.
     assert!(xml.contains("<sound model=\"ich9\">\n      <audio id=\"1\"/>\n    </sound>"));
     assert!(element.contains("id=\"1\""));
-}
-
-/// The version of the installed libvirt (`virsh --version`).
-fn libvirt_version() -> (u32, u32, u32) {
-    let out = Command::new("virsh")
-        .arg("--version")
-        .output()
-        .expect("virsh is installed with virt-xml-validate");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut parts = text
-        .trim()
-        .split('.')
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    (
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-    )
 }
 
 /// Where virt-xml-validate reads libvirt's schemas.

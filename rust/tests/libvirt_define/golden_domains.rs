@@ -11,6 +11,7 @@ use vfio_helper::domain::MANAGED_NAMESPACE;
 
 use super::*;
 use crate::common_firmware::Descriptor;
+use crate::common_libvirt::{libvirt_version, NEWER_AUDIO_BACKENDS};
 
 /// One element of a parsed document: its path from the root (`a/b/c`), its
 /// attributes and its text.
@@ -341,27 +342,6 @@ fn check_hostdev_buses(case: &str, generated: &[Node], dumped: &[Node]) -> Vec<S
         }
     }
     problems
-}
-
-/// `<audio>` backends newer than some libvirt this test runs with, and the
-/// release that added each (libvirt docs/formatdomain.rst, "Audio
-/// backends": pipewire "Since 9.10.0, qemu").
-const NEWER_AUDIO_BACKENDS: &[(&str, (u32, u32, u32))] = &[("pipewire", (9, 10, 0))];
-
-/// libvirt's version (`virsh version`, "Using library: libvirt X.Y.Z").
-fn libvirt_version() -> (u32, u32, u32) {
-    let out = virsh(&["version"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let version = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Using library: libvirt "))
-        .unwrap_or_else(|| panic!("no libvirt version in `virsh version`: {text}"));
-    let mut parts = version
-        .trim()
-        .split('.')
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let mut next = || parts.next().unwrap_or(0);
-    (next(), next(), next())
 }
 
 /// For a domain with an `<audio>` backend this libvirt predates: the

@@ -28,6 +28,8 @@
 
 #[path = "../common_firmware/mod.rs"]
 mod common_firmware;
+#[path = "../common_libvirt/mod.rs"]
+mod common_libvirt;
 
 mod golden_domains;
 mod numa;

@@ -3,6 +3,7 @@
 //! PipeWire server; plus the sound card QEMU must run.
 
 use super::*;
+use crate::common_libvirt::{libvirt_version, PIPEWIRE_AUDIO_SINCE};
 use crate::common_sync::dom::Elem;
 
 /// `vendor:product` of a USB hostdev that may be left out
@@ -112,25 +113,6 @@ pub(crate) fn empty_pipewire_runtime_dir(devices: &mut Elem, dir: &Path) -> bool
     }
     found
 }
-
-/// libvirt's version (`virsh version`: "Using library: libvirt X.Y.Z").
-fn libvirt_version() -> (u32, u32, u32) {
-    let text = virsh_ok(&["version"]);
-    let version = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Using library: libvirt "))
-        .unwrap_or_else(|| panic!("no libvirt version in `virsh version`: {text}"));
-    let mut parts = version
-        .trim()
-        .split('.')
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let mut next = || parts.next().unwrap_or(0);
-    (next(), next(), next())
-}
-
-/// The libvirt release with `<audio type="pipewire">` (docs/formatdomain.rst,
-/// "Audio backends": "Since 9.10.0, qemu").
-const PIPEWIRE_AUDIO_SINCE: (u32, u32, u32) = (9, 10, 0);
 
 /// A domain with a PipeWire backend cannot run here (no PipeWire session):
 /// with a libvirt older than the backend its definition must be refused

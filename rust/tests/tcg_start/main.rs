@@ -62,6 +62,8 @@
 
 #[path = "../common_firmware/mod.rs"]
 mod common_firmware;
+#[path = "../common_libvirt/mod.rs"]
+mod common_libvirt;
 #[path = "../common_sync/mod.rs"]
 mod common_sync;
 
