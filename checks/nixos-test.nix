@@ -22,8 +22,9 @@
 # switch needs the declared (KVM) domains and is not run there, which the
 # log says.
 #
-# Evaluated without full nixpkgs by checks/tests/interface.nix (the host
-# module against the NixOS stand-in) and parsed by checks/run-nix-tests.sh.
+# Evaluated without full nixpkgs by checks/tests/interface-libvirtd-system.nix
+# (the host module against the NixOS stand-in) and parsed by
+# checks/run-nix-tests.sh.
 {
   pkgs,
   self,

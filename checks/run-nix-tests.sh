@@ -9,7 +9,8 @@
 #
 # Four parts, each with a summary line:
 #   module-tests  every checks/tests/*.nix, in lib.runTests format (among them
-#                 checks/tests/interface.nix, the tests of the NixOS stand-in)
+#                 checks/tests/interface-*.nix, the tests of the NixOS
+#                 stand-in; a shared *-fixtures.nix has no tests of its own)
 #   bad-inputs    every checks/bad-inputs/<rule>.nix must fail to evaluate with
 #                 an error containing the one line in <rule>.expected
 #   nixos-test    checks/nixos-test.nix parses and evaluates against the stub
@@ -173,8 +174,8 @@ count "$pass" "$fail"
 # Here, for both variants (nested KVM and TCG), the file must parse and
 # evaluate against the stub pkgs, and its test script must be valid Python
 # (and pass pyflakes, as the NixOS test driver lints it, when pyflakes is
-# installed). checks/tests/interface.nix evaluates its host against the
-# NixOS stand-in.
+# installed). checks/tests/interface-libvirtd-system.nix evaluates its host
+# against the NixOS stand-in.
 pass=0 fail=0
 lint=ast
 python3 -c 'import pyflakes' 2>/dev/null && lint=pyflakes

@@ -10,7 +10,8 @@
 #   nixos/modules/system/boot/systemd/user.nix     systemd.user.{units,services,
 #                                                  timers,slices}
 #   nixos/modules/system/boot/systemd/tmpfiles.nix systemd.tmpfiles.rules
-# with the unit types of ./systemd-lib.nix.
+# with the unit options and types of ./systemd-lib.nix,
+# ./systemd-unit-options.nix and ./systemd-types.nix.
 #
 # Read from faukah/nixpkgs@3b20077c (systemd.nix, user.nix; 25.05-25.11 era)
 # and the tmpfiles.nix options (unchanged since 23.x).
@@ -23,14 +24,16 @@
 let
   inherit (lib) mkOption types;
   cfg = config.systemd;
+  # Upstream's utils.systemdUtils.{lib,unitOptions,types} (nixos/lib/utils.nix).
   systemdLib = import ./systemd-lib.nix { inherit config lib pkgs; };
+  unitOptions = import ./systemd-unit-options.nix { inherit lib systemdLib; };
+  unitTypes = import ./systemd-types.nix { inherit lib systemdLib unitOptions; };
   inherit (systemdLib)
     serviceToUnit
     socketToUnit
     timerToUnit
     sliceToUnit
     ;
-  unitTypes = systemdLib.types;
 
   environmentType =
     with types;

@@ -1,4 +1,4 @@
-# Shared fixtures of the vfio*.nix tests (no tests of its own).
+# Shared fixtures of the vfio*.nix and vms*.nix tests (no tests of its own).
 { lib, evalHost }:
 rec {
   # RTX 4070 Ti (AD104): GPU and HDMI audio.
@@ -117,6 +117,13 @@ rec {
 
   failedMessages = cfg: map (a: a.message) (lib.filter (a: !a.assertion) cfg.assertions);
 
+  # What the VMs' module (modules/vms.nix) builds, and a VM's JSON from it.
+  vmsOf = host: host.virtualisation.vmsInternal;
+  jsonOf = host: name: builtins.fromJSON (vmsOf host).configJson.${name};
+
+  # A host with one VM, given as the VM's options.
+  oneVm = name: vm: evalHost { virtualisation.vms.${name} = vm; };
+
   # What NixOS itself defines on a host with libvirtd (users-groups.nix,
   # libvirtd.nix, udev.nix), to leave out of comparisons: only what these
   # modules add is compared.
@@ -169,4 +176,32 @@ rec {
     groups = { };
     packages = [ ];
   };
+
+  # The guide's VM with modules.vfio on an Intel host: its GPU bound to
+  # vfio-pci at boot (static, primaryMode = true) ...
+  staticIntel = host [
+    intel
+    {
+      virtualisation.vms.win11 = win11;
+      modules.vfio.enable = true;
+    }
+  ];
+
+  # ... and only while the VM runs (dynamic, primaryMode = false).
+  dynamic = host [
+    intel
+    {
+      virtualisation.vms.win11 = win11;
+      modules.vfio = {
+        enable = true;
+        primaryMode = false;
+      };
+    }
+  ];
+
+  # Windows guests blue-screen on MSRs KVM does not emulate unless KVM
+  # ignores them (libvirt's <msrs unknown="ignore"/> is bhyve-only).
+  kvmOptions = ''
+    options kvm ignore_msrs=1 report_ignored_msrs=0
+  '';
 }

@@ -4,10 +4,13 @@
 { lib, evalHost }:
 let
   f = import ./vfio-fixtures.nix { inherit lib evalHost; };
-  inherit (f) host failedMessages;
+  inherit (f)
+    host
+    failedMessages
+    oneVm
+    jsonOf
+    ;
 
-  oneVm = name: vm: evalHost { virtualisation.vms.${name} = vm; };
-  jsonOf = cfg: name: builtins.fromJSON cfg.virtualisation.vmsInternal.configJson.${name};
   # Whether the VM's JSON evaluates (option types are checked when it is).
   evaluates = vm: (builtins.tryEval (builtins.deepSeq (jsonOf (oneVm "w" vm) "w") true)).success;
 

@@ -4,13 +4,15 @@
 { lib, evalHost }:
 let
   f = import ./vfio-fixtures.nix { inherit lib evalHost; };
-  inherit (f) host failedMessages;
+  inherit (f)
+    host
+    failedMessages
+    vmsOf
+    jsonOf
+    oneVm
+    ;
 
   example = evalHost ../../hosts/example;
-
-  vmsOf = h: h.virtualisation.vmsInternal;
-  jsonOf = h: name: builtins.fromJSON (vmsOf h).configJson.${name};
-  oneVm = name: vm: evalHost { virtualisation.vms.${name} = vm; };
 
   # The value of `expr`, or "error" when evaluating it throws (a type error).
   evaluates = expr: (builtins.tryEval (builtins.deepSeq expr expr)).success;
