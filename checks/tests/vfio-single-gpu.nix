@@ -1,6 +1,6 @@
 # Tests of modules.vfio.singleGpu and modules.vfio.bootGpu
 # (modules/vfio/single-gpu.nix, the hook wiring in modules/vfio/isolation.nix),
-# in lib.runTests format. The hook itself: rust/tests/single_gpu_hook.rs.
+# in lib.runTests format. The hook itself: rust/tests/single_gpu_hook/.
 { lib, evalHost }:
 let
   f = import ./vfio-fixtures.nix { inherit lib evalHost; };
