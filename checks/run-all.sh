@@ -45,6 +45,7 @@ tier_rust() {
   (cd rust &&
     cargo fmt --check &&
     cargo clippy --all-targets --quiet -- -D warnings &&
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --quiet &&
     cargo build --quiet &&
     cargo test --quiet) &&
     bash checks/check-hosts.sh "$root/rust/target/debug/vfio-helper"

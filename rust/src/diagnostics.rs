@@ -1,5 +1,5 @@
 //! The project's diagnostics vocabulary: one [`Severity`] for every kind of
-//! finding, typed rule codes ([`rule_codes!`]: an enum per producer whose
+//! finding, typed rule codes (`rule_codes!`: an enum per producer whose
 //! variants each have a stable `code()`), and the findings of the static
 //! checks (`vfio-helper check`) with their two renderings: miette reports for
 //! people (file, line, the underlined span, what is wrong and the fix) and

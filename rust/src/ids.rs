@@ -2,8 +2,8 @@
 //!
 //! Both are name-based (UUID version 5 in a namespace of our own), so the same
 //! VM name always gives the same UUID and MACs, on every host and every build.
-//! libvirt keys a VM's TPM state by its UUID (/var/lib/libvirt/swtpm/<uuid>)
-//! and its NVRAM by its name (<nvram dir>/<name>_VARS.fd), so neither may
+//! libvirt keys a VM's TPM state by its UUID (`/var/lib/libvirt/swtpm/<uuid>`)
+//! and its NVRAM by its name (`<nvram dir>/<name>_VARS.fd`), so neither may
 //! change by accident; `vfio-helper sync` moves the NVRAM along when a VM
 //! with a fixed `uuid` is renamed.
 

@@ -2,7 +2,7 @@
 //! and devices, the IOMMU state, and the CPU topology, read from a sysfs tree
 //! (`/sys`) and `/proc`.
 //!
-//! Reading ([`read_host`]) is kept apart from judging ([`analyse`]): the first
+//! Reading ([`read_host`]) is kept apart from judging ([`analyse()`]): the first
 //! turns files into plain data and never panics on malformed input (missing or
 //! garbled files become unknown values and notes); the second is a pure
 //! function from that data to a [`DiscoverReport`], whose JSON (camelCase) is
@@ -115,7 +115,7 @@ pub enum DiscoverError {
     NoSuchGpu { given: String, found: String },
 }
 
-/// Options of [`analyse`].
+/// Options of [`analyse()`].
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Names from a pci.ids file.

@@ -24,7 +24,7 @@
 //! | `shared-id` | (warns only) another host device has the ID of a passed device that vfio-pci claims at boot (a `pciId`, or `vfio-pci.ids` on the kernel command line): vfio-pci takes it from the host too |
 //! | `usb-device` | a `usb.devices` entry is plugged in more than once (libvirt cannot tell which to take); not plugged in only warns (the device is optional) |
 //!
-//! Reading the host ([`read`]) is kept apart from judging it ([`diagnose`]),
+//! Reading the host ([`read()`]) is kept apart from judging it ([`diagnose`]),
 //! a pure function; `--sysfs-root`, `--proc-root`, `--dev-root` and
 //! `--connect` point the reading at fixtures in tests. The VM can start when
 

@@ -69,10 +69,11 @@ impl HvFeature {
     }
 }
 
-/// The enlightenments a Windows guest gets ([`HvFeature::wanted`]), in the
-/// order libvirt formats them. `evmcs` exists on Intel hosts only: asking for
-/// it elsewhere is an error. `vendor` is the host CPU vendor
-/// ([`cpu_vendor`]).
+/// The enlightenments a Windows guest gets: every one QEMU recommends for a
+/// pinned desktop guest and the opt-in ones asked for, in the order libvirt
+/// formats them. `evmcs` exists on Intel hosts only: asking for it elsewhere
+/// is an error. `vendor` is the host CPU vendor
+/// ([`cpu_vendor`](super::validate::cpu_vendor)).
 pub fn hyperv_features(
     cfg: &VmConfig,
     vendor: Option<CpuVendor>,

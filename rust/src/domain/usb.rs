@@ -4,7 +4,7 @@
 //! src/hypervisor/virhostdev.c, virHostdevPrepareUSBDevices: an optional
 //! device that is not found is marked missing and not given to QEMU). Two
 //! plugged-in devices with the same IDs still stop it ("Multiple USB devices
-//! for …, use <address> to specify one"), which the module documents.
+//! for …, use `<address>` to specify one"), which the module documents.
 //!
 //! `usb.controllers` are PCI devices: `pci.rs`. A device listed twice is
 //! refused by the shared rules (`crate::rules`).
