@@ -1,56 +1,42 @@
 //! Runs the libvirt qemu hook `modules/hooks/gpu-detach.sh` (bash) against a
 //! fake sysfs/devfs/procfs tree in a temporary directory and checks what it
 //! writes into the driver files, and that it refuses to hand over a GPU a
-//! host process still uses.
-//!
-//! With a fake tree nothing rebinds by itself: "unbind" is the BDF written
-//! into `<sys>/bus/pci/drivers/<driver>/unbind`, and the tests move the
-//! `driver` symlinks where the kernel would.
+//! host process still uses. The fake host is `common_hook`'s.
+
+mod common_hook;
 
 use std::fs;
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
 use std::process::{Command, Output};
+
+use common_hook::{hold_lock, refused, succeeded, Tree};
 
 const GPU: &str = "0000:01:00.0";
 const AUDIO: &str = "0000:01:00.1";
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../modules/hooks/gpu-detach.sh")
-}
+const DRIVERS: [&str; 4] = ["nvidia", "snd_hda_intel", "vfio-pci", "nouveau"];
 
 /// A fake host: an NVIDIA GPU (minor 0) with its HDMI audio function, both
 /// bound to their host drivers, and one unrelated process.
-struct Host {
-    dir: tempfile::TempDir,
+struct Host(Tree);
+
+impl Deref for Host {
+    type Target = Tree;
+    fn deref(&self) -> &Tree {
+        &self.0
+    }
 }
 
 impl Host {
     fn new() -> Host {
-        let host = Host {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        for drv in ["nvidia", "snd_hda_intel", "vfio-pci", "nouveau"] {
-            host.write(&format!("sys/bus/pci/drivers/{drv}/unbind"), "");
-            host.write(&format!("sys/bus/pci/drivers/{drv}/bind"), "");
-        }
-        host.write("sys/bus/pci/drivers_probe", "");
-        host.device(GPU, Some("nvidia"));
-        host.device(AUDIO, Some("snd_hda_intel"));
+        let host = Host(Tree::new());
+        host.pci_drivers(&DRIVERS);
+        host.pci_device(GPU, Some("nvidia"));
+        host.pci_device(AUDIO, Some("snd_hda_intel"));
 
         host.write("dev/nvidia0", "");
         host.write("dev/nvidia1", "");
         host.write("dev/nvidiactl", "");
-        host.write("dev/dri/card1", "");
-        host.write("dev/dri/renderD128", "");
-        host.link(
-            "dev/dri/by-path/pci-0000:01:00.0-card",
-            Path::new("../card1"),
-        );
-        host.link(
-            "dev/dri/by-path/pci-0000:01:00.0-render",
-            Path::new("../renderD128"),
-        );
+        host.drm_nodes(GPU);
         host.write(
             &format!("proc/driver/nvidia/gpus/{GPU}/information"),
             "Model: \t\t NVIDIA GeForce RTX 4070 Ti\nDevice Minor: \t 0\n",
@@ -59,69 +45,12 @@ impl Host {
         host
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
-
-    fn read(&self, rel: &str) -> String {
-        fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-    }
-
-    fn link(&self, rel: &str, target: &Path) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        let _ = fs::remove_file(&p);
-        symlink(target, p).unwrap();
-    }
-
-    /// A PCI function, bound to `driver` (as the kernel's relative symlink).
-    fn device(&self, bdf: &str, driver: Option<&str>) {
-        self.write(&format!("sys/bus/pci/devices/{bdf}/driver_override"), "");
-        self.bind(bdf, driver);
-    }
-
-    /// Moves a function's `driver` symlink, as the kernel does on bind.
-    fn bind(&self, bdf: &str, driver: Option<&str>) {
-        let link = format!("sys/bus/pci/devices/{bdf}/driver");
-        let _ = fs::remove_file(self.path(&link));
-        if let Some(drv) = driver {
-            self.link(
-                &link,
-                &PathBuf::from(format!("../../../../bus/pci/drivers/{drv}")),
-            );
-        }
-    }
-
-    /// A process with open file descriptors pointing at `targets`.
-    fn process(&self, pid: u32, comm: &str, targets: &[&str]) {
-        self.write(&format!("proc/{pid}/comm"), &format!("{comm}\n"));
-        fs::create_dir_all(self.path(&format!("proc/{pid}/fd"))).unwrap();
-        for (fd, target) in targets.iter().enumerate() {
-            self.link(&format!("proc/{pid}/fd/{fd}"), Path::new(target));
-        }
+    fn command(&self, args: &[&str], devices: &str, modprobe: &str) -> Command {
+        self.gpu_hook("gpu-detach.sh", args, devices, modprobe)
     }
 
     fn run_with(&self, args: &[&str], devices: &str, modprobe: &str) -> Output {
-        Command::new("bash")
-            .arg(script())
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("VFIO_GPU_DEVICES", devices)
-            .env("VFIO_SYSFS_ROOT", self.path("sys"))
-            .env("VFIO_DEV_ROOT", self.path("dev"))
-            .env("VFIO_PROC_ROOT", self.path("proc"))
-            .env("VFIO_STATE_DIR", self.path("state"))
-            .env("VFIO_MODPROBE", modprobe)
-            .env("VFIO_NO_SYSLOG", "1")
-            .output()
-            .unwrap()
+        self.command(args, devices, modprobe).output().unwrap()
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -132,10 +61,23 @@ impl Host {
         )
     }
 
+    fn ok(&self, args: &[&str]) -> String {
+        succeeded(args, &self.run(args))
+    }
+
+    fn refuse(&self, args: &[&str]) -> String {
+        refused(args, &self.run(args))
+    }
+
+    /// Runs the hook with `devices`, which must succeed; its stderr.
+    fn ok_with(&self, args: &[&str], devices: &str) -> String {
+        succeeded(args, &self.run_with(args, devices, "false"))
+    }
+
     /// Everything the hook may write, to prove that a refusal wrote nothing.
     fn writes(&self) -> Vec<String> {
         let mut out = vec![self.read("sys/bus/pci/drivers_probe")];
-        for drv in ["nvidia", "snd_hda_intel", "vfio-pci", "nouveau"] {
+        for drv in DRIVERS {
             out.push(self.read(&format!("sys/bus/pci/drivers/{drv}/unbind")));
         }
         for bdf in [GPU, AUDIO] {
@@ -145,36 +87,17 @@ impl Host {
     }
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn prepare_detaches_every_function_from_its_host_driver() {
     let host = Host::new();
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let err = host.ok(&["win11", "prepare", "begin", "-"]);
 
-    assert_eq!(
-        host.read("sys/bus/pci/drivers/nvidia/unbind"),
-        format!("{GPU}\n")
-    );
-    assert_eq!(
-        host.read("sys/bus/pci/drivers/snd_hda_intel/unbind"),
-        format!("{AUDIO}\n")
-    );
-    for bdf in [GPU, AUDIO] {
-        assert_eq!(
-            host.read(&format!("sys/bus/pci/devices/{bdf}/driver_override")),
-            "vfio-pci\n"
-        );
-    }
+    host.assert_handed_to_vfio(&[(GPU, "nvidia"), (AUDIO, "snd_hda_intel")]);
     // The last function probed; with driver_override set it binds vfio-pci.
     assert_eq!(host.read("sys/bus/pci/drivers_probe"), format!("{AUDIO}\n"));
     // The host drivers are remembered for the release.
     assert_eq!(host.read(&format!("state/{GPU}")), "nvidia\n");
     assert_eq!(host.read(&format!("state/{AUDIO}")), "snd_hda_intel\n");
-    let err = stderr(&out);
     assert!(
         err.contains(&format!(
             "{GPU}: detached from nvidia, bound to vfio-pci for win11"
@@ -186,29 +109,25 @@ fn prepare_detaches_every_function_from_its_host_driver() {
 #[test]
 fn release_gives_the_functions_back() {
     let host = Host::new();
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    host.ok(&["win11", "prepare", "begin", "-"]);
     // What the kernel did on drivers_probe.
-    host.bind(GPU, Some("vfio-pci"));
-    host.bind(AUDIO, Some("vfio-pci"));
+    probe_to_vfio(&host, &[GPU, AUDIO]);
     host.write("sys/bus/pci/drivers_probe", "");
 
-    let out = host.run(&["win11", "release", "end", "-"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let err = host.ok(&["win11", "release", "end", "-"]);
     for bdf in [GPU, AUDIO] {
         // An empty line clears the override, so the host driver can probe.
         assert_eq!(
             host.read(&format!("sys/bus/pci/devices/{bdf}/driver_override")),
             "\n"
         );
-        assert!(!host.path(&format!("state/{bdf}")).exists());
+        assert!(!host.exists(&format!("state/{bdf}")));
     }
     assert_eq!(
         host.read("sys/bus/pci/drivers/vfio-pci/unbind"),
         format!("{AUDIO}\n")
     );
     assert_eq!(host.read("sys/bus/pci/drivers_probe"), format!("{AUDIO}\n"));
-    let err = stderr(&out);
     assert!(
         err.contains(&format!(
             "{GPU}: released by win11, given back to the host (was nvidia)"
@@ -221,8 +140,7 @@ fn release_gives_the_functions_back() {
 fn release_without_prepare_touches_nothing() {
     let host = Host::new();
     let before = host.writes();
-    let out = host.run(&["win11", "release", "end", "-"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    host.ok(&["win11", "release", "end", "-"]);
     assert_eq!(host.writes(), before);
 }
 
@@ -236,9 +154,7 @@ fn refuses_while_a_host_process_holds_the_gpu() {
     );
     let before = host.writes();
 
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = host.refuse(&["win11", "prepare", "begin", "-"]);
     assert!(
         err.contains("refusing to start win11: host process 4242 (Xorg) has /dev/nvidia0 open"),
         "{err}"
@@ -249,7 +165,7 @@ fn refuses_while_a_host_process_holds_the_gpu() {
     );
     // Nothing was unbound or overridden, nothing remembered.
     assert_eq!(host.writes(), before);
-    assert!(!host.path("state").exists());
+    assert!(!host.exists("state"));
 }
 
 #[test]
@@ -259,12 +175,10 @@ fn refuses_while_a_process_holds_the_render_node() {
     host.bind(GPU, Some("nouveau"));
     host.process(77, "gnome-shell", &["/dev/dri/renderD128"]);
 
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = host.refuse(&["win11", "prepare", "begin", "-"]);
     assert!(
-        stderr(&out).contains("host process 77 (gnome-shell) has /dev/dri/renderD128 open"),
-        "{}",
-        stderr(&out)
+        err.contains("host process 77 (gnome-shell) has /dev/dri/renderD128 open"),
+        "{err}"
     );
     assert_eq!(host.read("sys/bus/pci/drivers/nouveau/unbind"), "");
 }
@@ -274,8 +188,7 @@ fn another_gpu_in_use_does_not_block() {
     let host = Host::new();
     // /dev/nvidia1 is a second NVIDIA GPU the host keeps.
     host.process(55, "steam", &["/dev/nvidia1"]);
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    host.ok(&["win11", "prepare", "begin", "-"]);
     assert_eq!(
         host.read("sys/bus/pci/drivers/nvidia/unbind"),
         format!("{GPU}\n")
@@ -287,9 +200,8 @@ fn unknown_minor_checks_every_nvidia_node() {
     let host = Host::new();
     fs::remove_file(host.path(&format!("proc/driver/nvidia/gpus/{GPU}/information"))).unwrap();
     host.process(56, "nvidia-smi", &["/dev/nvidia1"]);
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("56 (nvidia-smi) has /dev/nvidia1 open"));
+    let err = host.refuse(&["win11", "prepare", "begin", "-"]);
+    assert!(err.contains("56 (nvidia-smi) has /dev/nvidia1 open"));
 }
 
 #[test]
@@ -303,8 +215,7 @@ fn other_domains_and_operations_are_ignored() {
         ["win11", "started", "begin", "-"],
         ["win11", "stopped", "end", "-"],
     ] {
-        let out = host.run(&args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        host.ok(&args);
         assert_eq!(host.writes(), before, "{args:?}");
     }
 }
@@ -313,14 +224,13 @@ fn other_domains_and_operations_are_ignored() {
 fn function_already_on_vfio_pci_is_left_alone() {
     let host = Host::new();
     host.bind(GPU, Some("vfio-pci"));
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    host.ok(&["win11", "prepare", "begin", "-"]);
     assert_eq!(host.read("sys/bus/pci/drivers/vfio-pci/unbind"), "");
     assert_eq!(
         host.read(&format!("sys/bus/pci/devices/{GPU}/driver_override")),
         ""
     );
-    assert!(!host.path(&format!("state/{GPU}")).exists());
+    assert!(!host.exists(&format!("state/{GPU}")));
     // The audio function still moves.
     assert_eq!(
         host.read("sys/bus/pci/drivers/snd_hda_intel/unbind"),
@@ -331,13 +241,9 @@ fn function_already_on_vfio_pci_is_left_alone() {
 #[test]
 fn missing_device_is_refused_with_the_option_to_fix() {
     let host = Host::new();
-    let out = host.run_with(
-        &["win11", "prepare", "begin", "-"],
-        &format!("win11 {GPU} 0000:01:00.7"),
-        "false",
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let args = ["win11", "prepare", "begin", "-"];
+    let out = host.run_with(&args, &format!("win11 {GPU} 0000:01:00.7"), "false");
+    let err = refused(&args, &out);
     assert!(
         err.contains("PCI device 0000:01:00.7 does not exist; check gpu.address"),
         "{err}"
@@ -351,31 +257,30 @@ fn loads_vfio_pci_when_missing() {
     fs::remove_dir_all(host.path("sys/bus/pci/drivers/vfio-pci")).unwrap();
     let calls = host.path("modprobe-calls");
     let fake = host.path("modprobe");
-    fs::write(
-        &fake,
-        format!(
+    host.write(
+        "modprobe",
+        &format!(
             "#!/bin/sh\necho \"$@\" >> '{}'\nmkdir -p '{}'\n",
             calls.display(),
             host.path("sys/bus/pci/drivers/vfio-pci").display()
         ),
-    )
-    .unwrap();
+    );
+    let args = ["win11", "prepare", "begin", "-"];
     let out = host.run_with(
-        &["win11", "prepare", "begin", "-"],
+        &args,
         &format!("win11 {GPU}"),
         &format!("sh {}", fake.display()),
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(fs::read_to_string(calls).unwrap(), "vfio-pci\n");
+    succeeded(&args, &out);
+    assert_eq!(host.read("modprobe-calls"), "vfio-pci\n");
 }
 
 #[test]
 fn failing_modprobe_is_refused() {
     let host = Host::new();
     fs::remove_dir_all(host.path("sys/bus/pci/drivers/vfio-pci")).unwrap();
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("could not load the vfio-pci module"));
+    let err = host.refuse(&["win11", "prepare", "begin", "-"]);
+    assert!(err.contains("could not load the vfio-pci module"));
     assert_eq!(host.read("sys/bus/pci/drivers/nvidia/unbind"), "");
 }
 
@@ -390,8 +295,8 @@ const TURING: &str = "0000:02:00.0";
 fn shared_host() -> (Host, String) {
     let host = Host::new();
     host.write("sys/bus/pci/drivers/xhci_hcd/unbind", "");
-    host.device(SHARED, Some("xhci_hcd"));
-    host.device(TURING, Some("nouveau"));
+    host.pci_device(SHARED, Some("xhci_hcd"));
+    host.pci_device(TURING, Some("nouveau"));
     let devices = format!("win11 {GPU} {AUDIO} {SHARED}\nturing {TURING} {SHARED}");
     (host, devices)
 }
@@ -406,11 +311,7 @@ fn probe_to_vfio(host: &Host, bdfs: &[&str]) {
 #[test]
 fn a_shared_device_stays_with_vfio_while_another_vm_uses_it() {
     let (host, devices) = shared_host();
-    let run = |args: &[&str]| {
-        let out = host.run_with(args, &devices, "false");
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stderr(&out)
-    };
+    let run = |args: &[&str]| host.ok_with(args, &devices);
 
     run(&["win11", "prepare", "begin", "-"]);
     probe_to_vfio(&host, &[GPU, AUDIO, SHARED]);
@@ -460,8 +361,8 @@ fn a_shared_device_stays_with_vfio_while_another_vm_uses_it() {
         )),
         "{err}"
     );
-    assert!(!host.path(&format!("state/{SHARED}")).exists());
-    assert!(!host.path(&format!("state/{SHARED}.users")).exists());
+    assert!(!host.exists(&format!("state/{SHARED}")));
+    assert!(!host.exists(&format!("state/{SHARED}.users")));
 }
 
 #[test]
@@ -469,11 +370,7 @@ fn the_first_vm_to_stop_does_not_take_a_shared_device_from_the_second() {
     // Same as above in the other order: turing takes SHARED first, win11
     // joins, turing stops first.
     let (host, devices) = shared_host();
-    let run = |args: &[&str]| {
-        let out = host.run_with(args, &devices, "false");
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stderr(&out)
-    };
+    let run = |args: &[&str]| host.ok_with(args, &devices);
     run(&["turing", "prepare", "begin", "-"]);
     probe_to_vfio(&host, &[TURING, SHARED]);
     run(&["win11", "prepare", "begin", "-"]);
@@ -504,16 +401,14 @@ fn a_refused_start_does_not_count_as_a_user() {
     probe_to_vfio(&host, &[TURING, SHARED]);
     // win11 is refused (Xorg holds its GPU); libvirt then runs its release.
     host.process(4242, "Xorg", &["/dev/nvidia0"]);
-    let out = host.run_with(&["win11", "prepare", "begin", "-"], &devices, "false");
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let out = host.run_with(&["win11", "release", "end", "-"], &devices, "false");
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!host.path(&format!("state/{SHARED}.users/win11")).exists());
+    let args = ["win11", "prepare", "begin", "-"];
+    refused(&args, &host.run_with(&args, &devices, "false"));
+    host.ok_with(&["win11", "release", "end", "-"], &devices);
+    assert!(!host.exists(&format!("state/{SHARED}.users/win11")));
 
     // turing is the only user left: its release gives SHARED back.
     host.write("sys/bus/pci/drivers/vfio-pci/unbind", "");
-    let out = host.run_with(&["turing", "release", "end", "-"], &devices, "false");
-    assert!(out.status.success(), "{}", stderr(&out));
+    host.ok_with(&["turing", "release", "end", "-"], &devices);
     assert_eq!(
         host.read("sys/bus/pci/drivers/vfio-pci/unbind"),
         format!("{SHARED}\n")
@@ -524,51 +419,22 @@ fn a_refused_start_does_not_count_as_a_user() {
 fn a_held_state_lock_times_out_with_a_clear_error() {
     let host = Host::new();
     fs::create_dir_all(host.path("state")).unwrap();
-    let lock = host.path("state/.lock");
-    let mut holder = hold_lock(&lock);
+    let holder = hold_lock(&host.path("state/.lock"), 60);
     let before = host.writes();
     let started = std::time::Instant::now();
-    let out = Command::new("bash")
-        .arg(script())
-        .args(["win11", "prepare", "begin", "-"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("VFIO_GPU_DEVICES", format!("win11 {GPU} {AUDIO}"))
-        .env("VFIO_SYSFS_ROOT", host.path("sys"))
-        .env("VFIO_DEV_ROOT", host.path("dev"))
-        .env("VFIO_PROC_ROOT", host.path("proc"))
-        .env("VFIO_STATE_DIR", host.path("state"))
-        .env("VFIO_MODPROBE", "false")
-        .env("VFIO_NO_SYSLOG", "1")
+    let args = ["win11", "prepare", "begin", "-"];
+    let out = host
+        .command(&args, &format!("win11 {GPU} {AUDIO}"), "false")
         .env("VFIO_GPU_LOCK_TIMEOUT", "1")
         .output()
         .unwrap();
-    let _ = holder.kill();
-    let _ = holder.wait();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    drop(holder);
+    let err = refused(&args, &out);
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    let err = stderr(&out);
     assert!(
         err.contains("refusing to start win11: another libvirt hook has held")
             && err.contains(".lock"),
         "{err}"
     );
     assert_eq!(host.writes(), before);
-}
-
-/// Holds an exclusive flock on `path` in a child process until it is killed.
-fn hold_lock(path: &Path) -> std::process::Child {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new("flock")
-        .arg(path)
-        .args(["-c", "echo locked; exec sleep 60"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("flock (util-linux) is needed for this test");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "locked\n");
-    child
 }

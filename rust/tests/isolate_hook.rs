@@ -1,16 +1,19 @@
 //! The libvirt qemu hook `modules/hooks/cpu-isolate.sh`, run with a fake
 //! `systemctl` on PATH that records its calls.
 
+mod common_hook;
+
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use common_hook::{hold_lock, refused, script, succeeded, Tree};
 
 const UNITS: [&str; 3] = ["system.slice", "user.slice", "init.scope"];
 const VMS: &str = "win11 8-11,24-27\n# a comment\n\n  linux 12-13,28-29\n";
 
 struct Hook {
-    dir: tempfile::TempDir,
+    tree: Tree,
     vms: String,
     all_cpus: Option<String>,
     lock_timeout: Option<String>,
@@ -22,30 +25,22 @@ impl Hook {
     }
 
     fn with_systemctl(body: &str) -> Hook {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("bin");
-        fs::create_dir(&bin).unwrap();
-        let fake = bin.join("systemctl");
-        fs::write(&fake, format!("#!/bin/sh\n{body}")).unwrap();
-        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+        let tree = Tree::new();
+        tree.fake_command("systemctl", &format!("#!/bin/sh\n{body}"));
         Hook {
-            dir,
+            tree,
             vms: VMS.to_string(),
             all_cpus: Some("0-31".to_string()),
             lock_timeout: None,
         }
     }
 
-    fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../modules/hooks/cpu-isolate.sh")
-    }
-
     fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.tree.path("state")
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir.path().join("systemctl.log")
+        self.tree.path("systemctl.log")
     }
 
     /// Runs the hook as libvirt does: `<domain> <operation> <sub-op> <extra>`,
@@ -57,16 +52,11 @@ impl Hook {
     }
 
     /// Starts the hook; the domain XML is already written to its stdin.
-    fn spawn(&self, domain: &str, operation: &str, sub: &str) -> std::process::Child {
-        let path = format!(
-            "{}:{}",
-            self.dir.path().join("bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+    fn spawn(&self, domain: &str, operation: &str, sub: &str) -> Child {
         let mut cmd = Command::new("bash");
-        cmd.arg(Self::script())
+        cmd.arg(script("cpu-isolate.sh"))
             .args([domain, operation, sub, "-"])
-            .env("PATH", path)
+            .env("PATH", self.tree.path_with_fakes())
             .env("FAKE_SYSTEMCTL_LOG", self.log_path())
             .env("VFIO_ISOLATE_STATE_DIR", self.state_dir())
             .env("VFIO_ISOLATE_VMS", &self.vms)
@@ -92,33 +82,30 @@ impl Hook {
         child
     }
 
-    fn ok(&self, domain: &str, operation: &str, sub: &str) {
-        let out = self.run(domain, operation, sub);
-        assert!(
-            out.status.success(),
-            "hook {domain} {operation} {sub} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    /// Runs the hook, which must succeed; its stderr.
+    fn ok(&self, domain: &str, operation: &str, sub: &str) -> String {
+        succeeded(&[domain, operation, sub], &self.run(domain, operation, sub))
+    }
+
+    /// Runs the hook, which must refuse; its stderr.
+    fn refuse(&self, domain: &str, operation: &str, sub: &str) -> String {
+        refused(&[domain, operation, sub], &self.run(domain, operation, sub))
+    }
+
+    /// Starts `<domain> prepare begin` and waits for it (see `finish_within`).
+    fn prepare_within(&self, domain: &str, secs: u64) -> Output {
+        finish_within(self.spawn(domain, "prepare", "begin"), secs)
     }
 
     /// The recorded systemctl calls, drained.
     fn calls(&self) -> Vec<String> {
-        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
-        let _ = fs::remove_file(self.log_path());
-        text.lines().map(str::to_string).collect()
+        self.tree.drain_log("systemctl.log")
     }
 
     fn state_files(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.state_dir())
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    // The lock file is the hook's, not a VM's state.
-                    .filter(|name| name != ".flock")
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
+        let mut names = self.tree.names("state");
+        // The lock file is the hook's, not a VM's state.
+        names.retain(|name| name != ".flock");
         names
     }
 }
@@ -241,10 +228,8 @@ fn all_cpus_default_to_the_online_cpus() {
 #[test]
 fn failing_systemctl_does_not_block_the_vm() {
     let hook = Hook::with_systemctl("echo \"$*\" >> \"$FAKE_SYSTEMCTL_LOG\"\nexit 1\n");
-    let out = hook.run("win11", "prepare", "begin");
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cgroup v2"), "{stderr}");
+    let err = hook.ok("win11", "prepare", "begin");
+    assert!(err.contains("cgroup v2"), "{err}");
     assert_eq!(hook.calls().len(), 3);
 }
 
@@ -252,23 +237,20 @@ fn failing_systemctl_does_not_block_the_vm() {
 fn malformed_config_is_an_error() {
     let mut hook = Hook::new();
     hook.vms = "win11 8-x".into();
-    let out = hook.run("win11", "prepare", "begin");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a CPU list"));
+    let err = hook.refuse("win11", "prepare", "begin");
+    assert!(err.contains("not a CPU list"));
     assert!(hook.calls().is_empty());
 
     hook.vms = "win11".into();
-    let out = hook.run("win11", "prepare", "begin");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("<domain> <cpu list>"));
+    let err = hook.refuse("win11", "prepare", "begin");
+    assert!(err.contains("<domain> <cpu list>"));
 }
 
 #[test]
 fn a_vm_on_every_cpu_leaves_the_host_on_all_cpus() {
     let mut hook = Hook::new();
     hook.vms = "big 0-31".into();
-    let out = hook.run("big", "prepare", "begin");
-    assert!(out.status.success());
+    hook.ok("big", "prepare", "begin");
     assert_eq!(hook.calls(), restrict("0-31"));
 }
 
@@ -291,27 +273,9 @@ fn concurrent_starts_end_with_the_union() {
     }
 }
 
-/// Holds an exclusive flock on `path` in a child process for `secs` seconds
-/// (or until killed); returns once the lock is held.
-fn hold_lock(path: &Path, secs: u32) -> std::process::Child {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new("flock")
-        .arg(path)
-        .args(["-c", &format!("echo locked; exec sleep {secs}")])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("flock (util-linux) is needed for this test");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "locked\n");
-    child
-}
-
 /// Waits for a hook for at most `secs` seconds; kills it and fails the test
 /// when it is still running then.
-fn finish_within(mut child: std::process::Child, secs: u64) -> Output {
+fn finish_within(mut child: Child, secs: u64) -> Output {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
@@ -329,15 +293,13 @@ fn a_held_lock_is_waited_for_and_never_broken() {
     let mut hook = Hook::new();
     hook.lock_timeout = Some("1".into());
     fs::create_dir_all(hook.state_dir()).unwrap();
-    let mut holder = hold_lock(&hook.state_dir().join(".flock"), 60);
-    let out = finish_within(hook.spawn("win11", "prepare", "begin"), 20);
-    let _ = holder.kill();
-    let _ = holder.wait();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let holder = hold_lock(&hook.state_dir().join(".flock"), 60);
+    let out = hook.prepare_within("win11", 20);
+    drop(holder);
+    let err = refused(&["win11", "prepare", "begin"], &out);
     assert!(
-        stderr.contains("another cpu-isolate hook has held") && stderr.contains(".flock for 1 s"),
-        "{stderr}"
+        err.contains("another cpu-isolate hook has held") && err.contains(".flock for 1 s"),
+        "{err}"
     );
     // Nothing changed while another hook held the lock.
     assert!(hook.calls().is_empty());
@@ -349,14 +311,10 @@ fn a_lock_released_in_time_lets_the_hook_run() {
     let mut hook = Hook::new();
     hook.lock_timeout = Some("30".into());
     fs::create_dir_all(hook.state_dir()).unwrap();
-    let mut holder = hold_lock(&hook.state_dir().join(".flock"), 1);
-    let out = finish_within(hook.spawn("win11", "prepare", "begin"), 30);
-    let _ = holder.wait();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let holder = hold_lock(&hook.state_dir().join(".flock"), 1);
+    let out = hook.prepare_within("win11", 30);
+    drop(holder);
+    succeeded(&["win11", "prepare", "begin"], &out);
     assert_eq!(hook.calls(), restrict("0-7,12-23,28-31"));
 }
 
@@ -367,11 +325,9 @@ fn a_leftover_lock_entry_does_not_hang_the_hook() {
     let hook = Hook::new();
     fs::create_dir_all(hook.state_dir()).unwrap();
     fs::write(hook.state_dir().join(".lock"), "").unwrap();
-    let out = finish_within(hook.spawn("win11", "prepare", "begin"), 20);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        &["win11", "prepare", "begin"],
+        &hook.prepare_within("win11", 20),
     );
     assert_eq!(hook.calls(), restrict("0-7,12-23,28-31"));
 }
@@ -381,13 +337,13 @@ fn an_unusable_state_dir_is_a_clear_error() {
     let hook = Hook::new();
     // A file where the state directory should be.
     fs::write(hook.state_dir(), "").unwrap();
-    let out = finish_within(hook.spawn("win11", "prepare", "begin"), 20);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        &["win11", "prepare", "begin"],
+        &hook.prepare_within("win11", 20),
+    );
     assert!(
-        stderr.contains("cannot create the state directory")
-            && stderr.contains("VFIO_ISOLATE_STATE_DIR"),
-        "{stderr}"
+        err.contains("cannot create the state directory") && err.contains("VFIO_ISOLATE_STATE_DIR"),
+        "{err}"
     );
     assert!(hook.calls().is_empty());
 }
@@ -401,7 +357,7 @@ fn without_flock_the_hook_says_what_is_missing() {
         .output()
         .unwrap();
     let bash = String::from_utf8_lossy(&bash.stdout).trim().to_string();
-    let bin = hook.dir.path().join("bin");
+    let bin = hook.tree.path("bin");
     for tool in ["cat", "mkdir", "rm"] {
         let found = Command::new("bash")
             .args(["-c", &format!("command -v {tool}")])
@@ -411,7 +367,7 @@ fn without_flock_the_hook_says_what_is_missing() {
         std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
     }
     let out = Command::new(bash)
-        .arg(Hook::script())
+        .arg(script("cpu-isolate.sh"))
         .args(["win11", "prepare", "begin", "-"])
         .env("PATH", &bin)
         .env("FAKE_SYSTEMCTL_LOG", hook.log_path())
@@ -421,11 +377,7 @@ fn without_flock_the_hook_says_what_is_missing() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("flock (util-linux) is not in PATH"),
-        "{stderr}"
-    );
+    let err = refused(&["win11", "prepare", "begin"], &out);
+    assert!(err.contains("flock (util-linux) is not in PATH"), "{err}");
     assert!(hook.calls().is_empty());
 }

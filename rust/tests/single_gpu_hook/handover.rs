@@ -6,7 +6,8 @@
 
 use std::fs;
 
-use crate::{stderr, Host, AUDIO, DM, GPU, UNTOUCHED};
+use crate::common_hook::succeeded;
+use crate::{Host, AUDIO, DM, GPU, UNTOUCHED};
 
 #[test]
 fn prepare_takes_the_display_down_then_detaches_the_gpu() {
@@ -32,20 +33,7 @@ fn prepare_takes_the_display_down_then_detaches_the_gpu() {
         "efi-framebuffer.0\n"
     );
     // gpu-detach.sh handed both functions to vfio-pci.
-    assert_eq!(
-        host.read("sys/bus/pci/drivers/amdgpu/unbind"),
-        format!("{GPU}\n")
-    );
-    assert_eq!(
-        host.read("sys/bus/pci/drivers/snd_hda_intel/unbind"),
-        format!("{AUDIO}\n")
-    );
-    for bdf in [GPU, AUDIO] {
-        assert_eq!(
-            host.read(&format!("sys/bus/pci/devices/{bdf}/driver_override")),
-            "vfio-pci\n"
-        );
-    }
+    host.assert_handed_to_vfio(&[(GPU, "amdgpu"), (AUDIO, "snd_hda_intel")]);
     assert_eq!(host.read("state/display/units"), format!("{DM}\n"));
     assert_eq!(host.read("state/display/vtcons"), "vtcon1\n");
     assert_eq!(
@@ -276,7 +264,7 @@ fn units_are_stopped_in_order_and_started_in_reverse() {
             )
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        succeeded(args, &out);
     };
     run(&["win11", "prepare", "begin", "-"]);
     let stops: Vec<String> = host

@@ -11,24 +11,24 @@
 //!
 //! The tests, by concern: `handover` (the display handed to a VM and back)
 //! and `rollback` (failures on the way, each giving the display back). This
-//! file holds the fake host they share.
+//! file holds the fake host they share, built on `common_hook`'s.
 
+#[path = "../common_hook/mod.rs"]
+mod common_hook;
 mod handover;
 mod rollback;
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
+use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use common_hook::{refused, succeeded, Tree};
 
 /// The host's only GPU (an RX 6800 XT) and its HDMI audio function.
 const GPU: &str = "0000:03:00.0";
 const AUDIO: &str = "0000:03:00.1";
 const DM: &str = "display-manager.service";
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../modules/hooks/single-gpu.sh")
-}
 
 /// Records the call (with the files named in FAKE_WATCH as key=path, for
 /// stop, start and terminate-session) and acts on the fake host.
@@ -102,8 +102,15 @@ exit 0
 "#;
 
 struct Host {
-    dir: tempfile::TempDir,
+    tree: Tree,
     devices: String,
+}
+
+impl Deref for Host {
+    type Target = Tree;
+    fn deref(&self) -> &Tree {
+        &self.tree
+    }
 }
 
 impl Host {
@@ -113,32 +120,15 @@ impl Host {
     /// bound to the consoles and efifb holds the firmware framebuffer.
     fn new() -> Host {
         let host = Host {
-            dir: tempfile::tempdir().unwrap(),
+            tree: Tree::new(),
             devices: format!("other 0000:09:00.0\nwin11 {GPU} {AUDIO}"),
         };
-        let bin = host.path("bin");
-        fs::create_dir_all(&bin).unwrap();
-        for (name, text) in [("systemctl", FAKE_SYSTEMCTL), ("loginctl", FAKE_LOGINCTL)] {
-            fs::write(bin.join(name), text).unwrap();
-            fs::set_permissions(bin.join(name), fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        for drv in ["amdgpu", "snd_hda_intel", "vfio-pci"] {
-            host.write(&format!("sys/bus/pci/drivers/{drv}/unbind"), "");
-            host.write(&format!("sys/bus/pci/drivers/{drv}/bind"), "");
-        }
-        host.write("sys/bus/pci/drivers_probe", "");
+        host.fake_command("systemctl", FAKE_SYSTEMCTL);
+        host.fake_command("loginctl", FAKE_LOGINCTL);
+        host.pci_drivers(&["amdgpu", "snd_hda_intel", "vfio-pci"]);
         host.pci_device(GPU, Some("amdgpu"));
         host.pci_device(AUDIO, Some("snd_hda_intel"));
-        host.write("dev/dri/card1", "");
-        host.write("dev/dri/renderD128", "");
-        host.link(
-            &format!("dev/dri/by-path/pci-{GPU}-card"),
-            Path::new("../card1"),
-        );
-        host.link(
-            &format!("dev/dri/by-path/pci-{GPU}-render"),
-            Path::new("../renderD128"),
-        );
+        host.drm_nodes(GPU);
 
         // Virtual consoles: the system's dummy console and fbcon.
         host.write("sys/class/vtconsole/vtcon0/name", "(S) dummy device\n");
@@ -164,48 +154,6 @@ impl Host {
         host
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
-
-    fn read(&self, rel: &str) -> String {
-        fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-    }
-
-    fn exists(&self, rel: &str) -> bool {
-        self.path(rel).exists()
-    }
-
-    fn link(&self, rel: &str, target: &Path) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        let _ = fs::remove_file(&p);
-        symlink(target, p).unwrap();
-    }
-
-    fn pci_device(&self, bdf: &str, driver: Option<&str>) {
-        self.write(&format!("sys/bus/pci/devices/{bdf}/driver_override"), "");
-        self.bind(bdf, driver);
-    }
-
-    /// Moves a function's `driver` symlink, as the kernel does on bind.
-    fn bind(&self, bdf: &str, driver: Option<&str>) {
-        let link = format!("sys/bus/pci/devices/{bdf}/driver");
-        let _ = fs::remove_file(self.path(&link));
-        if let Some(drv) = driver {
-            self.link(
-                &link,
-                &PathBuf::from(format!("../../../../bus/pci/drivers/{drv}")),
-            );
-        }
-    }
-
     /// A firmware framebuffer platform device bound to `driver`.
     fn framebuffer(&self, dev: &str, driver: &str) {
         self.write(&format!("sys/bus/platform/drivers/{driver}/bind"), "");
@@ -215,14 +163,6 @@ impl Host {
             &format!("sys/bus/platform/devices/{dev}/driver"),
             &PathBuf::from(format!("../../../../bus/platform/drivers/{driver}")),
         );
-    }
-
-    fn process(&self, pid: u32, comm: &str, targets: &[&str]) {
-        self.write(&format!("proc/{pid}/comm"), &format!("{comm}\n"));
-        fs::create_dir_all(self.path(&format!("proc/{pid}/fd"))).unwrap();
-        for (fd, target) in targets.iter().enumerate() {
-            self.link(&format!("proc/{pid}/fd/{fd}"), Path::new(target));
-        }
     }
 
     fn pid_file(&self, rel: &str, procs: &[(u32, &str, &str)]) {
@@ -259,19 +199,8 @@ impl Host {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("bash");
-        cmd.arg(script())
-            .args(args)
-            .env_clear()
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    self.path("bin").display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .env("FAKE_ROOT", self.dir.path())
+        let mut cmd = self.gpu_hook("single-gpu.sh", args, &self.devices, "false");
+        cmd.env("FAKE_ROOT", self.root())
             .env(
                 "FAKE_WATCH",
                 format!(
@@ -280,14 +209,7 @@ impl Host {
                      gpu=sys/bus/pci/devices/{GPU}/driver_override"
                 ),
             )
-            .env("VFIO_GPU_DEVICES", &self.devices)
-            .env("VFIO_SYSFS_ROOT", self.path("sys"))
-            .env("VFIO_DEV_ROOT", self.path("dev"))
-            .env("VFIO_PROC_ROOT", self.path("proc"))
-            .env("VFIO_STATE_DIR", self.path("state"))
-            .env("VFIO_MODPROBE", "false")
-            .env("VFIO_DISPLAY_TIMEOUT", "2")
-            .env("VFIO_NO_SYSLOG", "1");
+            .env("VFIO_DISPLAY_TIMEOUT", "2");
         cmd
     }
 
@@ -296,16 +218,16 @@ impl Host {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stderr(&out)
+        succeeded(args, &self.run(args))
+    }
+
+    fn refuse(&self, args: &[&str]) -> String {
+        refused(args, &self.run(args))
     }
 
     /// The recorded systemctl/loginctl calls, drained.
     fn calls(&self) -> Vec<String> {
-        let text = fs::read_to_string(self.path("calls.log")).unwrap_or_default();
-        let _ = fs::remove_file(self.path("calls.log"));
-        text.lines().map(str::to_string).collect()
+        self.drain_log("calls.log")
     }
 
     /// What the kernel does after the hook's drivers_probe: the functions
@@ -323,20 +245,8 @@ impl Host {
     }
 
     fn display_state(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.path("state/display"))
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        self.names("state/display")
     }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The snapshot part of a stop/start call: what the consoles, framebuffer

@@ -4,10 +4,9 @@
 //! session that will not end, and a display lock held by another hook.
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 
-use crate::{stderr, Host, DM, GPU, UNTOUCHED};
+use crate::common_hook::{hold_lock, refused};
+use crate::{Host, DM, GPU, UNTOUCHED};
 
 #[test]
 fn a_held_gpu_halfway_gives_the_host_its_display_back() {
@@ -16,9 +15,7 @@ fn a_held_gpu_halfway_gives_the_host_its_display_back() {
     // render node open: gpu-detach.sh refuses after the display is down.
     host.process(800, "llama-server", &["/dev/dri/renderD128"]);
 
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = host.refuse(&["win11", "prepare", "begin", "-"]);
     assert!(
         err.contains(
             "refusing to start win11: host process 800 (llama-server) has /dev/dri/renderD128 open"
@@ -65,8 +62,7 @@ fn a_function_that_fails_to_move_is_given_back_with_the_display() {
     fs::remove_file(host.path("sys/bus/pci/drivers/snd_hda_intel/unbind")).unwrap();
     fs::create_dir(host.path("sys/bus/pci/drivers/snd_hda_intel/unbind")).unwrap();
 
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    host.refuse(&["win11", "prepare", "begin", "-"]);
     // The GPU function had moved: its override is cleared again and it is
     // probed for its host driver.
     assert_eq!(
@@ -84,12 +80,10 @@ fn a_function_that_fails_to_move_is_given_back_with_the_display() {
 fn a_display_manager_that_does_not_stop_is_started_again() {
     let host = Host::new();
     host.write(&format!("fail-stop-{DM}"), "");
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = host.refuse(&["win11", "prepare", "begin", "-"]);
     assert!(
-        stderr(&out).contains("refusing to start win11: a display unit did not stop"),
-        "{}",
-        stderr(&out)
+        err.contains("refusing to start win11: a display unit did not stop"),
+        "{err}"
     );
     let calls = host.calls();
     assert_eq!(
@@ -110,15 +104,10 @@ fn a_display_manager_stop_that_hangs_times_out_and_rolls_back() {
     let host = Host::new();
     host.write(&format!("hang-stop-{DM}"), "");
     let started = std::time::Instant::now();
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = host.refuse(&["win11", "prepare", "begin", "-"]);
     // VFIO_DISPLAY_TIMEOUT is 2 s here.
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
-    assert!(
-        stderr(&out).contains(&format!("could not stop {DM}")),
-        "{}",
-        stderr(&out)
-    );
+    assert!(err.contains(&format!("could not stop {DM}")), "{err}");
     assert_eq!(
         host.calls().last().unwrap(),
         &format!("systemctl start {DM} {UNTOUCHED}")
@@ -132,9 +121,7 @@ fn a_framebuffer_the_kernel_keeps_rolls_back() {
     let unbind = host.path("sys/bus/platform/drivers/efi-framebuffer/unbind");
     fs::remove_file(&unbind).unwrap();
     fs::create_dir(&unbind).unwrap();
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = host.refuse(&["win11", "prepare", "begin", "-"]);
     assert!(
         err.contains(
             "writing \"efi-framebuffer.0\" to /bus/platform/drivers/efi-framebuffer/unbind failed"
@@ -155,9 +142,7 @@ fn a_session_that_will_not_end_is_reported_and_the_gpu_check_decides() {
     let host = Host::new();
     host.session("4", "carol", "x11", &[(900, "Xorg", "/dev/dri/card1")], &[]);
     host.write("immortal-4", "");
-    let out = host.run(&["win11", "prepare", "begin", "-"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = host.refuse(&["win11", "prepare", "begin", "-"]);
     assert!(
         err.contains("graphical sessions still open after 2 s (ID, user, class): 4 carol user"),
         "{err}"
@@ -173,38 +158,20 @@ fn a_session_that_will_not_end_is_reported_and_the_gpu_check_decides() {
 fn a_held_display_lock_times_out_with_a_clear_error() {
     let host = Host::new();
     fs::create_dir_all(host.path("state")).unwrap();
-    let mut holder = hold_lock(&host.path("state/.display.lock"));
+    let holder = hold_lock(&host.path("state/.display.lock"), 60);
+    let args = ["win11", "prepare", "begin", "-"];
     let out = host
-        .command(&["win11", "prepare", "begin", "-"])
+        .command(&args)
         .env("VFIO_DISPLAY_LOCK_TIMEOUT", "1")
         .output()
         .unwrap();
-    let _ = holder.kill();
-    let _ = holder.wait();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    drop(holder);
+    let err = refused(&args, &out);
     assert!(
-        stderr(&out).contains("refusing to start win11: another libvirt hook has held"),
-        "{}",
-        stderr(&out)
+        err.contains("refusing to start win11: another libvirt hook has held"),
+        "{err}"
     );
     // Refused before anything was stopped.
     assert_eq!(host.calls(), Vec::<String>::new());
     assert!(host.exists(&format!("units/{DM}")));
-}
-
-/// Holds an exclusive flock on `path` in a child process until it is killed.
-fn hold_lock(path: &Path) -> std::process::Child {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new("flock")
-        .arg(path)
-        .args(["-c", "echo locked; exec sleep 60"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("flock (util-linux) is needed for this test");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "locked\n");
-    child
 }
