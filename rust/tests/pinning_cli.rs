@@ -51,91 +51,91 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `vfio-helper pinning --vm-cpus` for the VM config `vm` (JSON), no topology.
+fn vm_cpus(vm: &str) -> Output {
+    vm_cpus_with(vm, |_| vec![])
+}
+
+/// `vfio-helper pinning --vm-cpus` for `vm` on the [`smt_host`].
+fn vm_cpus_on_smt_host(vm: &str) -> Output {
+    vm_cpus_with(vm, |dir| vec![("--topology", smt_host(dir))])
+}
+
+/// `vfio-helper pinning --vm-cpus` for `vm`, checked against the config of
+/// one `other` VM.
+fn vm_cpus_beside(vm: &str, other: &str) -> Output {
+    vm_cpus_with(vm, |dir| vec![("--other", write(dir, "other.json", other))])
+}
+
+/// `vfio-helper pinning --config <vm> <option file…> --vm-cpus`, with `vm`
+/// and the option files (made by `files`) in a temporary directory.
+fn vm_cpus_with(vm: &str, files: impl FnOnce(&Path) -> Vec<(&'static str, PathBuf)>) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = write(dir.path(), "vm.json", vm);
+    let files = files(dir.path());
+    let mut args = vec!["pinning", "--config", path(&vm)];
+    for (option, file) in &files {
+        args.extend([*option, path(file)]);
+    }
+    args.push("--vm-cpus");
+    run(&args)
+}
+
+/// Asserts that the command succeeded printing exactly `list`.
+#[track_caller]
+fn assert_lists(out: &Output, list: &str) {
+    assert!(out.status.success(), "{}", stderr(out));
+    assert_eq!(stdout(out), list);
+}
+
+/// Asserts that the command failed without printing a list; returns stderr.
+#[track_caller]
+fn refused(out: &Output) -> String {
+    assert!(!out.status.success());
+    assert_eq!(stdout(out), "");
+    stderr(out)
+}
+
 #[test]
 fn contiguous_map_prints_the_range_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let vm = write(
-        dir.path(),
-        "vm.json",
+    let out = vm_cpus(
         r#"{"name":"win11","vcpus":12,"cpu":{"cores":6,"threads":2,"pinning":{"startCpu":4}}}"#,
     );
-    let out = run(&["pinning", "--config", path(&vm), "--vm-cpus"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "4-15\n");
+    assert_lists(&out, "4-15\n");
     // Warnings (here: no topology given) go to stderr, never into the list.
     assert!(stderr(&out).contains("discover --nix"), "{}", stderr(&out));
 }
 
 #[test]
 fn start_cpu_zero_starts_at_cpu_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let vm = write(
-        dir.path(),
-        "vm.json",
-        r#"{"name":"w","vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":0}}}"#,
-    );
-    let out = run(&["pinning", "--config", path(&vm), "--vm-cpus"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "1-4\n");
+    let out =
+        vm_cpus(r#"{"name":"w","vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":0}}}"#);
+    assert_lists(&out, "1-4\n");
 }
 
 #[test]
 fn topology_map_owns_whole_cores() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = smt_host(dir.path());
-    let vm = write(
-        dir.path(),
-        "vm.json",
+    let out = vm_cpus_on_smt_host(
         r#"{"name":"w","vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":1}}}"#,
     );
-    let out = run(&[
-        "pinning",
-        "--config",
-        path(&vm),
-        "--topology",
-        path(&host),
-        "--vm-cpus",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
     // Core 0 (CPUs 0 and 4) stays with the host; cores 1 and 2 go to the guest.
-    assert_eq!(stdout(&out), "1-2,5-6\n");
+    assert_lists(&out, "1-2,5-6\n");
 }
 
 #[test]
 fn idle_siblings_belong_to_the_vm() {
     // threads = 1 on an SMT host: each vCPU gets a whole core, and the idle
     // sibling must be isolated from the host too.
-    let dir = tempfile::tempdir().unwrap();
-    let host = smt_host(dir.path());
-    let vm = write(
-        dir.path(),
-        "vm.json",
+    let out = vm_cpus_on_smt_host(
         r#"{"name":"w","vcpus":2,"cpu":{"cores":2,"threads":1,"pinning":{"startCpu":1}}}"#,
     );
-    let out = run(&[
-        "pinning",
-        "--config",
-        path(&vm),
-        "--topology",
-        path(&host),
-        "--vm-cpus",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "1-2,5-6\n");
+    assert_lists(&out, "1-2,5-6\n");
 }
 
 #[test]
 fn unpinned_vm_is_an_error_naming_the_option() {
-    let dir = tempfile::tempdir().unwrap();
-    let vm = write(
-        dir.path(),
-        "vm.json",
-        r#"{"name":"w","cpu":{"pinning":{"enable":false}}}"#,
-    );
-    let out = run(&["pinning", "--config", path(&vm), "--vm-cpus"]);
-    assert!(!out.status.success());
-    assert_eq!(stdout(&out), "");
-    let err = stderr(&out);
+    let out = vm_cpus(r#"{"name":"w","cpu":{"pinning":{"enable":false}}}"#);
+    let err = refused(&out);
     assert!(err.contains("cpu.pinning.enable = false"), "{err}");
     assert!(
         err.contains("virtualisation.vms.w.cpu.pinning.enable"),
@@ -143,30 +143,16 @@ fn unpinned_vm_is_an_error_naming_the_option() {
     );
 }
 
+/// VM `b`: autostarted, pinned from host CPU 6.
+const AUTOSTARTED_B: &str = r#"{"name":"b","autostart":true,"vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":6}}}"#;
+
 #[test]
 fn overlap_with_an_autostarted_vm_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = write(
-        dir.path(),
-        "a.json",
+    let out = vm_cpus_beside(
         r#"{"name":"a","autostart":true,"vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":4}}}"#,
+        AUTOSTARTED_B,
     );
-    let b = write(
-        dir.path(),
-        "b.json",
-        r#"{"name":"b","autostart":true,"vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":6}}}"#,
-    );
-    let out = run(&[
-        "pinning",
-        "--config",
-        path(&a),
-        "--other",
-        path(&b),
-        "--vm-cpus",
-    ]);
-    assert!(!out.status.success());
-    assert_eq!(stdout(&out), "");
-    let err = stderr(&out);
+    let err = refused(&out);
     assert!(
         err.contains("`a`") && err.contains("`b`") && err.contains("6-7"),
         "{err}"
@@ -175,27 +161,11 @@ fn overlap_with_an_autostarted_vm_fails() {
 
 #[test]
 fn overlap_without_autostart_is_a_warning() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = write(
-        dir.path(),
-        "a.json",
+    let out = vm_cpus_beside(
         r#"{"name":"a","vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":4}}}"#,
+        AUTOSTARTED_B,
     );
-    let b = write(
-        dir.path(),
-        "b.json",
-        r#"{"name":"b","autostart":true,"vcpus":4,"cpu":{"cores":2,"threads":2,"pinning":{"startCpu":6}}}"#,
-    );
-    let out = run(&[
-        "pinning",
-        "--config",
-        path(&a),
-        "--other",
-        path(&b),
-        "--vm-cpus",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "4-7\n");
+    assert_lists(&out, "4-7\n");
     assert!(
         stderr(&out).contains("warning: VMs `a` and `b` are pinned to the same host CPUs 6-7"),
         "{}",

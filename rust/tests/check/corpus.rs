@@ -87,25 +87,32 @@ fn rule_entries() -> Vec<(String, PathBuf, String)> {
     entries
 }
 
+/// Runs `check --format json <path>`: fine when it exits 1 with a finding
+/// for which `hit` holds; otherwise its exit status and findings.
+fn check_finds(
+    path: &Path,
+    hit: impl Fn(&serde_json::Value) -> bool,
+) -> Result<(), (Option<i32>, serde_json::Value)> {
+    let out = helper(&["check", "--format", "json", &path.to_string_lossy()]);
+    let doc = json(&out);
+    let found = doc["findings"].as_array().unwrap().iter().any(hit);
+    if out.status.code() == Some(1) && found {
+        Ok(())
+    } else {
+        Err((out.status.code(), doc["findings"].clone()))
+    }
+}
+
 #[test]
 fn every_corpus_entry_produces_its_rule_and_message() {
     let entries = rule_entries();
     assert!(entries.len() >= 25, "only {} corpus entries", entries.len());
     let mut failures = Vec::new();
     for (rule, path, expected) in &entries {
-        let out = helper(&["check", "--format", "json", &path.to_string_lossy()]);
-        let doc = json(&out);
-        let hit = doc["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["rule"] == rule.as_str() && says(f, expected));
-        if out.status.code() != Some(1) || !hit {
-            failures.push(format!(
-                "{rule}: status {:?}, findings {}",
-                out.status.code(),
-                doc["findings"]
-            ));
+        if let Err((status, findings)) =
+            check_finds(path, |f| f["rule"] == rule.as_str() && says(f, expected))
+        {
+            failures.push(format!("{rule}: status {status:?}, findings {findings}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -158,18 +165,9 @@ fn check_finds_the_module_assertions_of_the_bad_input_corpus() {
             continue;
         }
         checked += 1;
-        let out = helper(&["check", "--format", "json", &path.to_string_lossy()]);
-        let doc = json(&out);
-        let hit = doc["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| says(f, expected));
-        if out.status.code() != Some(1) || !hit {
+        if let Err((status, findings)) = check_finds(path, |f| says(f, expected)) {
             failures.push(format!(
-                "{name}: status {:?}, expected `{expected}`, findings {}",
-                out.status.code(),
-                doc["findings"]
+                "{name}: status {status:?}, expected `{expected}`, findings {findings}"
             ));
         }
     }

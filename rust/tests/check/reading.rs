@@ -199,14 +199,17 @@ fn topology_flag_checks_pins() {
     let out = helper(&["check", &file.to_string_lossy()]);
     assert_eq!(out.status.code(), Some(0));
     let topo = repo().join("checks/check-corpus/topology-8c16t.json");
-    let out = helper(&[
-        "check",
-        "--format",
-        "json",
-        "--topology",
-        &topo.to_string_lossy(),
-        &file.to_string_lossy(),
-    ]);
+    let check_on_topology = || {
+        helper(&[
+            "check",
+            "--format",
+            "json",
+            "--topology",
+            &topo.to_string_lossy(),
+            &file.to_string_lossy(),
+        ])
+    };
+    let out = check_on_topology();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -217,14 +220,7 @@ fn topology_flag_checks_pins() {
         "{\n  virtualisation.vms.win11 = { vcpus = 12; cpu = { cores = 6; threads = 2; pinning.startCpu = 4; }; };\n}\n",
     )
     .unwrap();
-    let out = helper(&[
-        "check",
-        "--format",
-        "json",
-        "--topology",
-        &topo.to_string_lossy(),
-        &file.to_string_lossy(),
-    ]);
+    let out = check_on_topology();
     assert_eq!(out.status.code(), Some(1));
     let doc = json(&out);
     assert_eq!(doc["findings"][0]["rule"], "vm-pinning-past-host");

@@ -220,6 +220,12 @@ impl SyncRun {
     pub fn assert_says(&self, text: &str) {
         assert!(self.stdout.contains(text), "{}", self.stdout);
     }
+
+    /// Asserts that sync exited with `code`, showing its output if not.
+    #[track_caller]
+    pub fn assert_exit(&self, code: i32) {
+        assert_eq!(self.code, code, "{}{}", self.stdout, self.stderr);
+    }
 }
 
 /// The helper under test: `VFIO_HELPER_BIN` when set (to run these tests

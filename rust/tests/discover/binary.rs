@@ -10,7 +10,7 @@ use vfio_helper::discover::DiscoverReport;
 use vfio_helper::nixedit;
 use vfio_helper::topology::HostTopology;
 
-use crate::{bin, run};
+use crate::{bin, discover_bin, run, stdout_of};
 
 fn run_bin(args: &[&str]) -> (i32, String, String) {
     let out = bin().args(args).output().unwrap();
@@ -108,32 +108,43 @@ fn nix_output_parses_and_evaluates_shape() {
             "builtins.toJSON ((import {}) {{ }}).modules.vfio.hostTopology",
             file.display()
         );
-        let out = Command::new("nix-instantiate")
-            .args(["--eval", "--strict", "--json", "--expr", &expr])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let s: String = serde_json::from_slice(&out.stdout).unwrap();
+        let s: String = serde_json::from_slice(&nix_eval(&expr)).unwrap();
         let topo: HostTopology = serde_json::from_str(&s).unwrap();
         let direct = run(&fixtures::turing_rtx2080ti()).topology;
         assert_eq!(topo, direct);
         // The boot GPU (the iGPU) evaluates as the string the option takes.
         let expr = format!("((import {}) {{ }}).modules.vfio.bootGpu", file.display());
-        let out = Command::new("nix-instantiate")
-            .args(["--eval", "--strict", "--json", "--expr", &expr])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        assert_eq!(
+            String::from_utf8_lossy(&nix_eval(&expr)),
+            "\"0000:00:02.0\""
         );
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "\"0000:00:02.0\"");
     }
+}
+
+/// `nix-instantiate --eval --strict --json --expr <expr>`, which must
+/// succeed; its stdout.
+fn nix_eval(expr: &str) -> Vec<u8> {
+    stdout_of(
+        Command::new("nix-instantiate").args(["--eval", "--strict", "--json", "--expr", expr]),
+    )
+}
+
+/// `vfio-helper discover --write <file> --vm win11` on the AM5 desktop
+/// fixture (written into `dir`): the exit code and stderr.
+fn write_into(dir: &Path, file: &Path) -> (i32, String) {
+    let (sys, proc) = write_fixture(&fixtures::am5_rtx4080(), dir);
+    let (code, _, err) = run_bin(&[
+        "discover",
+        "--sysfs-root",
+        &sys,
+        "--proc-root",
+        &proc,
+        "--write",
+        &file.display().to_string(),
+        "--vm",
+        "win11",
+    ]);
+    (code, err)
 }
 
 const HOST_FILE: &str = r#"{ config, pkgs, ... }:
@@ -153,21 +164,9 @@ const HOST_FILE: &str = r#"{ config, pkgs, ... }:
 #[test]
 fn write_round_trip_changes_only_gpu_options() {
     let dir = tempfile::tempdir().unwrap();
-    let (sys, proc) = write_fixture(&fixtures::am5_rtx4080(), dir.path());
     let file = dir.path().join("host.nix");
     std::fs::write(&file, HOST_FILE).unwrap();
-    let f = file.display().to_string();
-    let (code, _, err) = run_bin(&[
-        "discover",
-        "--sysfs-root",
-        &sys,
-        "--proc-root",
-        &proc,
-        "--write",
-        &f,
-        "--vm",
-        "win11",
-    ]);
+    let (code, err) = write_into(dir.path(), &file);
     assert_eq!(code, 0, "{err}");
     let new = std::fs::read_to_string(&file).unwrap();
     assert!(new.contains("# Gaming VM") && new.contains("# MiB") && new.contains("# placeholder"));
@@ -194,22 +193,10 @@ fn write_round_trip_changes_only_gpu_options() {
 #[test]
 fn write_refusal_leaves_file_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
-    let (sys, proc) = write_fixture(&fixtures::am5_rtx4080(), dir.path());
     let file = dir.path().join("host.nix");
     let src = "{ lib, ... }:\n{\n  virtualisation.vms.win11.gpu = lib.mkIf true { enable = true; }; # keep\n}\n";
     std::fs::write(&file, src).unwrap();
-    let f = file.display().to_string();
-    let (code, _, err) = run_bin(&[
-        "discover",
-        "--sysfs-root",
-        &sys,
-        "--proc-root",
-        &proc,
-        "--write",
-        &f,
-        "--vm",
-        "win11",
-    ]);
+    let (code, err) = write_into(dir.path(), &file);
     assert_ne!(code, 0);
     assert!(err.contains("not a literal attribute set"), "{err}");
     assert!(
@@ -223,7 +210,6 @@ fn write_refusal_leaves_file_byte_identical() {
 fn write_through_a_symlink_keeps_the_symlink_mode_and_owner() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = tempfile::tempdir().unwrap();
-    let (sys, proc) = write_fixture(&fixtures::am5_rtx4080(), dir.path());
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     let real = repo.join("desktop.nix");
@@ -232,17 +218,7 @@ fn write_through_a_symlink_keeps_the_symlink_mode_and_owner() {
     let link = dir.path().join("configuration.nix");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     let before = std::fs::metadata(&real).unwrap();
-    let (code, _, err) = run_bin(&[
-        "discover",
-        "--sysfs-root",
-        &sys,
-        "--proc-root",
-        &proc,
-        "--write",
-        &link.display().to_string(),
-        "--vm",
-        "win11",
-    ]);
+    let (code, err) = write_into(dir.path(), &link);
     assert_eq!(code, 0, "{err}");
     assert!(std::fs::symlink_metadata(&link)
         .unwrap()
@@ -268,21 +244,10 @@ fn write_through_a_symlink_keeps_the_symlink_mode_and_owner() {
 fn the_documented_example_is_the_real_nix_output() {
     let dir = tempfile::tempdir().unwrap();
     let (sys, proc_root) = fixtures::am5_rtx4080().write(dir.path()).unwrap();
-    let out = bin()
-        .args(["discover", "--nix", "--sysfs-root"])
-        .arg(&sys)
-        .arg("--proc-root")
-        .arg(&proc_root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let nix = discover_bin("--nix", &sys, &proc_root);
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/vfio-hardware.nix");
-    let generated = String::from_utf8(out.stdout).unwrap();
+    let generated = String::from_utf8(nix).unwrap();
     if std::env::var_os("UPDATE_EXAMPLE").is_some_and(|v| v == "1") {
         std::fs::write(&example, &generated).unwrap();
     }

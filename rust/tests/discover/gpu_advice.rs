@@ -2,13 +2,25 @@
 //! GPU, and single-GPU hosts.
 
 use vfio_helper::discover::fixtures;
-use vfio_helper::discover::{discover, render, FindingCode, Options, Severity};
+use vfio_helper::discover::{discover, render, DiscoverReport, FindingCode, Options, Severity};
 use vfio_helper::nixedit;
 
 use crate::{gpu, run};
 
 const POLARIS_WARNING: &str = "GPU 0000:02:00.0 [1002:67df] is an AMD Polaris 10 (RX 470, 480, 570, 580, 590) with the AMD reset bug: it cannot be reset after a VM used it";
 const POLARIS_HELP: &str = "modules.vfio loads vendor-reset for it (modules.vfio.vendorReset.enable, on by default for this card); without it a second VM start hangs until the host reboots";
+
+/// The report on the two-GPU host with `--gpu` choosing its AMD Polaris card
+/// (0000:02:00.0, the boot GPU) instead of the NVIDIA one.
+fn polaris_chosen() -> DiscoverReport {
+    let dir = tempfile::tempdir().unwrap();
+    let (sys, proc) = fixtures::two_gpus_one_group().write(dir.path()).unwrap();
+    let opts = Options {
+        gpu: Some("0000:02:00.0".into()),
+        ..Options::default()
+    };
+    discover(&sys, &proc, &opts).unwrap()
+}
 
 #[test]
 fn an_amd_card_with_the_reset_bug_is_named_everywhere() {
@@ -73,13 +85,7 @@ fn an_amd_card_with_the_reset_bug_is_named_everywhere() {
     // Passed through, the Nix file says so too; the NVIDIA card's does not.
     let nix = render::nix_file(&r, "win11");
     assert!(!nix.contains("AMD reset bug"), "{nix}");
-    let dir = tempfile::tempdir().unwrap();
-    let (sys, proc) = fixtures::two_gpus_one_group().write(dir.path()).unwrap();
-    let opts = Options {
-        gpu: Some("0000:02:00.0".into()),
-        ..Options::default()
-    };
-    let r = discover(&sys, &proc, &opts).unwrap();
+    let r = polaris_chosen();
     let nix = render::nix_file(&r, "win11");
     assert!(
         nix.contains("# AMD reset bug: 0000:02:00.0 [1002:67df] is an AMD Polaris 10 (RX 470, 480, 570, 580, 590): it cannot be reset after a VM used it;\n#   modules.vfio loads vendor-reset for it (modules.vfio.vendorReset.enable, on by default for this card).\n"),
@@ -154,13 +160,7 @@ fn a_single_gpu_host_is_told_to_use_the_single_gpu_hook() {
     );
     // Two GPUs, the boot one chosen: the other one becomes primary, or
     // the binding is dynamic (the module refuses a static boot GPU).
-    let dir = tempfile::tempdir().unwrap();
-    let (sys, proc) = fixtures::two_gpus_one_group().write(dir.path()).unwrap();
-    let opts = Options {
-        gpu: Some("0000:02:00.0".into()),
-        ..Options::default()
-    };
-    let r = discover(&sys, &proc, &opts).unwrap();
+    let r = polaris_chosen();
     let f = r
         .findings
         .iter()

@@ -13,6 +13,7 @@ mod report;
 mod topology;
 mod usb;
 
+use std::path::Path;
 use std::process::Command;
 
 use vfio_helper::discover::fixtures::Host;
@@ -35,4 +36,27 @@ fn gpu<'a>(r: &'a DiscoverReport, addr: &str) -> &'a vfio_helper::discover::GpuR
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
+}
+
+/// `vfio-helper discover <form> --sysfs-root <sys> --proc-root <proc>`, which
+/// must succeed; its stdout.
+fn discover_bin(form: &str, sys: &Path, proc: &Path) -> Vec<u8> {
+    stdout_of(
+        bin()
+            .args(["discover", form, "--sysfs-root"])
+            .arg(sys)
+            .arg("--proc-root")
+            .arg(proc),
+    )
+}
+
+/// Runs `cmd`, which must succeed; its stdout.
+fn stdout_of(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }

@@ -7,7 +7,7 @@ use vfio_helper::discover::fixtures;
 use vfio_helper::discover::render;
 use vfio_helper::topology::CoreKind;
 
-use crate::{bin, run, siblings};
+use crate::{discover_bin, run, siblings};
 
 #[test]
 fn ryzen_5950x_siblings_and_two_l3_domains() {
@@ -140,19 +140,8 @@ fn avic_is_read_from_the_kvm_module_parameter() {
             };
             std::fs::write(p.join(file), format!("{value}\n")).unwrap();
         }
-        let out = bin()
-            .args(["discover", "--json", "--sysfs-root"])
-            .arg(&sys)
-            .arg("--proc-root")
-            .arg(&proc_root)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let json = discover_bin("--json", &sys, &proc_root);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         v["topology"]["avic"].clone()
     };
     assert_eq!(avic_of(Some(("kvm_amd", "1"))), serde_json::json!(true));

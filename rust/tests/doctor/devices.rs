@@ -4,14 +4,13 @@
 //! checks through the binary.
 
 use std::path::Path;
-use std::process::Command;
 
 use vfio_helper::config::VmConfig;
 use vfio_helper::diagnostics::Severity;
 use vfio_helper::discover::fixtures::{self, Host};
 use vfio_helper::doctor::{self, Mode, Report, VmFacts};
 
-use crate::{am5_isolated, check, defined, fixture, run, virsh_available, vm, AM5_VM};
+use crate::{am5_isolated, check, defined, fixture, json_checks, run, virsh_available, vm, AM5_VM};
 
 /// Every check named `name`.
 fn checks<'a>(r: &'a Report, name: &str) -> Vec<&'a doctor::Check> {
@@ -441,23 +440,12 @@ fn binary_reports_device_checks_in_json() {
     );
     let config = fx.roots.dev.join("../vm.json");
     std::fs::write(&config, &cfg).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
-        .args([
-            "doctor",
-            "--format",
-            "json",
-            "--manifest",
-            "/nonexistent/m.json",
-        ])
+    let out = fx
+        .doctor()
+        .args(["--format", "json", "--manifest", "/nonexistent/m.json"])
         .arg("--config")
         .arg(&config)
         .args(["--connect", "test:///default"])
-        .arg("--sysfs-root")
-        .arg(&fx.roots.sysfs)
-        .arg("--proc-root")
-        .arg(&fx.roots.proc)
-        .arg("--dev-root")
-        .arg(&fx.roots.dev)
         .arg("--etc-root")
         .arg(&fx.roots.etc)
         .arg("--firmware-dir")
@@ -466,23 +454,17 @@ fn binary_reports_device_checks_in_json() {
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let checks = doc["reports"][0]["checks"].as_array().unwrap();
-    let get = |name: &str| checks.iter().find(|c| c["check"] == name).unwrap().clone();
+    let get = json_checks(&doc);
     assert_eq!(get("usb-device")["verdict"], "ok", "{doc:#}");
     assert_eq!(get("pci-device")["verdict"], "ok", "{doc:#}");
     assert_eq!(get("device-group")["verdict"], "ok", "{doc:#}");
     // The human table names them too.
-    let out = Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
-        .args(["doctor", "--manifest", "/nonexistent/m.json"])
+    let out = fx
+        .doctor()
+        .args(["--manifest", "/nonexistent/m.json"])
         .arg("--config")
         .arg(&config)
         .args(["--connect", "test:///default"])
-        .arg("--sysfs-root")
-        .arg(&fx.roots.sysfs)
-        .arg("--proc-root")
-        .arg(&fx.roots.proc)
-        .arg("--dev-root")
-        .arg(&fx.roots.dev)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -9,7 +9,9 @@ use std::process::Command;
 use vfio_helper::diagnostics::Severity;
 use vfio_helper::doctor::{self, LibvirtError, LibvirtFacts, NetworkFacts, VmFacts};
 
-use crate::{am5_isolated, check, defined, fixture, run, run_with, virsh_available, vm, AM5_VM};
+use crate::{
+    am5_isolated, check, defined, fixture, json_checks, run, run_with, virsh_available, vm, AM5_VM,
+};
 
 #[test]
 fn libvirt_unreachable_or_vm_undefined_fails() {
@@ -160,12 +162,7 @@ fn definition_synced_by_sync_is_the_declared_one() {
         .replace("<name>win11</name>", &format!("<name>{NAME}</name>"));
     let xml_path = dir.join("domain.xml");
     std::fs::write(&xml_path, &xml).unwrap();
-    let manifest = dir.join("manifest.json");
-    std::fs::write(
-        &manifest,
-        serde_json::json!({"version":1,"uri":"qemu:///system","domains":[{"name":NAME,"xml":xml_path}]}).to_string(),
-    )
-    .unwrap();
+    let manifest = fx.manifest("qemu:///system", NAME, &xml_path);
     let sync = Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
         .args(["sync", "--manifest"])
         .arg(&manifest)
@@ -177,20 +174,13 @@ fn definition_synced_by_sync_is_the_declared_one() {
         String::from_utf8_lossy(&sync.stderr)
     );
     let doctor_json = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
-            .args(["doctor", NAME, "--format", "json", "--manifest"])
+        let out = fx
+            .doctor()
+            .args([NAME, "--format", "json", "--manifest"])
             .arg(&manifest)
-            .arg("--sysfs-root")
-            .arg(&fx.roots.sysfs)
-            .arg("--proc-root")
-            .arg(&fx.roots.proc)
-            .arg("--dev-root")
-            .arg(&fx.roots.dev)
             .output()
             .unwrap();
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let checks = doc["reports"][0]["checks"].as_array().unwrap().clone();
-        move |name: &str| checks.iter().find(|c| c["check"] == name).unwrap().clone()
+        json_checks(&serde_json::from_slice(&out.stdout).unwrap())
     };
     let get = doctor_json();
     assert_eq!(get("defined")["verdict"], "ok");

@@ -158,6 +158,33 @@ impl Fixture {
         std::fs::write(d.join("refcnt"), format!("{refcnt}\n")).unwrap();
     }
 
+    /// `vfio-helper doctor` on this fixture's sysfs, proc and dev trees (the
+    /// caller adds the rest of the command line).
+    fn doctor(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vfio-helper"));
+        cmd.arg("doctor")
+            .arg("--sysfs-root")
+            .arg(&self.roots.sysfs)
+            .arg("--proc-root")
+            .arg(&self.roots.proc)
+            .arg("--dev-root")
+            .arg(&self.roots.dev);
+        cmd
+    }
+
+    /// Writes, next to the fixture's trees, a manifest declaring the one
+    /// domain `name` from `xml` on `uri`; returns its path.
+    fn manifest(&self, uri: &str, name: &str, xml: &Path) -> PathBuf {
+        let manifest = self.roots.dev.with_file_name("manifest.json");
+        std::fs::write(
+            &manifest,
+            serde_json::json!({"version":1,"uri":uri,"domains":[{"name":name,"xml":xml}]})
+                .to_string(),
+        )
+        .unwrap();
+        manifest
+    }
+
     fn process(&self, pid: u32, comm: &str) {
         let d = self.roots.proc.join(pid.to_string());
         std::fs::create_dir_all(&d).unwrap();
@@ -203,6 +230,12 @@ fn run_with(
         .with_firmware(&fx.firmware)
         .with_networks(networks);
     doctor::diagnose(&input)
+}
+
+/// The checks of the first report in `doctor --format json` output, by name.
+fn json_checks(doc: &serde_json::Value) -> impl Fn(&str) -> serde_json::Value {
+    let checks = doc["reports"][0]["checks"].as_array().unwrap().clone();
+    move |name: &str| checks.iter().find(|c| c["check"] == name).unwrap().clone()
 }
 
 fn check<'a>(r: &'a Report, name: &str) -> &'a doctor::Check {

@@ -12,8 +12,8 @@ use vfio_helper::doctor::{self, Input, LibvirtFacts, VmFacts};
 use vfio_helper::sync::{self, LiveDomain};
 
 use crate::{
-    am5_isolated, check, defined, firmware_dir, fixture, good_network, run, virsh_available, vm,
-    AM5_VM, QEMU_PLAIN, QEMU_SECURE,
+    am5_isolated, check, defined, firmware_dir, fixture, good_network, json_checks, run,
+    virsh_available, vm, AM5_VM, QEMU_PLAIN, QEMU_SECURE,
 };
 
 #[test]
@@ -245,13 +245,7 @@ fn binary_end_to_end_with_the_test_driver() {
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(1), "{doc:#}");
-    let fw = doc["reports"][0]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "firmware")
-        .unwrap()
-        .clone();
+    let fw = json_checks(&doc)("firmware");
     assert_eq!(fw["verdict"], "fail");
     assert!(
         fw["detail"]
@@ -294,28 +288,15 @@ fn doctor_reads_the_manifest() {
         "virsh is needed for `doctor` (libvirt client tools)"
     );
     let fx = fixture(&am5_isolated());
-    let dir = fx.roots.dev.parent().unwrap().to_path_buf();
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/win11.xml");
-    let manifest = dir.join("manifest.json");
-    std::fs::write(
-        &manifest,
-        serde_json::json!({"version":1,"uri":"test:///default","domains":[{"name":"win11","xml":golden}]}).to_string(),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vfio-helper"))
-        .args(["doctor", "win11", "--format", "json", "--manifest"])
+    let manifest = fx.manifest("test:///default", "win11", &golden);
+    let out = fx
+        .doctor()
+        .args(["win11", "--format", "json", "--manifest"])
         .arg(&manifest)
-        .arg("--sysfs-root")
-        .arg(&fx.roots.sysfs)
-        .arg("--proc-root")
-        .arg(&fx.roots.proc)
-        .arg("--dev-root")
-        .arg(&fx.roots.dev)
         .output()
         .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let checks = doc["reports"][0]["checks"].as_array().unwrap().clone();
-    let get = |name: &str| checks.iter().find(|c| c["check"] == name).unwrap().clone();
+    let get = json_checks(&serde_json::from_slice(&out.stdout).unwrap());
     // win11 (32 GiB of 1 GiB pages, not defined in the test driver).
     assert!(get("hugepages")["detail"]
         .as_str()

@@ -1,6 +1,7 @@
 //! A command that fails leaves no output file behind, nor half of one:
 //! `discover --nix -o`, `discover --write`, `domain`, `check`.
 
+use std::path::Path;
 use std::process::Command;
 
 use vfio_helper::discover::fixtures;
@@ -15,18 +16,23 @@ fn helper() -> Command {
 fn failed_commands_leave_no_output_file() {
     let dir = tempfile::tempdir().unwrap();
     let (sys, proc) = fixtures::am5_rtx4080().write(dir.path()).unwrap();
+    // `discover <args…> <file>` on the fixture host.
+    let discover = |args: &[&str], file: &Path| {
+        helper()
+            .arg("discover")
+            .args(args)
+            .arg(file)
+            .arg("--sysfs-root")
+            .arg(&sys)
+            .arg("--proc-root")
+            .arg(&proc)
+            .output()
+            .unwrap()
+    };
 
     // discover --nix -o FILE with a GPU that does not exist: no file at all.
     let out_file = dir.path().join("gpu.nix");
-    let out = helper()
-        .args(["discover", "--nix", "--gpu", "0000:99:00.0", "-o"])
-        .arg(&out_file)
-        .arg("--sysfs-root")
-        .arg(&sys)
-        .arg("--proc-root")
-        .arg(&proc)
-        .output()
-        .unwrap();
+    let out = discover(&["--nix", "--gpu", "0000:99:00.0", "-o"], &out_file);
     assert_ne!(out.status.code(), Some(0));
     assert!(
         !out_file.exists(),
@@ -44,15 +50,7 @@ fn failed_commands_leave_no_output_file() {
     let host_file = dir.path().join("host.nix");
     let original = "{ lib, ... }: {\n  virtualisation.vms.win11 = lib.mkIf true { };\n}\n";
     std::fs::write(&host_file, original).unwrap();
-    let out = helper()
-        .args(["discover", "--vm", "win11", "--write"])
-        .arg(&host_file)
-        .arg("--sysfs-root")
-        .arg(&sys)
-        .arg("--proc-root")
-        .arg(&proc)
-        .output()
-        .unwrap();
+    let out = discover(&["--vm", "win11", "--write"], &host_file);
     assert_ne!(
         out.status.code(),
         Some(0),

@@ -316,6 +316,43 @@ fn every_accepted_config_renders_schema_valid_xml() {
     }
 }
 
+/// `src` with the `len` bytes from `at` (moved back to a character
+/// boundary) replaced by `insert`.
+fn mutate(src: &str, at: prop::sample::Index, len: usize, insert: &str) -> String {
+    let mut cut = at.index(src.len() + 1);
+    while !src.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let end = (cut + len).min(src.len());
+    format!("{}{}{}", &src[..cut], insert, &src[end..])
+}
+
+/// A small AMD VM whose escape hatch `option` holds `fragment`.
+fn with_fragment(option: &str, fragment: &str) -> VmConfig {
+    VmConfig::from_json(
+        &json!({
+            "name": "m", "cpu": {"vendor": "amd"}, option: fragment
+        })
+        .to_string(),
+    )
+    .unwrap()
+}
+
+/// Fails unless `xml`, rendered from the `mutated` fragment, is well-formed
+/// and its size stays linear in the fragment.
+fn well_formed_and_linear(xml: &str, mutated: &str) -> Result<(), TestCaseError> {
+    prop_assert!(xml.len() < 20_000 + 40 * mutated.len());
+    let mut reader = quick_xml::Reader::from_str(xml);
+    reader.config_mut().enable_all_checks(true);
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(TestCaseError::fail(format!("{e}: {mutated:?}"))),
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -329,25 +366,9 @@ proptest! {
         insert in "[<>/&;'\"=!\\-\\[\\]a-z0-9 \\x00-\\x08]{0,6}",
         repeat in 1usize..40,
     ) {
-        let src = EXTRA_XML[pick].repeat(repeat);
-        let mut cut = at.index(src.len() + 1);
-        while !src.is_char_boundary(cut) { cut -= 1; }
-        let end = (cut + len).min(src.len());
-        let mutated = format!("{}{}{}", &src[..cut], insert, &src[end..]);
-        let cfg = VmConfig::from_json(&json!({
-            "name": "m", "cpu": {"vendor": "amd"}, "extraDevicesXml": mutated
-        }).to_string()).unwrap();
-        if let Ok(xml) = domain::render(&cfg, None) {
-            prop_assert!(xml.len() < 20_000 + 40 * mutated.len());
-            let mut reader = quick_xml::Reader::from_str(&xml);
-            reader.config_mut().enable_all_checks(true);
-            loop {
-                match reader.read_event() {
-                    Ok(quick_xml::events::Event::Eof) => break,
-                    Ok(_) => {}
-                    Err(e) => return Err(TestCaseError::fail(format!("{e}: {mutated:?}"))),
-                }
-            }
+        let mutated = mutate(&EXTRA_XML[pick].repeat(repeat), at, len, &insert);
+        if let Ok(xml) = domain::render(&with_fragment("extraDevicesXml", &mutated), None) {
+            well_formed_and_linear(&xml, &mutated)?;
         }
     }
 }
@@ -383,27 +404,9 @@ proptest! {
         repeat in 1usize..4,
     ) {
         let (option, seed) = PARENT_XML[pick];
-        let src = seed.repeat(repeat);
-        let mut cut = at.index(src.len() + 1);
-        while !src.is_char_boundary(cut) { cut -= 1; }
-        let end = (cut + len).min(src.len());
-        let mutated = format!("{}{}{}", &src[..cut], insert, &src[end..]);
-        let cfg = VmConfig::from_json(&json!({
-            "name": "m", "cpu": {"vendor": "amd"}, option: mutated
-        }).to_string()).unwrap();
-        match domain::render(&cfg, None) {
-            Ok(xml) => {
-                prop_assert!(xml.len() < 20_000 + 40 * mutated.len());
-                let mut reader = quick_xml::Reader::from_str(&xml);
-                reader.config_mut().enable_all_checks(true);
-                loop {
-                    match reader.read_event() {
-                        Ok(quick_xml::events::Event::Eof) => break,
-                        Ok(_) => {}
-                        Err(e) => return Err(TestCaseError::fail(format!("{e}: {mutated:?}"))),
-                    }
-                }
-            }
+        let mutated = mutate(&seed.repeat(repeat), at, len, &insert);
+        match domain::render(&with_fragment(option, &mutated), None) {
+            Ok(xml) => well_formed_and_linear(&xml, &mutated)?,
             Err(e) => {
                 let text = format!("{e} {}", miette::Diagnostic::help(&e).map(|h| h.to_string()).unwrap_or_default());
                 prop_assert!(text.contains(option), "{option}: {text}");
