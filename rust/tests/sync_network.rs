@@ -114,7 +114,7 @@ fn a_listed_network_is_autostarted_and_started_and_never_redefined() {
     let manifest = dir.path().join("manifest.json");
     write_manifest_with_networks(&manifest, URI, &[], &[net]);
     let run = run_sync(&manifest, &["--dry-run"]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(0);
     run.assert_says(&format!("network {net}: enable autostart"));
     assert_eq!(
         net_state(net),
@@ -123,7 +123,7 @@ fn a_listed_network_is_autostarted_and_started_and_never_redefined() {
     );
 
     let run = run_sync(&manifest, &[]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(0);
     assert_eq!(
         run.stdout,
         format!("network {net}: enable autostart\nnetwork {net}: start\n")
@@ -136,7 +136,7 @@ fn a_listed_network_is_autostarted_and_started_and_never_redefined() {
     );
 
     let run = run_sync(&manifest, &[]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(0);
     assert_eq!(run.stdout, format!("network {net}: unchanged\n"));
 }
 
@@ -150,7 +150,7 @@ fn a_missing_default_network_is_defined_from_libvirts_stock_and_started() {
     let manifest = dir.path().join("manifest.json");
     write_manifest_with_networks(&manifest, URI, &[], &["default"]);
     let run = run_sync(&manifest, &[]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(0);
     run.assert_says("network default: define libvirt's stock NAT network");
     run.assert_says("network default: enable autostart");
     run.assert_says("network default: start");
@@ -186,7 +186,7 @@ fn a_missing_default_network_is_defined_from_libvirts_stock_and_started() {
         &["default"],
     );
     let run = run_sync(&manifest, &[]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(0);
     run.assert_says("network default: unchanged");
     virsh_ok(&["start", "--domain", name]);
     assert_eq!(domain_state(name), "running");

@@ -83,7 +83,7 @@ fn a_rename_with_a_fixed_uuid_works_in_one_run_and_keeps_nvram_and_tpm_state() {
     std::fs::write(&xml_a, uefi_tpm_xml(a, FIXED)).unwrap();
     write_manifest(&manifest, URI, &[entry(a, &xml_a, true)]);
     let run = run_sync(&manifest, &[]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(0);
     boot_once(a);
     let nvram = std::fs::read(nvram_of(a)).expect("libvirt created the NVRAM at the first start");
     let tpm_dir = tpm_dir_of(FIXED);
@@ -104,7 +104,7 @@ fn a_rename_with_a_fixed_uuid_works_in_one_run_and_keeps_nvram_and_tpm_state() {
         &[entry(b, &xml_b, true), entry(a, &xml_new_a, false)],
     );
     let run = run_sync(&manifest, &[]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(0);
     run.assert_says(&format!("{b}: rename from `{a}`"));
     run.assert_says(&format!(
         "{b}: NVRAM moved: {} → {}",
@@ -143,7 +143,7 @@ fn a_rename_with_a_fixed_uuid_works_in_one_run_and_keeps_nvram_and_tpm_state() {
 
     // Nothing left to do.
     let run = run_sync(&manifest, &[]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(0);
     assert_eq!(run.stdout, format!("{a}: unchanged\n{b}: unchanged\n"));
 }
 
@@ -166,7 +166,7 @@ fn the_longest_accepted_name_is_stored_and_started_and_a_longer_one_refused() {
     std::fs::write(&xml, uefi_tpm_xml(&longest, &uuid)).unwrap();
     write_manifest(&manifest, URI, &[entry(&longest, &xml, false)]);
     let run = run_sync(&manifest, &[]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(0);
     // Started with NVRAM (`<name>_VARS.fd`, written as `…_VARS.fd.new`)
     // and TPM (`<name>-swtpm.log`).
     virsh_ok(&["start", "--domain", &uuid]);
@@ -182,7 +182,7 @@ fn the_longest_accepted_name_is_stored_and_started_and_a_longer_one_refused() {
     .unwrap();
     write_manifest(&manifest, URI, &[entry(&too_long, &xml2, false)]);
     let run = run_sync(&manifest, &[]);
-    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(2);
     assert!(run.stderr.contains("domains[0].name"), "{}", run.stderr);
     assert!(run.stderr.contains("at most 240 bytes"), "{}", run.stderr);
     assert!(!domain_exists(&too_long));

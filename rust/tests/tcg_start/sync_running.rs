@@ -31,7 +31,7 @@ fn sync_redefines_a_running_domain_without_restarting_it() {
     };
     write_manifest(&manifest, URI, &[entry]);
     let run = run_sync(&manifest, &[]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(0);
     start_domain(name).unwrap();
     let pid = qemu_pid(name);
     assert!(
@@ -43,7 +43,7 @@ fn sync_redefines_a_running_domain_without_restarting_it() {
     // Change the declaration while it runs.
     std::fs::write(&xml, small_domain_xml(name, 2, None, None)).unwrap();
     let run = run_sync(&manifest, &[]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    run.assert_exit(0);
     assert!(
         run.stdout.contains(&format!(
             "{name} is running; the new definition applies at its next start"
