@@ -400,8 +400,9 @@ in
     ];
   };
 
+  # Only the first two are accepted.
   testIsolatedCpusFormat = {
-    expr = map (l: (builtins.tryEval (builtins.deepSeq (static { modules.vfio.isolatedCpus = l; }).modules.vfio.isolatedCpus true)).success) [
+    expr = lib.filter (l: (builtins.tryEval (builtins.deepSeq (static { modules.vfio.isolatedCpus = l; }).modules.vfio.isolatedCpus true)).success) [
       "4-15"
       "1,3,5-7"
       "4-15,"
@@ -410,12 +411,8 @@ in
       ""
     ];
     expected = [
-      true
-      true
-      false
-      false
-      false
-      false
+      "4-15"
+      "1,3,5-7"
     ];
   };
 

@@ -163,9 +163,8 @@ in
           type = (builtins.readDir (dirOf path)).${baseNameOf path};
         in
         pkg.src.filter path type;
-    in
-    {
-      expr = map has [
+      # What the build and the tests read ...
+      kept = [
         "rust/Cargo.toml"
         "rust/src/lib.rs"
         "checks/options.json"
@@ -173,26 +172,22 @@ in
         "modules/hooks/gpu-detach.sh"
         "checks/bad-inputs"
         "hosts/example/default.nix"
+      ];
+      # ... and what they do not.
+      leftOut = [
         "README.md"
         "flake.nix"
         "modules/vms/options.nix"
         "docs"
         "checks/gen-options-doc.nix"
       ];
-      expected = [
-        true
-        true
-        true
-        true
-        true
-        true
-        true
-        false
-        false
-        false
-        false
-        false
-      ];
+    in
+    {
+      expr = lib.partition has (kept ++ leftOut);
+      expected = {
+        right = kept;
+        wrong = leftOut;
+      };
     };
 
   testTemplateHasAFlake = {

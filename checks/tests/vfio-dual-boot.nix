@@ -20,15 +20,6 @@ let
     (lib.recursiveUpdate f.guideVfio { modules.vfio.dualBoot.defaultMode = "vfio"; })
   ];
   vfioDefaultHost = vfioDefault.specialisation.host.configuration;
-
-  vfioParams = [
-    "intel_iommu=on"
-    "iommu=pt"
-    "vfio-pci.ids=10de:2782,10de:22bc"
-    "default_hugepagesz=1G"
-    "hugepagesz=1G"
-    "hugepages=32"
-  ];
 in
 {
   # --- defaultMode = "host" (the guide) ------------------------------------------
@@ -78,7 +69,7 @@ in
       softdep = lib.hasInfix "softdep nvidia pre: vfio-pci\n" guideVfio.boot.extraModprobeConfig;
     };
     expected = {
-      params = vfioParams;
+      params = f.staticIntelParams;
       initrd = [
         "vfio_pci"
         "vfio"
@@ -137,7 +128,7 @@ in
       specialisations = [ "host" ];
       defaultTags = [ "vfio" ];
       hostTags = [ "host" ];
-      defaultParams = vfioParams;
+      defaultParams = f.staticIntelParams;
       defaultEnable = true;
       hostEnable = false;
     };

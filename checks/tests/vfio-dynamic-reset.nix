@@ -12,19 +12,31 @@ let
 
   # --- the AMD reset bug ---
 
+  # A VM `name` passing `gpu`, without Looking Glass.
+  gpuVm = name: gpu: {
+    virtualisation.vms.${name} = {
+      inherit gpu;
+      lookingGlass.enable = false;
+    };
+  };
+
+  # An AMD host with modules.vfio and `vm`, with `modules` added.
+  amdHost =
+    vm: modules:
+    host (
+      [ f.amd ]
+      ++ modules
+      ++ [
+        vm
+        { modules.vfio.enable = true; }
+      ]
+    );
+
+  rx580 = gpuVm "rx580" f.gpuRx580;
+
   # An RX 580 (Polaris 10, in vendor-reset's list) passed statically, on a
   # 6.12 kernel whose package set has vendor-reset.
-  polaris = host [
-    f.amd
-    (f.kernelWithVendorReset "6.12.0")
-    {
-      virtualisation.vms.rx580 = {
-        gpu = f.gpuRx580;
-        lookingGlass.enable = false;
-      };
-      modules.vfio.enable = true;
-    }
-  ];
+  polaris = amdHost rx580 [ (f.kernelWithVendorReset "6.12.0") ];
 
   polarisRule = ''
     ACTION=="add", SUBSYSTEM=="pci", ATTR{vendor}=="0x1002", ATTR{device}=="0x67df", RUN+="${f.stubPkgs.bash}/bin/bash -c '${f.stubPkgs.kmod}/bin/modprobe vendor-reset && echo device_specific > /sys$env{DEVPATH}/reset_method'"
@@ -149,17 +161,9 @@ in
   testAcknowledgedResetBugDoesNotWarn = {
     expr =
       let
-        cfg = host [
-          f.amd
+        cfg = amdHost rx580 [
           (f.kernelWithVendorReset "6.12.0")
-          {
-            virtualisation.vms.rx580 = {
-              gpu = f.gpuRx580;
-              lookingGlass.enable = false;
-            };
-            modules.vfio.enable = true;
-            modules.vfio.vendorReset.enable = true;
-          }
+          { modules.vfio.vendorReset.enable = true; }
         ];
       in
       {
@@ -175,17 +179,7 @@ in
   testResetBugWithVendorResetOffWarns = {
     expr =
       let
-        cfg = host [
-          f.amd
-          {
-            virtualisation.vms.rx580 = {
-              gpu = f.gpuRx580;
-              lookingGlass.enable = false;
-            };
-            modules.vfio.enable = true;
-            modules.vfio.vendorReset.enable = false;
-          }
-        ];
+        cfg = amdHost rx580 [ { modules.vfio.vendorReset.enable = false; } ];
       in
       {
         warnings = resetWarnings cfg;
@@ -209,17 +203,7 @@ in
   testNoResetMethodRuleBefore515 = {
     expr =
       let
-        cfg = host [
-          f.amd
-          (f.kernelWithVendorReset "5.10.200")
-          {
-            virtualisation.vms.rx580 = {
-              gpu = f.gpuRx580;
-              lookingGlass.enable = false;
-            };
-            modules.vfio.enable = true;
-          }
-        ];
+        cfg = amdHost rx580 [ (f.kernelWithVendorReset "5.10.200") ];
       in
       {
         udev = cfg.services.udev.extraRules;
@@ -241,16 +225,7 @@ in
           warnings = resetWarnings cfg;
         })
         [
-          (host [
-            f.amd
-            {
-              virtualisation.vms.rx6800 = {
-                gpu = f.gpuRx6800;
-                lookingGlass.enable = false;
-              };
-              modules.vfio.enable = true;
-            }
-          ])
+          (amdHost (gpuVm "rx6800" f.gpuRx6800) [ ])
           staticIntel
         ];
     expected = [
@@ -275,11 +250,8 @@ in
         cfg = host [
           f.intel
           (f.kernelWithVendorReset "6.12.0")
-          {
-            virtualisation.vms.win11 = f.win11;
-            modules.vfio.enable = true;
-            modules.vfio.gpuPciIds = [ "1002:687f" ];
-          }
+          f.win11Vfio
+          { modules.vfio.gpuPciIds = [ "1002:687f" ]; }
         ];
       in
       {
@@ -298,19 +270,9 @@ in
   testResetBugWithTheHook = {
     expr =
       let
-        cfg = host [
-          f.amd
+        cfg = amdHost rx580 [
           (f.kernelWithVendorReset "6.12.0")
-          {
-            virtualisation.vms.rx580 = {
-              gpu = f.gpuRx580;
-              lookingGlass.enable = false;
-            };
-            modules.vfio = {
-              enable = true;
-              primaryMode = false;
-            };
-          }
+          { modules.vfio.primaryMode = false; }
         ];
       in
       {
@@ -326,12 +288,7 @@ in
   testNoVendorResetWithoutIsolation = {
     expr = f.isolationOf (host [
       (f.kernelWithVendorReset "6.12.0")
-      {
-        virtualisation.vms.rx580 = {
-          gpu = f.gpuRx580;
-          lookingGlass.enable = false;
-        };
-      }
+      rx580
     ]);
     expected = f.nothingIsolated;
   };

@@ -45,28 +45,31 @@ rec {
     audioAddress = "0000:03:00.1";
   };
 
-  # The stub kernel package set with vendor-reset, as nixpkgs' linuxPackages
-  # has it (pkgs/os-specific/linux/vendor-reset); `version` picks the kernel.
+  # The stub kernel package set with kernel `version` and the `extra`
+  # packages, extensible as NixOS's boot.kernelPackages needs.
   stubPkgs = import ../stub-pkgs.nix { inherit lib; };
+  kernelOf = version: extra: {
+    boot.kernelPackages = stubPkgs.linuxPackages.extend (
+      _: super:
+      extra
+      // {
+        kernel =
+          let
+            k = super.kernel // {
+              inherit version;
+              modDirVersion = version;
+              override = _: k;
+            };
+          in
+          k;
+      }
+    );
+  };
+
+  # ... with vendor-reset, as nixpkgs' linuxPackages has it
+  # (pkgs/os-specific/linux/vendor-reset).
   vendorResetPackage = stubPkgs.runCommand "vendor-reset" { } "";
-  kernelWithVendorReset =
-    version:
-    {
-      boot.kernelPackages = stubPkgs.linuxPackages.extend (
-        _: super: {
-          vendor-reset = vendorResetPackage;
-          kernel =
-            let
-              k = super.kernel // {
-                inherit version;
-                modDirVersion = version;
-                override = _: k;
-              };
-            in
-            k;
-        }
-      );
-    };
+  kernelWithVendorReset = version: kernelOf version { vendor-reset = vendorResetPackage; };
 
   # The guide's VM ("2. Define Your VM").
   win11 = {
@@ -177,14 +180,27 @@ rec {
     packages = [ ];
   };
 
+  # The guide's VM with modules.vfio enabled (no host topology).
+  win11Vfio = {
+    virtualisation.vms.win11 = win11;
+    modules.vfio.enable = true;
+  };
+
   # The guide's VM with modules.vfio on an Intel host: its GPU bound to
   # vfio-pci at boot (static, primaryMode = true) ...
   staticIntel = host [
     intel
-    {
-      virtualisation.vms.win11 = win11;
-      modules.vfio.enable = true;
-    }
+    win11Vfio
+  ];
+
+  # ... on the kernel command line, ...
+  staticIntelParams = [
+    "intel_iommu=on"
+    "iommu=pt"
+    "vfio-pci.ids=10de:2782,10de:22bc"
+    "default_hugepagesz=1G"
+    "hugepagesz=1G"
+    "hugepages=32"
   ];
 
   # ... and only while the VM runs (dynamic, primaryMode = false).
@@ -204,4 +220,41 @@ rec {
   kvmOptions = ''
     options kvm ignore_msrs=1 report_ignored_msrs=0
   '';
+
+  # The GPU drivers (NVIDIA's, and those of the 2080 Ti's extra functions)
+  # wait for vfio-pci to claim the passed cards first.
+  nvidiaSoftdeps = ''
+    softdep nvidia pre: vfio-pci
+    softdep nouveau pre: vfio-pci
+    softdep snd_hda_intel pre: vfio-pci
+    softdep xhci_pci pre: vfio-pci
+    softdep i2c_nvidia_gpu pre: vfio-pci
+  '';
+
+  # A VM's default CPU pinning.
+  defaultPinning = {
+    enable = true;
+    startCpu = 4;
+    prefer = "auto";
+    numaNode = null;
+  };
+
+  # The defaults of a VM's classic fixes and tuning options (the top-level
+  # ones of its JSON).
+  tuningDefaults = {
+    spice = {
+      listen = "address";
+      port = null;
+    };
+    hideHypervisor = false;
+    hyperv = {
+      xmmInput = false;
+      tlbflushExtended = false;
+      panic = false;
+    };
+    spareRootPorts = 4;
+    extraCpuXml = "";
+    extraFeaturesXml = "";
+    extraOsXml = "";
+  };
 }

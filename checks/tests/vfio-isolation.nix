@@ -6,7 +6,7 @@
 { lib, evalHost }:
 let
   f = import ./vfio-fixtures.nix { inherit lib evalHost; };
-  inherit (f) host failedMessages staticIntel dynamic kvmOptions;
+  inherit (f) host failedMessages staticIntel dynamic kvmOptions nvidiaSoftdeps;
 
   twoGpus = host [
     f.amd
@@ -21,44 +21,15 @@ let
     }
   ];
 
-  # A 6.1 kernel package set, extensible as NixOS's boot.kernelPackages needs.
-  kernel61 = {
-    boot.kernelPackages = (import ../stub-pkgs.nix { inherit lib; }).linuxPackages.extend (
-      _: super: {
-        kernel =
-          let
-            k = super.kernel // {
-              version = "6.1.55";
-              modDirVersion = "6.1.55";
-              override = _: k;
-            };
-          in
-          k;
-      }
-    );
-  };
-
-  softdeps = ''
-    softdep nvidia pre: vfio-pci
-    softdep nouveau pre: vfio-pci
-    softdep snd_hda_intel pre: vfio-pci
-    softdep xhci_pci pre: vfio-pci
-    softdep i2c_nvidia_gpu pre: vfio-pci
-  '';
+  # A 6.1 kernel package set.
+  kernel61 = f.kernelOf "6.1.55" { };
 in
 {
   # --- static (primaryMode = true) -------------------------------------------
 
   testStaticKernelParams = {
     expr = staticIntel.boot.kernelParams;
-    expected = [
-      "intel_iommu=on"
-      "iommu=pt"
-      "vfio-pci.ids=10de:2782,10de:22bc"
-      "default_hugepagesz=1G"
-      "hugepagesz=1G"
-      "hugepages=32"
-    ];
+    expected = f.staticIntelParams;
   };
 
   testStaticInitrdModules = {
@@ -74,10 +45,7 @@ in
     expr =
       (host [
         { boot.initrd.kernelModules = [ "nvidia" ]; }
-        {
-          virtualisation.vms.win11 = f.win11;
-          modules.vfio.enable = true;
-        }
+        f.win11Vfio
       ]).boot.initrd.kernelModules;
     expected = [
       "vfio_pci"
@@ -90,7 +58,7 @@ in
   testStaticSoftdeps = {
     expr = staticIntel.boot.extraModprobeConfig;
     # types.lines joins the definitions with a newline.
-    expected = kvmOptions + "\n" + softdeps;
+    expected = kvmOptions + "\n" + nvidiaSoftdeps;
   };
 
   testKvmIgnoresUnknownMsrsInEveryVfioEntry = {
@@ -126,11 +94,8 @@ in
   testBlacklistCanBeTurnedOff = {
     expr =
       (host [
-        {
-          virtualisation.vms.win11 = f.win11;
-          modules.vfio.enable = true;
-          modules.vfio.blacklistNvidia = false;
-        }
+        f.win11Vfio
+        { modules.vfio.blacklistNvidia = false; }
       ]).boot.blacklistedKernelModules;
     expected = [ ];
   };
@@ -145,11 +110,8 @@ in
   testVfioNodePermissionsForNonRootQemu = {
     expr =
       (host [
-        {
-          virtualisation.vms.win11 = f.win11;
-          modules.vfio.enable = true;
-          virtualisation.libvirtd.qemu.runAsRoot = false;
-        }
+        f.win11Vfio
+        { virtualisation.libvirtd.qemu.runAsRoot = false; }
       ]).services.udev.extraRules;
     expected = ''
       SUBSYSTEM=="vfio", GROUP="kvm", MODE="0660"
@@ -186,11 +148,8 @@ in
     expr =
       let
         cfg = host [
-          {
-            virtualisation.vms.win11 = f.win11;
-            modules.vfio.enable = true;
-            modules.vfio.gpuPciIds = [ "10de:1ad6" ];
-          }
+          f.win11Vfio
+          { modules.vfio.gpuPciIds = [ "10de:1ad6" ]; }
         ];
       in
       {
@@ -229,11 +188,8 @@ in
     expr =
       lib.elem "intel_iommu=on"
         (host [
-          {
-            virtualisation.vms.win11 = f.win11;
-            modules.vfio.enable = true;
-            modules.vfio.cpuVendor = lib.mkForce null;
-          }
+          f.win11Vfio
+          { modules.vfio.cpuVendor = lib.mkForce null; }
         ]).boot.kernelParams;
     expected = true;
   };
@@ -243,10 +199,7 @@ in
       old =
         (host [
           kernel61
-          {
-            virtualisation.vms.win11 = f.win11;
-            modules.vfio.enable = true;
-          }
+          f.win11Vfio
         ]).boot.initrd.kernelModules;
       new = staticIntel.boot.initrd.kernelModules;
     };
@@ -330,9 +283,8 @@ in
     expr =
       lib.any (lib.hasInfix "no pdpe1gb flag")
         (host [
+          f.win11Vfio
           {
-            virtualisation.vms.win11 = f.win11;
-            modules.vfio.enable = true;
             modules.vfio.hostTopology = {
               vendor = "intel";
               pdpe1gb = false;

@@ -209,17 +209,8 @@ in
     expected = {
       packages = [ stub.kvmfr.name ];
       kernelModules = [ "kvmfr" ];
-      extraModprobeConfig = ''
-        options kvmfr static_size_mb=64
-
-        options kvm ignore_msrs=1 report_ignored_msrs=0
-
-        softdep nvidia pre: vfio-pci
-        softdep nouveau pre: vfio-pci
-        softdep snd_hda_intel pre: vfio-pci
-        softdep xhci_pci pre: vfio-pci
-        softdep i2c_nvidia_gpu pre: vfio-pci
-      '';
+      # types.lines joins the definitions with a newline.
+      extraModprobeConfig = "options kvmfr static_size_mb=64\n\n" + f.kvmOptions + "\n" + f.nvidiaSoftdeps;
     };
   };
 
@@ -357,12 +348,7 @@ in
   testShmWithoutModuleWarns = {
     expr =
       lib.any (lib.hasInfix "modules.vfio.lookingGlass.enable = false")
-        (host [
-          {
-            virtualisation.vms.win11 = f.win11;
-            modules.vfio.enable = true;
-          }
-        ]).warnings;
+        (host [ f.win11Vfio ]).warnings;
     expected = true;
   };
 

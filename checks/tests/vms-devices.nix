@@ -4,12 +4,7 @@
 { lib, evalHost }:
 let
   f = import ./vfio-fixtures.nix { inherit lib evalHost; };
-  inherit (f)
-    host
-    failedMessages
-    oneVm
-    jsonOf
-    ;
+  inherit (f) host failedMessages oneVm jsonOf;
 
   # Whether the VM's JSON evaluates (option types are checked when it is).
   evaluates = vm: (builtins.tryEval (builtins.deepSeq (jsonOf (oneVm "w" vm) "w") true)).success;
@@ -47,6 +42,18 @@ let
     ];
     usb.controllers = [ "0000:0a:00.3" ];
   };
+
+  # What modules.vfio binds of the guide's GPU and the NVMe drive.
+  gpuAndNvmeIds = [
+    "10de:2782"
+    "10de:22bc"
+    "144d:a80a"
+  ];
+  gpuAndNvmeAddresses = [
+    "0000:01:00.0"
+    "0000:01:00.1"
+    "0000:04:00.0"
+  ];
 
   hookDevices =
     cfg: builtins.match ".*VFIO_GPU_DEVICES='([^']*)'.*" cfg.virtualisation.libvirtd.hooks.qemu.vfio-gpu-detach.text;
@@ -399,15 +406,9 @@ in
       };
     expected = {
       # Only the entries that name their ID are bound by ID at boot.
-      gpuPciIds = [
-        "10de:2782"
-        "10de:22bc"
-        "144d:a80a"
-      ];
-      gpuPciAddresses = [
-        "0000:01:00.0"
-        "0000:01:00.1"
-        "0000:04:00.0"
+      gpuPciIds = gpuAndNvmeIds;
+      # The NIC and the USB controller by address only.
+      gpuPciAddresses = gpuAndNvmeAddresses ++ [
         "0000:05:00.0"
         "0000:0a:00.3"
       ];
@@ -448,16 +449,8 @@ in
         inherit (cfg.modules.vfio) gpuPciIds gpuPciAddresses;
       };
     expected = {
-      gpuPciIds = [
-        "10de:2782"
-        "10de:22bc"
-        "144d:a80a"
-      ];
-      gpuPciAddresses = [
-        "0000:01:00.0"
-        "0000:01:00.1"
-        "0000:04:00.0"
-      ];
+      gpuPciIds = gpuAndNvmeIds;
+      gpuPciAddresses = gpuAndNvmeAddresses;
     };
   };
 }

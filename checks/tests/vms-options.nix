@@ -62,7 +62,7 @@ in
 
   testMinimalVmDefaults = {
     expr = jsonOf (oneVm "x" { }) "x";
-    expected = {
+    expected = f.tuningDefaults // {
       name = "x";
       type = "windows-gaming";
       memory = 8192;
@@ -70,12 +70,7 @@ in
       cpu = {
         cores = 4;
         threads = 2;
-        pinning = {
-          enable = true;
-          startCpu = 4;
-          prefer = "auto";
-          numaNode = null;
-        };
+        pinning = f.defaultPinning;
         isolate = true;
         vendor = "amd";
         evmcs = false;
@@ -113,17 +108,6 @@ in
         mac = null;
       };
       graphics = "spice";
-      spice = {
-        listen = "address";
-        port = null;
-      };
-      hideHypervisor = false;
-      hyperv = {
-        xmmInput = false;
-        tlbflushExtended = false;
-        panic = false;
-      };
-      spareRootPorts = 4;
       lookingGlass = {
         enable = false;
         size = 128;
@@ -151,9 +135,6 @@ in
       };
       pci.devices = [ ];
       extraDevicesXml = "";
-      extraCpuXml = "";
-      extraFeaturesXml = "";
-      extraOsXml = "";
       qemuArgs = [ ];
     };
   };
@@ -314,17 +295,10 @@ in
     ];
   };
 
+  # Two VMs on the same kvmfr device, the host of the bad-input corpus: its
+  # one failed assertion.
   testSharedKvmfrDeviceFails = {
-    expr = failedMessages (evalHost {
-      virtualisation.vms.a.lookingGlass = {
-        enable = true;
-        backend = "kvmfr";
-      };
-      virtualisation.vms.b.lookingGlass = {
-        enable = true;
-        backend = "kvmfr";
-      };
-    });
+    expr = failedMessages (evalHost ../bad-inputs/vm-shared-kvmfr.nix);
     expected = [
       "virtualisation.vms: /dev/kvmfr0 is used by a and b; give each VM its own lookingGlass.kvmfrIndex"
     ];

@@ -4,13 +4,7 @@
 { lib, evalHost }:
 let
   f = import ./vfio-fixtures.nix { inherit lib evalHost; };
-  inherit (f)
-    host
-    failedMessages
-    vmsOf
-    jsonOf
-    oneVm
-    ;
+  inherit (f) host failedMessages vmsOf jsonOf oneVm;
 
   example = evalHost ../../hosts/example;
 
@@ -50,21 +44,7 @@ in
         inherit (j.storage) io;
         inherit (j.hugepages) preallocThreads;
       };
-    expected = {
-      spice = {
-        listen = "address";
-        port = null;
-      };
-      hideHypervisor = false;
-      hyperv = {
-        xmmInput = false;
-        tlbflushExtended = false;
-        panic = false;
-      };
-      spareRootPorts = 4;
-      extraCpuXml = "";
-      extraFeaturesXml = "";
-      extraOsXml = "";
+    expected = f.tuningDefaults // {
       avic = null;
       maxPhysAddr = null;
       romBar = true;

@@ -54,12 +54,8 @@ in
       vcpus = 12;
       cores = 6;
       threads = 2;
-      pinning = {
-        enable = true;
-        startCpu = 4;
-        prefer = "auto";
-        numaNode = null;
-      };
+      # The guide writes the default pinning (enable, startCpu = 4).
+      pinning = f.defaultPinning;
       pciId = "10de:2782";
       audioPciId = "10de:22bc";
       address = "0000:01:00.0";
