@@ -53,30 +53,7 @@ impl VmModel<'_> {
 /// model does not have are not the rules' business.
 fn model_paths() -> &'static BTreeSet<String> {
     static PATHS: OnceLock<BTreeSet<String>> = OnceLock::new();
-    PATHS.get_or_init(|| {
-        fn leaves(prefix: &str, v: &Value, out: &mut BTreeSet<String>) {
-            match v {
-                Value::Object(m) => {
-                    for (k, v) in m {
-                        let p = if prefix.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{prefix}.{k}")
-                        };
-                        leaves(&p, v, out);
-                    }
-                }
-                _ => {
-                    out.insert(prefix.to_string());
-                }
-            }
-        }
-        let mut out = BTreeSet::new();
-        if let Ok(v) = serde_json::to_value(VmConfig::default()) {
-            leaves("", &v, &mut out);
-        }
-        out
-    })
+    PATHS.get_or_init(VmConfig::option_paths)
 }
 
 fn set(json: &mut Map<String, Value>, path: &str, value: Value) {

@@ -20,6 +20,8 @@ mod json;
 mod read;
 mod tuning;
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 pub use cpu::{Cpu, CpuVendor, Pinning, Prefer};
@@ -336,6 +338,33 @@ impl VmConfig {
     /// True when the disk is a block device (used raw), not an image file.
     pub fn disk_is_block_device(&self) -> bool {
         self.storage.disk.starts_with("/dev/")
+    }
+
+    /// The option paths of the model (`name`, `cpu.pinning.startCpu`, …):
+    /// the leaves of a default VM's JSON.
+    pub fn option_paths() -> BTreeSet<String> {
+        fn leaves(prefix: &str, v: &serde_json::Value, out: &mut BTreeSet<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        let p = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        leaves(&p, v, out);
+                    }
+                }
+                _ => {
+                    out.insert(prefix.to_string());
+                }
+            }
+        }
+        let mut out = BTreeSet::new();
+        if let Ok(v) = serde_json::to_value(VmConfig::default()) {
+            leaves("", &v, &mut out);
+        }
+        out
     }
 }
 
