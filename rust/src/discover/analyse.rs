@@ -68,7 +68,6 @@ pub(super) fn iommu_state(
     findings: &mut Vec<Finding>,
 ) -> (IommuState, Option<String>) {
     let intel_param = params.iter().any(|p| p == "intel_iommu=on");
-    // The state, and what is wrong with it: code, severity, message, fix.
     let (state, problem) = if groups.is_empty() {
         let how = match vendor {
             Some(CpuVendor::Intel) => "enable VT-d in the firmware setup and set `boot.kernelParams = [ \"intel_iommu=on\" \"iommu=pt\" ];`".to_string(),
@@ -80,31 +79,28 @@ pub(super) fn iommu_state(
         } else {
             how
         };
-        let problem = (
+        let problem = Finding::new(
             FindingCode::IommuOff,
             Severity::Error,
             "IOMMU is off: there are no IOMMU groups, so no device can be passed through",
-            how,
+            Some(how),
         );
         (IommuState::Off, Some(problem))
     } else if vendor == Some(CpuVendor::Intel) && !intel_param {
         let how = "add `boot.kernelParams = [ \"intel_iommu=on\" \"iommu=pt\" ];`: this kernel enables the IOMMU by default, another one may not".to_string();
-        let problem = (
+        let problem = Finding::new(
             FindingCode::IommuParameter,
             Severity::Warning,
             "IOMMU groups exist, but `intel_iommu=on` is not on the kernel command line",
-            how,
+            Some(how),
         );
         (IommuState::OnWithoutParameter, Some(problem))
     } else {
         (IommuState::On, None)
     };
     // The problem's fix is also the IOMMU's advice.
-    let advice = problem.as_ref().map(|(.., how)| how.clone());
-    findings
-        .extend(problem.map(|(code, severity, message, how)| {
-            Finding::new(code, severity, message, Some(how))
-        }));
+    let advice = problem.as_ref().and_then(|f| f.help.clone());
+    findings.extend(problem);
     if params.iter().any(|p| p.starts_with("pcie_acs_override=")) {
         findings.push(Finding::new(
             FindingCode::AcsOverride,
